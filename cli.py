@@ -1,0 +1,275 @@
+"""`twoclocks-probe`: a thin command line over the Python API (typer).
+
+Every command turns a :class:`twoclocks.TwoclocksError` into one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from twoclocks import TwoclocksError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Find out when a generative model learns a rule and when it memorizes: "
+                       "train on rule datasets, then probe the checkpoints.")
+
+
+def command(fn):
+    """Register a command whose TwoclocksErrors become a one-line message and exit code 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TwoclocksError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished work is saved; run the same command again to resume", err=True)
+            raise typer.Exit(130)
+    return app.command()(wrapper)
+
+
+RUN_DIR_ARG = typer.Argument(Path("."), help="Run directory (default: the current directory).")
+STEPS_OPT = typer.Option(None, "--steps", help="Checkpoints to use: all (default), last, '0,100,2000' or '100:5000'.")
+DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+FORCE_OPT = typer.Option(False, "--force", help="Recompute everything, discarding stored results of this probe.")
+
+
+@command
+def train(
+    run_dir: Path = typer.Argument(..., help="Directory of the run to create (or resume)."),
+    arch: Optional[str] = typer.Option(None, help="Architecture: dit (diffusion) or gpt (autoregressive). [default: dit]"),
+    rule: Optional[str] = typer.Option(None, help="Rule family, e.g. parity. [default: parity]"),
+    side: Optional[int] = typer.Option(None, help="Image side (images are side x side). [default: 6]"),
+    group: Optional[int] = typer.Option(None, help="Parity group size G (must divide side^2). [default: 3]"),
+    k: Optional[int] = typer.Option(None, "--k", help="K for the count rules (exact-k, row-k)."),
+    ks: Optional[str] = typer.Option(None, "--ks", help="Allowed counts for row-var-k / global-k, e.g. '2,3,4'."),
+    encoding: Optional[str] = typer.Option(None, help="binary (default for binary rules), scalar or onehot."),
+    n_train: Optional[int] = typer.Option(None, help="Number of unique train samples N. [default: 4096]"),
+    n_heldout: Optional[int] = typer.Option(None, help="Size of the held-out valid-novel split. [default: 4096]"),
+    n_noise: Optional[int] = typer.Option(None, help="Size of the fixed sampling bank. [default: 2048]"),
+    model: Optional[str] = typer.Option(None, help="Preset: tiny, nano, mini, S, B. [default: mini]"),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps in total. [default: 500000]"),
+    batch: Optional[int] = typer.Option(None, help="Batch size (drawn with replacement). [default: 256]"),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (constant). [default: dit 1e-4, gpt 3e-4]"),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (AdamW when > 0; gpt always AdamW, decaying matrices and embeddings). [default: dit 0, gpt 0.1]"),
+    saves_per_decade: Optional[int] = typer.Option(None, help="Checkpoints per factor of 10 in steps. [default: 20]"),
+    seed: Optional[int] = typer.Option(None, help="Seed for data, initialisation and training. [default: 0]"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda. [default: auto]"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its last saved state."),
+    force: bool = typer.Option(False, "--force", help="Delete the run in RUN_DIR and start over."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Train a model on a rule dataset, writing a run directory (config, data, checkpoints)."""
+    from twoclocks.training.train import train as train_run
+    overrides = {k_: v for k_, v in dict(arch=arch, rule=rule, side=side, group=group, encoding=encoding,
+                 n_train=n_train, n_heldout=n_heldout, n_noise=n_noise, model=model, steps=steps, batch=batch,
+                 lr=lr, weight_decay=weight_decay, saves_per_decade=saves_per_decade, seed=seed,
+                 device=device).items() if v is not None}
+    rule_params = {}
+    if k is not None:
+        rule_params["k"] = k
+    if ks is not None:
+        try:
+            rule_params["ks"] = [int(v) for v in ks.split(",")]
+        except ValueError:
+            raise TwoclocksError(f"--ks must be a comma-separated list of integers, got {ks!r}") from None
+    if rule_params:
+        overrides["rule_params"] = rule_params
+    if resume and force:
+        raise TwoclocksError("--resume and --force contradict each other; pick one")
+    train_run(run_dir, overrides, resume=resume, force=force, progress=not quiet)
+    typer.echo(f"trained: {run_dir}")
+
+
+@command
+def info(run_dir: Path = RUN_DIR_ARG):
+    """Summarize a run: config, splits, checkpoint steps and the probes present."""
+    from twoclocks.run import open_run
+    run = open_run(run_dir)
+    c = run.config
+    typer.echo(f"run        {run.path.resolve()}")
+    typer.echo(f"rule       {run.rule!r}  |valid| = {run.rule.valid_set_size}  encoding = {c.encoding}")
+    typer.echo(f"model      {c.arch} {c.model} (depth {c.depth}, hidden {c.hidden}, heads {c.heads})")
+    typer.echo(f"training   {c.steps} steps, batch {c.batch}, lr {c.lr}, weight decay {c.weight_decay}, seed {c.seed}")
+    sizes = {s: int(run.data.sizes[f'{s}_index']) for s in ("train", "heldout", "hypercube")}
+    typer.echo("splits     " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + f", bank {run.n_seeds} seeds")
+    st = run.steps
+    typer.echo(f"checkpoints {len(st)}" + (f": {st[0]} .. {st[-1]}" if st else ""))
+    probes = sorted(p.name for p in (run.path / "probes").glob("*.zarr")) if (run.path / "probes").is_dir() else []
+    typer.echo(f"probes     {', '.join(probes) if probes else 'none'}")
+    assumed = [k for k, v in run.meta.get("status", {}).items() if v == "assumed"]
+    typer.echo(f"assumed    {', '.join(assumed)}")
+
+
+DEMO_CONFIG = dict(side=4, group=2, n_train=64, n_heldout=512, n_hypercube=512, n_noise=1024, model="tiny",
+                   batch=128, lr=1e-3, steps=8000, saves_per_decade=12, device="cpu")
+
+
+@command
+def demo(
+    out_dir: Path = typer.Argument(Path("twoclocks-demo"), help="Where the demo run goes."),
+    arch: str = typer.Option("dit", help="dit or gpt."),
+    steps: Optional[int] = typer.Option(None, help=f"Training steps. [default: {DEMO_CONFIG['steps']}]"),
+):
+    """Train a tiny model on a small parity task on the CPU, probe it, and print what it found.
+
+    Re-running continues where it stopped (training and probes are resumable)."""
+    from twoclocks.demo import run_demo
+    run_demo(out_dir, arch=arch, steps=steps)
+
+
+@command
+def ce(
+    run_dir: Path = RUN_DIR_ARG,
+    steps: Optional[str] = STEPS_OPT,
+    n: int = typer.Option(1024, "--n", help="Sequences per split (a fixed subset drawn from the run seed)."),
+    device: str = DEVICE_OPT,
+    force: bool = FORCE_OPT,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """GPT runs: per-position next-token cross-entropy on train / heldout / hypercube -> probes/ce.zarr."""
+    from twoclocks.probes.ce import ce_probe, summarize
+    ds = ce_probe(run_dir, steps=steps, n=n, device=device, force=force, progress=not quiet)
+    typer.echo(f"wrote {Path(run_dir) / 'probes' / 'ce.zarr'} ({ds.sizes['step']} steps)")
+    typer.echo(summarize(ds))
+
+
+@command
+def samples(
+    run_dir: Path = RUN_DIR_ARG,
+    steps: Optional[str] = STEPS_OPT,
+    eps: str = typer.Option("0.01,0.05,0.1,0.2,0.5", "--eps", help="Quantization thresholds for invalid_frac."),
+    eps_state: float = typer.Option(0.1, "--eps-state", help="A sample is in state invalid_value when q(x) > this."),
+    denoiser: Optional[str] = typer.Option(None, "--denoiser", help="A reference instead of checkpoints: "
+                                           "ideal-rule, ideal-cube or memorize (-> samples-DENOISER.zarr)."),
+    device: str = DEVICE_OPT,
+    force: bool = FORCE_OPT,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr."""
+    from twoclocks.probes.samples import run_samples, summary_lines
+    ds = run_samples(run_dir, steps=steps, denoiser=denoiser, eps=eps, eps_state=eps_state, device=device,
+                     force=force, progress=not quiet)
+    name = "samples" + (f"-{denoiser}" if denoiser else "")
+    typer.echo(f"wrote {Path(run_dir) / 'probes' / (name + '.zarr')} ({ds.sizes['step']} steps)")
+    typer.echo("\n".join(summary_lines(ds)))
+
+
+@command
+def clocks(
+    run_dirs: List[Path] = typer.Argument(..., help="Run directories (each with probes/samples.zarr)."),
+    k: int = typer.Option(3, "--k", help="Consecutive evaluations a threshold must hold for."),
+    acc_threshold: float = typer.Option(0.9, "--acc-threshold", help="Sample accuracy threshold of tau_rule."),
+    mem_threshold: float = typer.Option(0.1, "--mem-threshold", help="Sample memorization threshold of tau_mem."),
+    mem_adaptive: bool = typer.Option(False, "--mem-adaptive", help="Threshold b + t (1 - b) above the "
+                                      "uniform-valid baseline b = N/|valid| (t = --mem-threshold)."),
+    pool: Optional[str] = typer.Option(None, "--pool", help="Config fields to pool over in the tau_mem ~ N "
+                                       "fits, e.g. 'group'."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the clocks Dataset to FILE.zarr."),
+):
+    """tau_rule, tau_mem and the innovation window per run; tau_mem = c N^alpha across runs."""
+    from twoclocks.probes.clocks import compute_clocks, format_clocks_table
+    pools = tuple(p.strip() for p in pool.split(",") if p.strip()) if pool else ()
+    ds = compute_clocks([str(d) for d in run_dirs], k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
+                        mem_adaptive=mem_adaptive, pool=pools, out=out)
+    typer.echo(format_clocks_table(ds))
+    if out is not None:
+        typer.echo(f"wrote {out}")
+
+
+@command
+def markov(
+    run_dir: Path = RUN_DIR_ARG,
+    windows: Optional[str] = typer.Option(None, "--windows", help="Step ranges, e.g. '0:1000,1000:5000' "
+                                          "[default: before tau_rule, the window, after tau_mem]."),
+    k: int = typer.Option(3, "--k", help="Clocks for the default windows: consecutive evaluations."),
+    mem_adaptive: bool = typer.Option(False, "--mem-adaptive", help="Clocks for the default windows: "
+                                      "adaptive memorization threshold."),
+):
+    """Transitions between the per-sample states of consecutive checkpoints -> probes/markov.zarr."""
+    from twoclocks.probes.markov import compute_markov, format_markov
+    ds = compute_markov(run_dir, windows=windows, k=k, mem_adaptive=mem_adaptive)
+    typer.echo(f"wrote {Path(run_dir) / 'probes' / 'markov.zarr'} ({ds.sizes['step_pair']} step pairs)")
+    typer.echo(format_markov(ds))
+
+
+ANCHOR_OPT = typer.Option(None, "--anchor", help="One anchor: a train sample index (0..N-1).")
+ANCHORS_OPT = typer.Option(None, "--anchors", help="Anchors as a range or list: '0:64' (python range), '3,5,17'.")
+N_ANCHORS_OPT = typer.Option(None, "--n-anchors", help="The first n train samples (a uniform random subset: the "
+                             "train set is stored in draw order).")
+SIGMA_OPT = typer.Option(None, "--sigma", help="Noise levels, comma-separated or repeated: '0.2,0.5,1,2'. "
+                         "[default: 0.2,0.5,1,2]")
+LANDSCAPE_DENOISER_OPT = typer.Option(None, "--denoiser", help="A reference instead of checkpoints: ideal-rule, "
+                                      "ideal-cube or memorize (-> NAME-DENOISER.zarr).")
+
+
+@command
+def plane(
+    run_dir: Path = RUN_DIR_ARG,
+    anchor: Optional[int] = ANCHOR_OPT,
+    anchors: Optional[str] = ANCHORS_OPT,
+    n_anchors: Optional[int] = N_ANCHORS_OPT,
+    sigma: Optional[List[str]] = SIGMA_OPT,
+    grid: int = typer.Option(81, "--grid", help="Grid points per axis."),
+    extent: float = typer.Option(2.0, "--extent", help="The grid spans -extent..extent on both plane axes "
+                                 "(vertices at distance sqrt(2) = 1.41 from the face centre)."),
+    steps: Optional[str] = STEPS_OPT,
+    denoiser: Optional[str] = LANDSCAPE_DENOISER_OPT,
+    device: str = DEVICE_OPT,
+    force: bool = FORCE_OPT,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Denoiser vector field on the plane of a hypercube face through a train sample -> probes/plane.zarr."""
+    from twoclocks.landscape.geometry import parse_anchors, parse_sigmas
+    from twoclocks.landscape.plane import PLANE_SIGMAS, plane_summary, run_plane
+    from twoclocks.run import open_run
+    run = open_run(run_dir)
+    chosen = parse_anchors(len(run.cells("train")), anchor, anchors, n_anchors, default_n=1)
+    ds = run_plane(run, chosen, parse_sigmas(sigma, PLANE_SIGMAS), steps=steps, denoiser=denoiser, grid=grid,
+                   extent=extent, device=device, force=force, progress=not quiet)
+    name = "plane" + (f"-{denoiser}" if denoiser else "")
+    typer.echo(f"wrote {run.probe_path(name)} ({dict(ds.sizes)})")
+    typer.echo(plane_summary(ds))
+
+
+@command
+def basin(
+    run_dir: Path = RUN_DIR_ARG,
+    anchor: Optional[int] = ANCHOR_OPT,
+    anchors: Optional[str] = ANCHORS_OPT,
+    n_anchors: Optional[int] = typer.Option(None, "--n-anchors", help="The first n train samples (a uniform "
+                                            "random subset: the train set is stored in draw order). [default: 64]"),
+    sigma: Optional[List[str]] = SIGMA_OPT,
+    n_alpha: int = typer.Option(41, "--n-alpha", help="Points on each line, alpha from -0.5 to 1.5."),
+    steps: Optional[str] = STEPS_OPT,
+    denoiser: Optional[str] = LANDSCAPE_DENOISER_OPT,
+    device: str = DEVICE_OPT,
+    force: bool = FORCE_OPT,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """1D basin profiles from train samples toward their H1-invalid, H2-valid-novel and nearest train
+    neighbours -> probes/basin.zarr, with means over anchors and the basin radius."""
+    from twoclocks.landscape.basin import BASIN_SIGMAS, DEFAULT_N_ANCHORS, basin_summary, run_basin
+    from twoclocks.landscape.geometry import parse_anchors, parse_sigmas
+    from twoclocks.run import open_run
+    run = open_run(run_dir)
+    chosen = parse_anchors(len(run.cells("train")), anchor, anchors, n_anchors, default_n=DEFAULT_N_ANCHORS)
+    ds = run_basin(run, chosen, parse_sigmas(sigma, BASIN_SIGMAS), steps=steps, denoiser=denoiser, n_alpha=n_alpha,
+                   device=device, force=force, progress=not quiet)
+    name = "basin" + (f"-{denoiser}" if denoiser else "")
+    typer.echo(f"wrote {run.probe_path(name)} ({dict(ds.sizes)})")
+    typer.echo(basin_summary(ds))
+
+
+def main():  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,159 @@
+"""Rules: the constraint a dataset obeys, and how its examples are encoded for a model.
+
+A rule works on *cells*: integer arrays of shape (n, D) with values in range(n_symbols), D cells of an
+image of shape (height, width), flattened row-major. An encoding maps cells to model space (floats
+of shape (n, D * channels)) and back. Every method is vectorized over the batch.
+
+To add a rule, subclass :class:`Rule`, implement ``sample`` and ``constraints`` (and ``groups`` /
+``valid_set_size`` where they make sense) and register it in :data:`RULES`.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from twoclocks import TwoclocksError
+
+__all__ = ["Rule", "GroupParity", "RULES", "make_rule"]
+
+
+# ----------------------------------------------------------------------------- rules
+class Rule(ABC):
+    """A rule over images of ``height x width`` cells with ``n_symbols`` symbols per cell."""
+
+    name: str = "?"
+    n_symbols: int = 2
+    default_encoding: str = "binary"
+
+    def __init__(self, height: int, width: int):
+        if height < 1 or width < 1:
+            raise TwoclocksError(f"image size must be positive, got {height}x{width}")
+        self.height, self.width = int(height), int(width)
+
+    @property
+    def D(self) -> int:
+        """Number of cells (pixels)."""
+        return self.height * self.width
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @abstractmethod
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, D) uint8 cells of valid examples (i.i.d.; uniform over the valid set where stated)."""
+
+    @abstractmethod
+    def constraints(self, cells: np.ndarray) -> np.ndarray:
+        """(n, n_constraints) bool: which constraints each example satisfies."""
+
+    @property
+    @abstractmethod
+    def constraint_names(self) -> list[str]: ...
+
+    def is_valid(self, cells: np.ndarray) -> np.ndarray:
+        return self.constraints(cells).all(axis=1)
+
+    def validate(self, cells: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-example validity with its breakdown: ``valid`` (n,), ``constraints`` (n, c),
+        ``constraint_frac`` (n,) the fraction of constraints met."""
+        c = self.constraints(cells)
+        return {"valid": c.all(axis=1), "constraints": c, "constraint_frac": c.mean(axis=1)}
+
+    @property
+    def valid_set_size(self) -> int | None:
+        """Number of valid images, or None when unknown."""
+        return None
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        """(n_groups, group_size) cell positions of the rule's groups, when it has local groups
+        (used for group accuracy and group memorization); None otherwise."""
+        return None
+
+    @property
+    def determined_positions(self) -> np.ndarray:
+        """(D,) bool: cells whose value is fixed by the cells before them in raster order, for every
+        valid example (the last bit of each parity group). Used by the GPT cross-entropy probe."""
+        return np.zeros(self.D, dtype=bool)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "height": self.height, "width": self.width}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.to_dict().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class GroupParity(Rule):
+    """Contiguous groups of G bits (flattened row-major) each hold an even number of ones.
+
+    |valid set| = 2^(D - D/G). Sampling is exact and uniform: the first G-1 bits of each group are
+    i.i.d. fair coins and the last bit makes the count even.
+    """
+
+    name = "parity"
+
+    def __init__(self, height: int = 6, width: int | None = None, group: int = 3):
+        super().__init__(height, height if width is None else width)
+        self.G = int(group)
+        if self.G < 1 or self.D % self.G != 0:
+            divisors = [g for g in range(1, self.D + 1) if self.D % g == 0]
+            raise TwoclocksError(f"group size G={group} must divide D={self.D} "
+                                 f"({self.height}x{self.width}); valid G: {divisors}")
+
+    @property
+    def n_groups(self) -> int:
+        return self.D // self.G
+
+    @property
+    def groups(self) -> np.ndarray:
+        return np.arange(self.D).reshape(self.n_groups, self.G)
+
+    @property
+    def constraint_names(self) -> list[str]:
+        return [f"group{i}" for i in range(self.n_groups)]
+
+    @property
+    def valid_set_size(self) -> int:
+        return 2 ** (self.D - self.n_groups)
+
+    @property
+    def determined_positions(self) -> np.ndarray:
+        det = np.zeros(self.D, dtype=bool)
+        det[self.G - 1::self.G] = True
+        return det
+
+    def sample(self, n, rng):
+        b = rng.integers(0, 2, size=(n, self.n_groups, self.G), dtype=np.uint8)
+        b[:, :, -1] = b[:, :, :-1].sum(axis=2) % 2
+        return b.reshape(n, self.D)
+
+    def constraints(self, cells):
+        cells = np.asarray(cells).reshape(-1, self.n_groups, self.G)
+        return (cells.sum(axis=2) % 2) == 0
+
+    def to_dict(self):
+        return {**super().to_dict(), "group": self.G}
+
+
+RULES: dict[str, type[Rule]] = {"parity": GroupParity}
+
+
+def make_rule(spec: dict) -> Rule:
+    """Build a rule from its ``to_dict()`` form (as stored in config.json)."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name not in RULES:
+        raise TwoclocksError(f"unknown rule {name!r}; choose one of {', '.join(RULES)}")
+    try:
+        return RULES[name](**spec)
+    except TypeError as e:
+        raise TwoclocksError(f"bad parameters for rule {name!r}: {e}") from None
+
+
+def log2_valid_fraction(rule: Rule) -> float | None:
+    n = rule.valid_set_size
+    return None if n is None else math.log2(n) - rule.D * math.log2(rule.n_symbols)

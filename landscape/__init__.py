@@ -1,0 +1,1 @@
+"""The attractor landscape on faces of the Boolean hypercube: 2D planes and 1D basin profiles."""

@@ -1,0 +1,233 @@
+"""The run directory: the contract between the trainer and every probe.
+
+    RUN_DIR/
+      config.json            resolved config, schema version, package version, paper/assumed status
+      data.zarr              splits as cells (train / heldout / hypercube) and the fixed sampling bank
+      checkpoints/step_XXXXXXXX.pt   model weights at that step (torch.load(..., weights_only=True))
+      checkpoints/resume.pt  model + optimizer + RNG state of the latest save (for --resume)
+      log.jsonl              training loss, one JSON line per log interval
+      probes/*.zarr          probe outputs (xarray Datasets)
+
+Probes use only :func:`open_run` and the :class:`Run` it returns.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from twoclocks import TwoclocksError
+from twoclocks.data import make_encoding, make_rule
+from twoclocks.training.config import SCHEMA_VERSION, TrainConfig
+
+__all__ = ["Run", "open_run", "checkpoint_name", "save_atomic", "load_checkpoint", "resolve_device"]
+
+CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.pt"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TwoclocksError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise TwoclocksError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temp file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """Load a checkpoint safely (weights_only=True: no code runs) with a clear error if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise TwoclocksError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated, corrupt, or containing non-tensor objects
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise TwoclocksError(f"checkpoint {path} cannot be read ({reason}); it is truncated or corrupt: "
+                             "delete it (and re-run training with --resume if it was the last)") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise TwoclocksError(f"checkpoint {path} is not a twoclocks checkpoint (no 'model' entry)")
+    return obj
+
+
+def read_config(path: Path) -> tuple[TrainConfig, dict]:
+    cfg_path = Path(path) / "config.json"
+    if not cfg_path.is_file():
+        raise TwoclocksError(f"{path} is not a twoclocks run (no config.json); "
+                             "create one with `twoclocks-probe train RUN_DIR`")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise TwoclocksError(f"{cfg_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise TwoclocksError(f"{cfg_path} has schema version {meta.get('schema_version')}, this twoclocks "
+                             f"reads version {SCHEMA_VERSION}")
+    return TrainConfig.from_dict(meta["config"]), meta
+
+
+class Run:
+    """An opened run directory. Cheap to create; data and models load on first use."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.config, self.meta = read_config(self.path)
+        self.rule = make_rule(self.config.rule_spec())
+        self.encoding = make_encoding(self.config.encoding, self.rule.n_symbols, **self.config.encoding_params)
+        self._models: dict = {}
+
+    # ---- data
+    @cached_property
+    def data(self) -> xr.Dataset:
+        store = self.path / "data.zarr"
+        if not store.exists():
+            raise TwoclocksError(f"{self.path} has no data.zarr; the run was not fully created, "
+                                 "re-create it with `twoclocks-probe train RUN_DIR --force`")
+        return xr.open_zarr(store, consolidated=True).load()
+
+    def cells(self, split: str) -> np.ndarray:
+        """(n, D) uint8 cells of a split: 'train', 'heldout' or 'hypercube'."""
+        if split not in ("train", "heldout", "hypercube"):
+            raise TwoclocksError(f"unknown split {split!r}; choose train, heldout or hypercube")
+        return self.data[split].values
+
+    def x(self, split: str) -> np.ndarray:
+        """A split in model space, float32 (n, P)."""
+        return self.encoding.encode(self.cells(split))
+
+    @property
+    def noise(self) -> np.ndarray:
+        """The fixed bank of standard-normal noises (n_noise, P) every DiT sample starts from."""
+        return self.data["noise"].values
+
+    @property
+    def uniforms(self) -> np.ndarray:
+        """The fixed bank of uniforms (n_noise, D) that drives GPT sampling."""
+        return self.data["uniforms"].values
+
+    @property
+    def n_seeds(self) -> int:
+        return int(self.data.sizes["seed"])
+
+    # ---- checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def steps(self) -> list[int]:
+        """Sorted steps of the saved checkpoints."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.checkpoint_dir.iterdir() if (m := CKPT_RE.match(p.name)))
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoint_dir / checkpoint_name(step)
+
+    def select_steps(self, spec: str | None = None) -> list[int]:
+        """Parse a --steps option: None/'all', a comma list '0,100,2000', a range 'a:b', or 'last'."""
+        have = self.steps
+        if not have:
+            raise TwoclocksError(f"{self.path} has no checkpoints yet; train it first")
+        if spec is None or spec == "all":
+            return have
+        if spec == "last":
+            return have[-1:]
+        chosen = set()
+        for part in str(spec).split(","):
+            part = part.strip()
+            try:
+                if ":" in part:
+                    lo, hi = part.split(":", 1)
+                    lo, hi = (int(lo) if lo else 0), (int(hi) if hi else have[-1])
+                    chosen.update(s for s in have if lo <= s <= hi)
+                else:
+                    s = int(part)
+                    if s not in have:
+                        raise TwoclocksError(f"step {s} has no checkpoint in {self.path}; "
+                                             f"available: {have[0]}..{have[-1]} ({len(have)} steps)")
+                    chosen.add(s)
+            except ValueError:
+                raise TwoclocksError(f"cannot parse --steps {spec!r}; use e.g. 'all', 'last', "
+                                     "'0,100,2000' or '100:5000'") from None
+        if not chosen:
+            raise TwoclocksError(f"--steps {spec!r} selects no checkpoint; available {have[0]}..{have[-1]}")
+        return sorted(chosen)
+
+    def model(self, step: int, device="cpu"):
+        """The trained network at ``step`` in eval mode (cached)."""
+        key = (step, str(device))
+        if key not in self._models:
+            from twoclocks.training.models import build_model
+            ckpt = load_checkpoint(self.checkpoint_path(step), device)
+            m = build_model(self.config, self.rule, self.encoding)
+            try:
+                m.load_state_dict(ckpt["model"])
+            except RuntimeError as e:
+                raise TwoclocksError(f"checkpoint {self.checkpoint_path(step)} does not match the run's "
+                                     f"model config ({str(e).splitlines()[0]})") from None
+            self._models = {key: m.to(device).eval()}  # keep one model in memory
+        return self._models[key]
+
+    def denoiser(self, source, device="cpu"):
+        """D(x, sigma) at a checkpoint step (int) or a reference ('ideal-rule', 'ideal-cube', 'memorize')."""
+        if isinstance(source, str):
+            from twoclocks.ideal import reference_denoiser
+            return reference_denoiser(source, self.rule, self.x("train"))
+        if self.config.arch != "dit":
+            raise TwoclocksError(f"{self.path} is a {self.config.arch} run; this probe needs a diffusion (dit) run")
+        net = self.model(source, device)
+        dev = torch.device(device)
+        use_bf16 = dev.type == "cuda" and self.config.bf16
+
+        @torch.inference_mode()
+        def D(x, sigma):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                return net(x, sigma).float()
+        return D
+
+    def generate(self, source, device="cpu", batch_size: int = 4096, seeds=None) -> np.ndarray:
+        """The sample bank at a checkpoint step (or a reference denoiser): one sample per fixed seed,
+        in model space (n_seeds, P). Same seeds, same randomness at every step: a seed's sample
+        differs between steps only because the model changed."""
+        from twoclocks.training.models import generate
+        return generate(self, source, torch.device(device), batch_size, seeds)
+
+    def probe_path(self, name: str) -> Path:
+        return self.path / "probes" / f"{name}.zarr"
+
+    def provenance(self) -> dict:
+        """Attrs every probe output carries (JSON-serialisable)."""
+        return {"run_dir": str(self.path.resolve()), "run_config": json.dumps(self.meta["config"]),
+                "run_config_status": json.dumps(self.meta.get("status", {})),
+                "trained_with_version": self.meta.get("twoclocks_version", "?")}
+
+
+def open_run(path=".") -> Run:
+    """Open a run directory (see the module docstring for its layout)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise TwoclocksError(f"run directory {path} does not exist")
+    return Run(path)

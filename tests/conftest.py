@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny runs trained once per test session (CPU, seconds)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+TINY = dict(side=4, group=2, n_train=32, n_heldout=64, n_hypercube=64, n_noise=64, model="tiny",
+            batch=64, lr=1e-3, steps=60, saves_per_decade=4, log_every=10, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny DiT run on 4x4 parity, G=2, N=32: 60 steps, checkpoints at 0, 1, 2, 3, 6, 10, 18, 32, 56, 60.
+    Treat it as read-only (copy it with shutil.copytree to modify)."""
+    from twoclocks.training.train import train
+    path = tmp_path_factory.mktemp("runs") / "tiny"
+    train(path, TINY, progress=False)
+    return path

@@ -40,7 +40,7 @@ class TrainConfig:
     side: int = 6
     group: int = 3
     rule_params: dict = field(default_factory=dict)  # extra parameters of other rule families
-    encoding: str = "binary"
+    encoding: str | None = None  # None: the rule's default (binary for bit rules, scalar for categorical)
     encoding_params: dict = field(default_factory=dict)
     n_train: int = 4096
     n_heldout: int = 4096
@@ -85,6 +85,9 @@ class TrainConfig:
         self.hidden = h if self.hidden is None else self.hidden
         self.heads = n if self.heads is None else self.heads
         self.data_seed = self.seed if self.data_seed is None else self.data_seed
+        from twoclocks.data import make_rule
+        rule = make_rule(self.rule_spec())  # validates the rule's parameters early
+        self.encoding = rule.default_encoding if self.encoding is None else self.encoding
         if self.arch not in ("dit", "gpt"):
             raise TwoclocksError(f"unknown architecture {self.arch!r}; choose dit or gpt")
         for name, value in ARCH_DEFAULTS[self.arch].items():
@@ -101,6 +104,9 @@ class TrainConfig:
             raise TwoclocksError(f"hidden size {self.hidden} must be a multiple of 4 and of heads={self.heads}")
 
     def rule_spec(self) -> dict:
+        """The rule's constructor parameters (``make_rule`` form): square images of ``side``."""
+        if self.rule in ("latin", "row-latin", "sudoku"):
+            return {"name": self.rule, "n": self.side, **self.rule_params}
         spec = {"name": self.rule, "height": self.side, "width": self.side, **self.rule_params}
         if self.rule == "parity":
             spec["group"] = self.group

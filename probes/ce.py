@@ -1,0 +1,162 @@
+"""Per-position next-token cross-entropy of a GPT run (SPEC.md, "Probes over checkpoints": GPT
+cross-entropy per position on the same three splits).
+
+For every checkpoint and split (train / held-out / hypercube, a fixed subset of each drawn once from the
+run seed) the cube holds CE_t = mean over sequences of -ln p(c_t | c_<t), nats, at every position t
+(0-based cell index, raster order). The positions whose cell is fixed by its prefix for every valid
+sequence (the last bit of each parity group: SPEC.md's positions G, 2G, ... counting from 1) are flagged
+by the coordinate ``determined``; they should collapse first.
+
+Reference: the ideal rule model p* (group parity: fair coins on free bits, the prefix's parity on the
+determined bit), evaluated on the same sequences: ln 2 on free positions and 0 on determined ones for
+valid sequences. On hypercube sequences p* gives probability 0 to a determined bit that breaks its group,
+so its CE there is +inf (stored as inf); the finite companion ``ideal_violation`` is the fraction of the
+sequences whose symbol has p* = 0 at that position (about 1/2 at determined positions on the hypercube,
+0 on valid data). For rules other than group parity the reference is not computed (NaN, stated in the
+attrs).
+"""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from twoclocks import TwoclocksError
+from twoclocks.probes.common import step_key
+from twoclocks.progress import track
+from twoclocks.store import Cube
+
+__all__ = ["ce_probe", "per_position_ce", "ideal_reference", "ce_subsets", "SPLITS"]
+
+SPLITS = ("train", "heldout", "hypercube")
+SUBSET_SALT = 41  # the subsets are rng([run seed, SUBSET_SALT]) draws: fixed for a run
+
+
+def ce_subsets(run, n: int) -> dict[str, np.ndarray]:
+    """The fixed sequences of each split: min(n, split size) rows drawn without replacement from
+    ``default_rng([seed, SUBSET_SALT])``, kept in their stored order. Same for every checkpoint."""
+    rng = np.random.default_rng([run.config.seed, SUBSET_SALT])
+    out = {}
+    for split in SPLITS:
+        cells = run.cells(split)
+        idx = np.sort(rng.choice(cells.shape[0], size=min(n, cells.shape[0]), replace=False))
+        out[split] = cells[idx]
+    return out
+
+
+def per_position_ce(model, cells, batch_size: int = 4096) -> np.ndarray:
+    """(n, D) float64 -ln p(c_t | c_<t) of each sequence at each position under an autoregressive
+    model (teacher forcing: inputs [start, c_1..c_{D-1}], targets c_1..c_D)."""
+    from twoclocks.training.gpt import next_logprobs
+    cells = np.asarray(cells).astype(np.int64)
+    lp = next_logprobs(model, cells, batch_size).numpy()
+    return -np.take_along_axis(lp, cells[..., None], axis=2)[..., 0]
+
+
+def ideal_reference(rule, cells) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position (ce, violation) of the ideal rule model on ``cells`` (D,) each: the mean over the
+    sequences of -ln p*(c_t | c_<t) (inf if any sequence has p* = 0 there) and the fraction of sequences
+    with p* = 0. NaN for rules without a closed-form autoregressive ideal model."""
+    from twoclocks.data.rules import GroupParity
+    from twoclocks.training.gpt import ideal_rule_logprobs
+    if not isinstance(rule, GroupParity):
+        nan = np.full(rule.D, np.nan)
+        return nan, nan.copy()
+    cells = np.asarray(cells).astype(np.int64)
+    lp = np.take_along_axis(ideal_rule_logprobs(rule, cells), cells[..., None], axis=2)[..., 0]
+    return 0.0 - lp.mean(axis=0), np.isneginf(lp).mean(axis=0)
+
+
+def _piece(step: int, ce: dict[str, np.ndarray]) -> xr.Dataset:
+    data = np.stack([ce[s] for s in SPLITS])[None]  # (1, split, position)
+    return xr.Dataset({"ce": (("step", "split", "position"), data)},
+                      coords={"step": [step], "split": list(SPLITS), "position": np.arange(data.shape[2])})
+
+
+def _finalize(run, subsets):
+    """Add the coordinates, split means and the ideal reference to the concatenated pieces."""
+    rule = run.rule
+    det = rule.determined_positions
+
+    def finalize(ds: xr.Dataset) -> xr.Dataset:
+        ds = ds.assign_coords(determined=("position", det))
+        ce = ds["ce"]
+        ds["ce_mean"] = ce.mean("position")
+        nan = xr.full_like(ds["ce_mean"], np.nan)
+        ds["ce_determined"] = ce.isel(position=det).mean("position") if det.any() else nan
+        ds["ce_free"] = ce.isel(position=~det).mean("position") if (~det).any() else nan.copy()
+        ref = [ideal_reference(rule, subsets[s]) for s in SPLITS]
+        ds["ce_ideal"] = (("split", "position"), np.stack([r[0] for r in ref]))
+        ds["ideal_violation"] = (("split", "position"), np.stack([r[1] for r in ref]))
+        ds["ce_ideal_mean"] = ds["ce_ideal"].mean("position")
+        ds["n_sequences"] = ("split", np.array([subsets[s].shape[0] for s in SPLITS]))
+        attrs = {
+            "ce": ("per-position next-token cross-entropy -ln p(c_t | c_<t), mean over the split's fixed "
+                   "subset", "nats"),
+            "ce_mean": ("cross-entropy averaged over positions (nats per cell)", "nats"),
+            "ce_determined": ("cross-entropy averaged over the determined positions", "nats"),
+            "ce_free": ("cross-entropy averaged over the free (not determined) positions", "nats"),
+            "ce_ideal": ("ideal rule model's per-position cross-entropy on the same sequences "
+                         "(ln 2 free / 0 determined on valid data; inf where some sequence breaks the rule)",
+                         "nats"),
+            "ideal_violation": ("fraction of the sequences given probability 0 by the ideal rule model at "
+                                "this position (finite companion of ce_ideal)", "1"),
+            "ce_ideal_mean": ("ideal rule model's cross-entropy averaged over positions", "nats"),
+            "n_sequences": ("number of sequences of the split's fixed subset", "1"),
+        }
+        for name, (long_name, units) in attrs.items():
+            ds[name].attrs.update(long_name=long_name, units=units)
+        ds["position"].attrs.update(long_name="cell index t of the predicted cell c_t (0-based, raster order)",
+                                    units="1")
+        ds["determined"].attrs.update(long_name="cell fixed by its prefix in every valid sequence "
+                                                "(e.g. the last bit of each parity group)", units="1")
+        ds["step"].attrs.update(long_name="training step of the checkpoint", units="1")
+        ds["split"].attrs.update(long_name="data split", units="1")
+        return ds
+    return finalize
+
+
+def ce_probe(run_or_path, steps: str | None = None, n: int = 1024, device: str = "auto", force: bool = False,
+             progress: bool = True, batch_size: int = 4096) -> xr.Dataset:
+    """Compute (or complete) ``probes/ce.zarr`` for a GPT run: one piece per checkpoint step, resumable;
+    returns the assembled cube, all computed steps (see the module docstring for its variables)."""
+    from twoclocks.run import open_run, resolve_device
+    run = run_or_path if hasattr(run_or_path, "config") else open_run(run_or_path)
+    if run.config.arch != "gpt":
+        raise TwoclocksError(f"{run.path} is a {run.config.arch} run; the ce probe needs a GPT run "
+                             "(train one with `twoclocks-probe train RUN_DIR --arch gpt`)")
+    if n < 1:
+        raise TwoclocksError(f"--n must be positive, got {n}")
+    dev = resolve_device(device)
+    chosen = run.select_steps(steps)
+    subsets = ce_subsets(run, n)
+    cube = Cube(run, "ce", {"n": n, "splits": list(SPLITS), "subset_salt": SUBSET_SALT}, force=force)
+    todo = [s for s in chosen if step_key(s) not in cube.done()]
+    note = ("" if run.rule.name == "parity" else
+            f"ce_ideal / ideal_violation are NaN: no closed-form autoregressive ideal model for rule "
+            f"{run.rule.name!r}")
+    extra = {"ideal_reference": "ideal rule model p*: ln 2 on free positions, 0 on determined positions for "
+                                "valid sequences; on hypercube sequences a determined bit that breaks its group "
+                                "has p* = 0, so ce_ideal is +inf there (ideal_violation gives the finite "
+                                "fraction of such sequences)" + (f"; {note}" if note else ""),
+             "subset": f"min(n, split size) sequences per split, rng([seed, {SUBSET_SALT}]) without replacement",
+             "n": n}
+    try:
+        for step in track(todo, "ce", total=len(todo), enabled=progress and bool(todo)):
+            model = run.model(step, dev)
+            ce = {s: per_position_ce(model, subsets[s], batch_size).mean(axis=0) for s in SPLITS}
+            cube.write(step_key(step), _piece(step, ce))
+    finally:
+        ds = cube.assemble(finalize=_finalize(run, subsets), extra_attrs=extra)
+    return ds
+
+
+def summarize(ds: xr.Dataset) -> str:
+    """A few lines for the CLI: the last step's mean CE per split, determined vs free positions."""
+    last = ds.isel(step=-1)
+    lines = [f"step {int(last.step)}: CE nats/cell (determined | free positions; ideal mean)"]
+    for s in SPLITS:
+        r = last.sel(split=s)
+        lines.append(f"  {s:9s} {float(r.ce_mean):.4f} ({float(r.ce_determined):.4f} | {float(r.ce_free):.4f}; "
+                     f"{float(r.ce_ideal_mean):.4f})")
+    return "\n".join(lines)
+

@@ -4,7 +4,7 @@ Binary samples (n, D) in {0,1} are packed row-wise into (n, W) uint64 words, W =
 Exact match uses a sort + searchsorted over the packed rows (one scalar key per row: the word itself
 when W = 1, a void view over the row's bytes otherwise). Hamming distance is XOR + popcount
 (numpy.bitwise_count) over cache-sized (query x reference) blocks, so memory stays bounded and the
-work runs at memory-free SIMD speed; large searches are split over threads (numpy releases the GIL).
+blocks stay in cache; large searches are split over threads (numpy releases the GIL).
 """
 from __future__ import annotations
 
@@ -62,40 +62,35 @@ def isin_rows(query_bits: np.ndarray, ref_bits: np.ndarray) -> np.ndarray:
     return isin_packed(pack(query_bits), np.sort(row_keys(pack(ref_bits))))
 
 
-def _nn_range(q, rT, lo, hi, cols, best, arg):
+def _nn_range(q, rT, lo, hi, rows, cols, best, arg):
     """Fill best[lo:hi] (and arg, if given) with the nearest reference of query rows lo..hi.
     ``rT`` is the reference transposed to (W, n_ref), so each word is a contiguous row."""
     w, nr = rT.shape
-    dt = best.dtype
-    rows = min(_ROWS, max(1, hi - lo))
     xbuf = np.empty((rows, cols), np.uint64)
-    cnt = np.empty((rows, cols), np.uint8)
-    acc = np.empty((rows, cols), dt) if (w > 1 or dt != np.uint8) else None
+    acc = np.empty((rows, cols), best.dtype)
+    cnt = np.empty((rows, cols), np.uint8) if w > 1 else None
     for i in range(lo, hi, rows):
         n = min(rows, hi - i)
         bi = best[i:i + n]
         for j in range(0, nr, cols):
             m = min(cols, nr - j)
-            x, c = xbuf[:n, :m], cnt[:n, :m]
-            if acc is None:
-                np.bitwise_xor(q[i:i + n, 0:1], rT[0:1, j:j + m], out=x)
-                np.bitwise_count(x, out=c)
-                a = c
-            else:
-                a = acc[:n, :m]
-                a.fill(0)
-                for k in range(w):
-                    np.bitwise_xor(q[i:i + n, k:k + 1], rT[k:k + 1, j:j + m], out=x)
+            x, a = xbuf[:n, :m], acc[:n, :m]
+            for k in range(w):   # distance = sum over words of popcount(q_k ^ r_k)
+                np.bitwise_xor(q[i:i + n, k:k + 1], rT[k:k + 1, j:j + m], out=x)
+                if k == 0:
+                    np.bitwise_count(x, out=a, casting="unsafe")
+                else:
+                    c = cnt[:n, :m]
                     np.bitwise_count(x, out=c)
-                    np.add(a, c, out=a)
+                    np.add(a, c, out=a, casting="unsafe")
             if arg is None:
                 np.minimum(bi, a.min(axis=1), out=bi)
             else:
-                k = a.argmin(axis=1)
-                d = a[np.arange(n), k]
+                kk = a.argmin(axis=1)
+                d = a[np.arange(n), kk]
                 better = d < bi
                 bi[better] = d[better]
-                arg[i:i + n][better] = k[better] + j
+                arg[i:i + n][better] = kk[better] + j
 
 
 def nn_hamming_packed(query: np.ndarray, ref: np.ndarray, chunk_elems: int = 1 << 19,
@@ -111,8 +106,9 @@ def nn_hamming_packed(query: np.ndarray, ref: np.ndarray, chunk_elems: int = 1 <
         raise ValueError("reference set is empty")
     if q.shape[1] != r.shape[1]:
         raise ValueError(f"query and reference widths differ: {q.shape[1]} vs {r.shape[1]} words")
-    w = q.shape[1]
-    dt = np.uint8 if w * 64 <= 255 else np.uint16
+    # the largest possible distance: the number of bit positions set in any row (padding never is)
+    used = np.bitwise_or.reduce(q, axis=0) | np.bitwise_or.reduce(r, axis=0)
+    dt = np.uint8 if int(np.bitwise_count(used).sum()) <= 255 else np.uint16
     best = np.full(nq, np.iinfo(dt).max, dtype=dt)
     arg = np.zeros(nq, dtype=np.int64) if return_index else None
     if nq:
@@ -123,10 +119,10 @@ def nn_hamming_packed(query: np.ndarray, ref: np.ndarray, chunk_elems: int = 1 <
         parts = min(threads, max(1, nq * nr // _THREAD_PAIRS), -(-nq // rows))
         bounds = np.linspace(0, nq, parts + 1).astype(int)
         if parts == 1:
-            _nn_range(q, rT, 0, nq, cols, best, arg)
+            _nn_range(q, rT, 0, nq, rows, cols, best, arg)
         else:
             with ThreadPoolExecutor(parts) as ex:
-                list(ex.map(lambda b: _nn_range(q, rT, b[0], b[1], cols, best, arg),
+                list(ex.map(lambda b: _nn_range(q, rT, b[0], b[1], rows, cols, best, arg),
                             zip(bounds[:-1], bounds[1:])))
     best = best.astype(np.int32)
     return (best, arg) if return_index else best

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # tiny models: one thread is fastest, and never spin-waits on a shared CPU
 
 TINY = dict(side=4, group=2, n_train=32, n_heldout=64, n_hypercube=64, n_noise=64, model="tiny",
             batch=64, lr=1e-3, steps=60, saves_per_decade=4, log_every=10, device="cpu")

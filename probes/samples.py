@@ -1,0 +1,278 @@
+"""The samples probe: generate the fixed seed bank at each checkpoint and score every sample.
+
+SPEC.md, "Evaluating generated samples": for each checkpoint (or a reference denoiser) the bank of
+fixed noises is sampled (``Run.generate``: Heun for DiT, fixed uniforms for GPT), and each sample gets
+
+- ``qdist`` q(x), the L-inf distance to the nearest code (cube vertex for binary encodings);
+- its decoded cells ``sample`` (binarized b = x > 0 for binary encodings);
+- ``nn_hamming``: the Hamming distance (in cells) to the nearest train sample;
+- ``state`` (the four states): 0 invalid_value (q > eps_state), 1 rule_error (decoded sample breaks
+  the rule), 2 valid_novel (valid, not a train sample), 3 valid_memorized (valid and a train sample).
+
+Per step: ``invalid_frac`` for several eps, ``group_acc`` / ``sample_acc`` (rule accuracy per constraint
+and per sample), ``group_mem`` / ``sample_mem`` (memorization per (sample, group position) and per
+sample), nearest-neighbour Hamming summaries for all / rule-valid / rule-valid-novel samples,
+``combinatorial_novelty`` and the state counts. Baselines (chance accuracy, memorization of a
+uniform-valid and a uniform-cube sampler) are scalar variables.
+
+Definitions chosen here (SPEC.md leaves them open):
+- ``eps_state`` = 0.1 by default: a sample is in state 0 when q > 0.1, i.e. some coordinate is more
+  than 0.1 away from its code (5% of the distance between the binary codes -1 and +1).
+- Accuracy, memorization and the Hamming subsets use the decoded sample whatever q is (as SPEC.md's
+  sample_acc / sample_mem); ``state`` puts q first. Subsets: ``all``; ``valid`` = decoded sample is
+  rule-valid; ``valid_novel`` = rule-valid and not a train sample (nn_hamming > 0).
+- ``group_acc`` = mean over samples and over the rule's constraints of "constraint satisfied": per
+  group parity for the parity rule (chance 1/2), per row / line for the other rules.
+- Rules without local groups (``rule.groups is None``): group memorization, its baselines and
+  combinatorial novelty are NaN.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import xarray as xr
+
+from twoclocks import TwoclocksError
+from twoclocks.probes.common import resolve_sources, step_key
+from twoclocks.probes.memo import GroupIndex, TrainIndex
+
+__all__ = ["STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
+           "parse_eps", "run_samples", "summary_lines"]
+
+STATES = ("invalid_value", "rule_error", "valid_novel", "valid_memorized")
+SUBSETS = ("all", "valid", "valid_novel")
+DEFAULT_EPS = (0.01, 0.05, 0.1, 0.2, 0.5)
+DEFAULT_EPS_STATE = 0.1
+MC_DRAWS = 1 << 16  # Monte Carlo draws for baselines without a closed form
+
+STATE_ATTRS = {"long_name": "per-sample state", "flag_values": list(range(len(STATES))),
+               "flag_meanings": " ".join(STATES), "units": "1"}
+
+
+def classify(qdist: np.ndarray, valid: np.ndarray, memorized: np.ndarray, eps_state: float) -> np.ndarray:
+    """SPEC.md's four states as int8: 0 invalid value (q > eps), 1 rule-violating, 2 valid and novel,
+    3 valid and memorized."""
+    s = np.where(memorized, 3, 2)
+    s = np.where(valid, s, 1)
+    return np.where(np.asarray(qdist) > eps_state, 0, s).astype(np.int8)
+
+
+def _stats(d: np.ndarray, mask: np.ndarray):
+    x = d[mask]
+    return (float(x.mean()), float(np.median(x))) if x.size else (np.nan, np.nan)
+
+
+class SampleEvaluator:
+    """Scores model-space samples against a rule, an encoding and a train set (SPEC.md,
+    "Evaluating generated samples"). Build once per run; :meth:`evaluate` once per step."""
+
+    def __init__(self, rule, encoding, train_cells: np.ndarray):
+        self.rule, self.encoding = rule, encoding
+        self.train_cells = np.asarray(train_cells)
+        self.K = int(rule.n_symbols)
+        self.train = TrainIndex(self.train_cells, self.K)
+        groups = rule.groups
+        self.groups = None if groups is None else np.asarray(groups)
+        self.gindex = None if groups is None else GroupIndex(self.train_cells, self.groups, self.K)
+
+    # ------------------------------------------------------------------ per step
+    def evaluate(self, x: np.ndarray, eps=DEFAULT_EPS, eps_state: float = DEFAULT_EPS_STATE,
+                 seeds=None) -> xr.Dataset:
+        """All per-sample and per-step metrics of the model-space samples ``x`` (n, P); no step dim."""
+        x = np.asarray(x)
+        n = len(x)
+        seeds = np.arange(n) if seeds is None else np.asarray(seeds)
+        eps = np.asarray(sorted(set(float(e) for e in eps) | {float(eps_state)}))
+        q = self.encoding.qdist(x).astype(np.float32)
+        cells = self.encoding.decode(x).astype(np.uint8)
+        cons = self.rule.constraints(cells)
+        valid = cons.all(axis=1)
+        nn = self.train.nn_hamming(cells)
+        mem = nn == 0
+        state = classify(q, valid, mem, eps_state)
+        novel = valid & ~mem
+        if self.gindex is not None:
+            gmem = self.gindex.contains(cells)
+            group_mem = float(gmem.mean()) if n else np.nan
+            combi = float(gmem[state == 2].all(axis=1).mean()) if (state == 2).any() else np.nan
+        else:
+            group_mem = combi = np.nan
+        masks = [np.ones(n, bool), valid, novel]
+        st = np.array([_stats(nn, m) for m in masks]).reshape(len(SUBSETS), 2)
+        counts = np.bincount(state, minlength=len(STATES)).astype(np.int64)
+        mean = (lambda a: float(np.mean(a)) if n else np.nan)
+        ds = xr.Dataset(
+            {
+                "sample": (("seed", "cell"), cells, {"long_name": "decoded (binarized) sample", "units": "1"}),
+                "state": (("seed",), state, dict(STATE_ATTRS)),
+                "qdist": (("seed",), q, {"long_name": "quantization distance q(x) = max_i | |x_i| - 1 |",
+                                         "units": "1"}),
+                "nn_hamming": (("seed",), nn.astype(np.int16),
+                               {"long_name": "Hamming distance to the nearest train sample", "units": "cells"}),
+                "invalid_frac": (("eps",), (q[:, None] > eps[None]).mean(axis=0) if n else np.full(len(eps), np.nan),
+                                 {"long_name": "fraction of samples with q(x) > eps", "units": "1"}),
+                "group_acc": ((), mean(cons), {"long_name": "group accuracy (fraction of the rule's constraints "
+                                                            "satisfied, per group for parity)", "units": "1"}),
+                "sample_acc": ((), mean(valid), {"long_name": "sample accuracy (fraction rule-valid)", "units": "1"}),
+                "group_mem": ((), group_mem, {"long_name": "group memorization (fraction of (sample, group "
+                                                           "position) whose pattern occurs there in train)",
+                                              "units": "1"}),
+                "sample_mem": ((), mean(mem), {"long_name": "sample memorization (fraction equal to a train "
+                                                            "sample)", "units": "1"}),
+                "combinatorial_novelty": ((), combi, {
+                    "long_name": "share of valid-novel samples whose every group occurs at its position in "
+                                 "train (new samples made of memorized parts)", "units": "1"}),
+                "nn_hamming_mean": (("subset",), st[:, 0], {"long_name": "mean nearest-train Hamming distance",
+                                                            "units": "cells"}),
+                "nn_hamming_median": (("subset",), st[:, 1], {"long_name": "median nearest-train Hamming "
+                                                                           "distance", "units": "cells"}),
+                "subset_count": (("subset",), np.array([m.sum() for m in masks], np.int64),
+                                 {"long_name": "number of samples in the subset", "units": "1"}),
+                "state_count": (("state_label",), counts, {"long_name": "number of samples per state", "units": "1"}),
+                "state_frac": (("state_label",), counts / max(n, 1) if n else np.full(len(STATES), np.nan),
+                               {"long_name": "fraction of samples per state", "units": "1"}),
+            },
+            coords={"seed": ("seed", seeds, {"long_name": "index into the run's fixed noise bank", "units": "1"}),
+                    "cell": ("cell", np.arange(cells.shape[1]), {"long_name": "cell (row-major)", "units": "1"}),
+                    "eps": ("eps", eps, {"long_name": "quantization threshold", "units": "1"}),
+                    "subset": ("subset", list(SUBSETS), {"long_name": "samples summarized: all, rule-valid, "
+                                                                      "rule-valid and not in train"}),
+                    "state_label": ("state_label", list(STATES), {"long_name": "sample state"})},
+        )
+        return ds
+
+    # ------------------------------------------------------------------ baselines
+    def baselines(self, seed: int = 0) -> xr.Dataset:
+        """Chance accuracy and the memorization of uniform samplers (SPEC.md): sample level
+        N / |valid| (uniform-valid) and N / K^D (uniform cube); group level from the train set's
+        distinct groups: mean over positions of (#distinct train patterns there) / (#patterns a
+        sampler can draw there): K^G for the cube; 2^(G-1) even patterns for parity. Without a closed
+        form (uniform-valid group memorization of non-parity rules, chance accuracy of rules with an
+        unknown valid-set size) a Monte Carlo estimate over 2^16 draws with a fixed seed is used."""
+        from twoclocks.data.rules import GroupParity
+        rule, K, D, N = self.rule, self.K, self.rule.D, len(self.train_cells)
+        rng = np.random.default_rng([seed, 17])
+        vsize = rule.valid_set_size
+        parity = isinstance(rule, GroupParity)
+        method = {}
+        uni = None
+
+        def uniform_cells():
+            nonlocal uni
+            if uni is None:
+                uni = rng.integers(0, K, (MC_DRAWS, D), dtype=np.uint8)
+            return uni
+        if parity:
+            chance_group = 0.5
+            method["chance_group_acc"] = "exact: 2^(G-1) even patterns of 2^G"
+        else:
+            chance_group = float(rule.constraints(uniform_cells()).mean())
+            method["chance_group_acc"] = "monte carlo over uniform random cells"
+        if vsize is not None:
+            chance_sample = float(vsize / K ** D)
+            method["chance_sample_acc"] = "exact: |valid| / K^D"
+        else:
+            chance_sample = float(rule.is_valid(uniform_cells()).mean())
+            method["chance_sample_acc"] = "monte carlo over uniform random cells"
+        valid_sample = float(N / vsize) if vsize else np.nan
+        cube_sample = float(N / K ** D)
+        if self.gindex is None:
+            valid_group = cube_group = np.nan
+            method["group_mem"] = "undefined: the rule has no local groups"
+        else:
+            distinct = self.gindex.distinct.astype(float)
+            cube_group = float((distinct / self.gindex.patterns_per_position).mean())
+            if parity:
+                valid_group = float((distinct / 2 ** (rule.G - 1)).mean())
+                method["uniform_valid_group_mem"] = "exact: distinct train patterns / 2^(G-1)"
+            else:
+                draws = rule.sample(MC_DRAWS, rng)
+                valid_group = float(self.gindex.contains(draws).mean())
+                method["uniform_valid_group_mem"] = "monte carlo over rule.sample draws"
+        var = lambda v, name: ((), v, {"long_name": name, "units": "1"})  # noqa: E731
+        return xr.Dataset({
+            "chance_group_acc": var(chance_group, "group accuracy of uniform random cells (chance)"),
+            "chance_sample_acc": var(chance_sample, "sample accuracy of uniform random cells (chance)"),
+            "uniform_valid_sample_mem": var(valid_sample, "sample memorization of a uniform-valid sampler, "
+                                                          "N / |valid|"),
+            "uniform_cube_sample_mem": var(cube_sample, "sample memorization of a uniform-cube sampler, N / K^D"),
+            "uniform_valid_group_mem": var(valid_group, "group memorization of a uniform-valid sampler"),
+            "uniform_cube_group_mem": var(cube_group, "group memorization of a uniform-cube sampler"),
+        }, attrs={"baseline_methods": str(method)})
+
+
+# ---------------------------------------------------------------------------------------- driver
+def parse_eps(spec) -> tuple[float, ...]:
+    """Parse ``--eps`` ('0.01,0.05,0.1' or a sequence of floats) into positive thresholds."""
+    if spec is None:
+        return DEFAULT_EPS
+    try:
+        vals = tuple(float(v) for v in (spec.split(",") if isinstance(spec, str) else spec))
+    except ValueError:
+        raise TwoclocksError(f"cannot parse --eps {spec!r}; use comma-separated numbers, e.g. 0.01,0.1") from None
+    if not vals or any(not (v > 0) for v in vals):
+        raise TwoclocksError(f"--eps thresholds must be positive numbers, got {spec!r}")
+    return vals
+
+
+def run_samples(run, steps: str | None = None, denoiser: str | None = None, eps=None,
+                eps_state: float = DEFAULT_EPS_STATE, device: str = "auto", force: bool = False,
+                progress: bool = True, batch_size: int = 4096) -> xr.Dataset:
+    """Compute (or complete) ``RUN/probes/samples.zarr`` and return it.
+
+    ``run``: a run directory or an opened :class:`twoclocks.run.Run`. ``steps``: as ``--steps``
+    (default all checkpoints); ``denoiser``: a reference (ideal-rule, ideal-cube, memorize) instead,
+    written to ``samples-DENOISER.zarr`` at step -1. Only steps not yet stored are computed (one
+    piece per step); ``force`` recomputes everything. An interrupt leaves a valid cube of the
+    finished steps, which the next call completes."""
+    from twoclocks.progress import track
+    from twoclocks.run import Run, open_run, resolve_device
+    from twoclocks.store import Cube, open_cube
+
+    run = run if isinstance(run, Run) else open_run(run)
+    eps = parse_eps(eps)
+    if not (eps_state > 0):
+        raise TwoclocksError(f"--eps-state must be a positive number, got {eps_state}")
+    name, sources = resolve_sources(run, "samples", steps, denoiser)
+    dev = resolve_device(device)
+    params = {"eps": sorted(set(eps) | {float(eps_state)}), "eps_state": float(eps_state)}
+    cube = Cube(run, name, params, force=force)
+    done = cube.done()
+    todo = [(s, src) for s, src in sources if step_key(s) not in done]
+    if not todo and cube.path.exists():
+        ds = open_cube(cube.path)
+        if set(int(s) for s in ds["step"].values) == {int(k[5:]) if k.startswith("step_") else -1 for k in done}:
+            return ds.load()
+    ev = SampleEvaluator(run.rule, run.encoding, run.cells("train"))
+    base = ev.baselines()
+    finalize = lambda ds: ds.merge(base, combine_attrs="drop_conflicts")  # noqa: E731
+    attrs = {"eps_state": float(eps_state), "states": " ".join(STATES), **base.attrs,
+             "definitions": "see the twoclocks.probes.samples module docstring"}
+    try:
+        for s, src in track(todo, f"samples {run.path.name}", total=len(todo), enabled=progress):
+            x = run.generate(src, dev, batch_size)
+            ds = ev.evaluate(x, eps, eps_state).expand_dims(step=[s])
+            ds["step"].attrs.update(long_name="training step of the checkpoint (-1: reference denoiser)",
+                                    units="steps")
+            cube.write(step_key(s), ds)
+    finally:
+        out = cube.assemble(finalize=finalize, extra_attrs=attrs)
+    if out is None:
+        raise TwoclocksError(f"no samples were computed for {run.path}")
+    return out
+
+
+def summary_lines(ds: xr.Dataset, last: int = 5) -> list[str]:
+    """A short text summary of a samples cube: the last ``last`` steps and the baselines."""
+    lines = [f"{'step':>8} {'sample_acc':>10} {'sample_mem':>10} {'group_acc':>9} {'group_mem':>9} "
+             f"{'nn_ham':>6}  " + " ".join(f"{s[:11]:>11}" for s in STATES)]
+    for s in ds["step"].values[-last:]:
+        d = ds.sel(step=s)
+        lines.append(f"{int(s):>8} {float(d.sample_acc):>10.3f} {float(d.sample_mem):>10.3f} "
+                     f"{float(d.group_acc):>9.3f} {float(d.group_mem):>9.3f} "
+                     f"{float(d.nn_hamming_mean.sel(subset='all')):>6.2f}  "
+                     + " ".join(f"{float(v):>11.3f}" for v in d.state_frac.values))
+    lines.append(f"chance sample_acc {float(ds.chance_sample_acc):.3g}, group_acc {float(ds.chance_group_acc):.3g}; "
+                 f"uniform-valid sample_mem {float(ds.uniform_valid_sample_mem):.3g}, "
+                 f"group_mem {float(ds.uniform_valid_group_mem):.3g}")
+    return lines

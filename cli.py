@@ -107,21 +107,21 @@ def info(run_dir: Path = RUN_DIR_ARG):
     typer.echo(f"assumed    {', '.join(assumed)}")
 
 
-DEMO_CONFIG = dict(side=4, group=2, n_train=64, n_heldout=512, n_hypercube=512, n_noise=1024, model="tiny",
-                   batch=128, lr=1e-3, steps=8000, saves_per_decade=12, device="cpu")
-
 
 @command
 def demo(
     out_dir: Path = typer.Argument(Path("twoclocks-demo"), help="Where the demo run goes."),
     arch: str = typer.Option("dit", help="dit or gpt."),
-    steps: Optional[int] = typer.Option(None, help=f"Training steps. [default: {DEMO_CONFIG['steps']}]"),
+    steps: Optional[int] = typer.Option(None, help="Training steps. [default: 5000 for dit, 1000 for gpt]"),
+    figures: bool = typer.Option(True, help="Draw the figures at the end."),
 ):
     """Train a tiny model on a small parity task on the CPU, probe it, and print what it found.
 
     Re-running continues where it stopped (training and probes are resumable)."""
     from twoclocks.demo import run_demo
-    run_demo(out_dir, arch=arch, steps=steps)
+    if arch not in ("dit", "gpt"):
+        raise TwoclocksError(f"--arch must be dit or gpt, got {arch!r}")
+    run_demo(out_dir, arch=arch, steps=steps, figures=figures)
 
 
 @command
@@ -265,6 +265,168 @@ def basin(
     name = "basin" + (f"-{denoiser}" if denoiser else "")
     typer.echo(f"wrote {run.probe_path(name)} ({dict(ds.sizes)})")
     typer.echo(basin_summary(ds))
+
+
+@command
+def dsm_spectrum(
+    run_dir: Path = RUN_DIR_ARG,
+    steps: Optional[str] = STEPS_OPT,
+    n_sigma: int = typer.Option(50, "--n-sigma", help="Noise levels on the log grid."),
+    sigma_min: float = typer.Option(0.002, "--sigma-min", help="Smallest noise level."),
+    sigma_max: float = typer.Option(80.0, "--sigma-max", help="Largest noise level."),
+    n_subset: int = typer.Option(1024, "--n-subset", help="Items per split (a fixed subset drawn from the run "
+                                 "seed; all of a smaller split)."),
+    denoiser: Optional[str] = typer.Option(None, "--denoiser", help="A reference instead of checkpoints: "
+                                           "ideal-rule, ideal-cube or memorize (-> dsm_spectrum-DENOISER.zarr)."),
+    batch_size: int = typer.Option(8192, "--batch-size", help="Rows (item, sigma) per network call."),
+    device: str = DEVICE_OPT,
+    force: bool = FORCE_OPT,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Denoising loss by noise level on train / heldout / hypercube, with the exact reference denoisers
+    and loss-based clocks -> probes/dsm_spectrum.zarr."""
+    from twoclocks.probes.dsm import NAME, run_dsm_spectrum, summary_lines
+    from twoclocks.run import open_run
+    run = open_run(run_dir)
+    ds = run_dsm_spectrum(run, steps=steps, denoiser=denoiser, n_sigma=n_sigma, sigma_min=sigma_min,
+                          sigma_max=sigma_max, n_subset=n_subset, batch_size=batch_size, device=device,
+                          force=force, progress=not quiet)
+    name = NAME + (f"-{denoiser}" if denoiser else "")
+    typer.echo(f"wrote {run.probe_path(name)} ({ds.sizes.get('step', 0)} steps)")
+    typer.echo("\n".join(summary_lines(ds)))
+
+
+EXECUTOR_OPT = typer.Option("local", "--executor", help="local: subprocesses on this machine (waits); debug: one "
+                            "after the other in this process; slurm: one job array (returns after submitting).")
+MAX_PARALLEL_OPT = typer.Option(None, "--max-parallel", help="Jobs at a time (slurm: the array's %K cap) "
+                                "(default: local one per GPU or 1; slurm the spec's max_parallel, else all).")
+DRY_RUN_OPT = typer.Option(False, "--dry-run", help="Only show each run's status and what would happen "
+                           "(and the sbatch script for slurm).")
+
+
+@command
+def sweep(
+    target: Path = typer.Argument(..., help="A sweep spec (.toml; see examples/sweep_tiny.toml) or a sweep "
+                                  "directory (re-run its sweep.json, or a new sweep from --grid/--base)."),
+    sweep_dir: Optional[Path] = typer.Option(None, "--dir", help="The sweep directory for a spec "
+                                             "(default: the spec's path without .toml)."),
+    base: Optional[List[str]] = typer.Option(None, "--base", help="KEY=VALUE for every run, e.g. model=tiny or "
+                                             "rule_params.k=3 (repeatable; overrides the spec's base table)."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="A grid axis KEY=V1,V2,..., e.g. n_train=16,32,64 "
+                                             "(repeatable; TOML values; replaces the spec's axis)."),
+    slurm: Optional[List[str]] = typer.Option(None, "--slurm", help="A SLURM setting KEY=VALUE: partition, "
+                                              "time_min, gpus_per_node, mem_gb, cpus_per_task, account, qos, ..."),
+    executor: str = EXECUTOR_OPT,
+    max_parallel: Optional[int] = MAX_PARALLEL_OPT,
+    dry_run: bool = DRY_RUN_OPT,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Train a grid of runs (one run directory per point under the sweep directory). Re-running skips
+    finished runs and resumes unfinished ones."""
+    from twoclocks.sweep import (format_outcomes, format_plan, load_spec, read_sweep, run_sweep,
+                                 spec_from_options)
+    if target.suffix == ".toml" or target.is_file():
+        spec, sweep_dir = load_spec(target), sweep_dir or target.with_suffix("")
+    else:
+        if sweep_dir is not None:
+            raise TwoclocksError(f"--dir is for a spec file; {target} is taken as the sweep directory itself")
+        sweep_dir = target
+        spec = read_sweep(target)[0] if (target / "sweep.json").is_file() else None
+        if spec is None and not (grid or base):
+            raise TwoclocksError(f"{target} has no sweep.json: give a spec file, or --grid / --base options")
+    spec = spec_from_options(spec, base or (), grid or (), slurm or ())
+    report = run_sweep(spec, sweep_dir, executor=executor, max_parallel=max_parallel, dry_run=dry_run,
+                       progress=not quiet)
+    typer.echo(format_plan(report))
+    if dry_run:
+        if report["script"]:
+            typer.echo("\n# sbatch script that would be submitted:\n" + report["script"])
+        return
+    typer.echo(format_outcomes(report))
+    failed = [o for o in report["outcomes"] if o["state"] == "failed"]
+    if failed:
+        raise TwoclocksError(f"{len(failed)} run(s) failed (first: {failed[0]['run']}: {failed[0]['info']}); "
+                             "run the same command again to resume them")
+
+
+@command
+def probe_all(
+    sweep_dir: Path = typer.Argument(..., help="A sweep directory (with sweep.json)."),
+    probes: Optional[str] = typer.Option(None, "--probes", help="Comma-separated probes in order, e.g. "
+                                         "samples,dsm-spectrum: samples, dsm-spectrum, ce, basin, plane, markov "
+                                         "(default: the spec's probes tables)."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="PROBE.KEY=VALUE, a probe option, e.g. "
+                                               "samples.steps=last (repeatable)."),
+    runs: Optional[str] = typer.Option(None, "--runs", help="Only these runs (comma-separated names)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: each probe's own)."),
+    executor: str = EXECUTOR_OPT,
+    max_parallel: Optional[int] = MAX_PARALLEL_OPT,
+    dry_run: bool = DRY_RUN_OPT,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Run per-run probes over every trained run of a sweep (one job per run, its single writer).
+    Re-running completes what is missing; finished pieces are kept."""
+    from twoclocks.sweep import format_outcomes, format_plan, probe_all as run_probe_all, read_sweep, spec_from_options
+    spec = read_sweep(sweep_dir)[0]
+    names = [p.strip() for p in probes.split(",") if p.strip()] if probes else list(spec.probes)
+    opts = spec_from_options(None, probes=option or ()).probes if option else {}
+    chosen = {p: {**spec.probes.get(p, {}), **opts.get(p, {})} for p in names}
+    extra = sorted(set(opts) - set(chosen))
+    if extra:
+        raise TwoclocksError(f"--option for {', '.join(extra)}, which is not in --probes")
+    report = run_probe_all(sweep_dir, chosen or None, executor=executor, max_parallel=max_parallel, device=device,
+                           runs=[r.strip() for r in runs.split(",")] if runs else None, dry_run=dry_run,
+                           progress=not quiet)
+    typer.echo(format_plan(report))
+    if dry_run:
+        if report["script"]:
+            typer.echo("\n# sbatch script that would be submitted:\n" + report["script"])
+        return
+    typer.echo(format_outcomes(report))
+    failed = [o for o in report["outcomes"] if o["state"] == "failed"]
+    if failed:
+        raise TwoclocksError(f"{len(failed)} run(s) failed (first: {failed[0]['run']}: {failed[0]['info']}); "
+                             "run the same command again to complete them")
+
+
+@command
+def collect(
+    sweep_dir: Path = typer.Argument(..., help="A sweep directory whose runs have probes/samples.zarr."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the Dataset (.zarr) "
+                                       "(default: SWEEP_DIR/collect.zarr)."),
+    pool: str = typer.Option("group", "--pool", help="Config fields to pool over for the extra pooled tau_mem "
+                             "fits (paper's Table 4: group); '' for none."),
+    k: Optional[int] = typer.Option(None, "--k", help="Consecutive evaluations a clock threshold must hold for (default 3)."),
+    acc_threshold: Optional[float] = typer.Option(None, "--acc-threshold", help="tau_rule accuracy threshold (default 0.9)."),
+    mem_threshold: Optional[float] = typer.Option(None, "--mem-threshold", help="tau_mem memorization threshold (default 0.1)."),
+    mem_adaptive: bool = typer.Option(False, "--mem-adaptive", help="Adaptive memorization threshold (see clocks)."),
+):
+    """One Dataset over a sweep's runs: clocks, window, final accuracy / memorization, and the
+    tau_mem = c N^alpha fits per group and pooled."""
+    from twoclocks.sweep import collect as run_collect, format_collect
+    pools = tuple(p.strip() for p in pool.split(",") if p.strip())
+    ds = run_collect(sweep_dir, out=out, pool=pools, k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
+                     mem_adaptive=mem_adaptive)
+    typer.echo(format_collect(ds))
+    typer.echo(f"wrote {out or Path(sweep_dir) / 'collect.zarr'} ({ds.sizes['run']} runs, {ds.sizes['fit']} fits)")
+
+
+@command
+def plot(
+    run_dir: Path = RUN_DIR_ARG,
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the figures (default: RUN_DIR/figures)."),
+    fmt: str = typer.Option("png", "--format", help="File formats, comma-separated, e.g. png,pdf."),
+    mem_adaptive: Optional[bool] = typer.Option(None, "--mem-adaptive/--mem-fixed", help="Memorization threshold "
+                                                "of the clocks drawn (default: adaptive only when the "
+                                                "uniform-valid baseline is above the fixed 0.1)."),
+):
+    """Draw the figures of every probe cube the run has (paths printed; one line per cube missing)."""
+    from twoclocks.plotting import plot_run
+    res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive)
+    for p in res:
+        typer.echo(str(p))
+    for note in res.notes:
+        typer.echo(note)
 
 
 def main():  # console-script entry point

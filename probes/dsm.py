@@ -1,0 +1,447 @@
+"""DSM spectrum: the denoising loss by noise level on train, held-out and hypercube data (SPEC.md,
+"Probes over checkpoints: DSM spectrum"), with the exact reference denoisers and loss-based clocks.
+
+For each checkpoint, split in (train, heldout, hypercube) and sigma on a fixed log grid,
+
+    loss(split, s) = mean over a fixed subset of the split of  (1/P) ||D(x + s n; s) - x||^2,
+
+unweighted (P = model-space coordinates per sample), with its standard error over the subset items
+(std / sqrt(n)) and the EDM-weighted loss lambda(s) loss(s), lambda = (s^2 + sd^2) / (s sd)^2.
+
+Fixed randomness, so differences between checkpoints are not sampling noise:
+- the subset of each split is the first ``n = min(n_subset, size)`` entries of a permutation drawn from
+  ``np.random.default_rng([data_seed, 5, 0, split_number])`` (nested: a smaller n_subset takes a prefix);
+  its indices are stored in the cube (``subset_index``, ``subset_size``);
+- a split smaller than n_subset gets ``d = n_subset // n`` noise draws per item (``noise_draws``), so
+  every split is estimated from about n_subset rows (a small train set is not the noisiest estimate);
+  row j of a split is item ``j % n``, draw ``j // n``;
+- the noise of (row j, sigma index i) is ``standard_normal((max rows, n_sigma, P))[j, i]`` from
+  ``np.random.default_rng([data_seed, 5, 1])``, shared by the three splits (common random numbers:
+  the split differences have less noise) and identical at every checkpoint.
+The loss is the mean over rows; its standard error is over items (std of the per-item means over
+their draws / sqrt(n)), the sampling unit.
+
+All (split, item, sigma) rows are stacked and evaluated in batches of ``batch_size`` (inference
+mode), so a checkpoint costs little more than its bare forward passes (benchmarks/bench_dsm.py).
+
+References (computed once per cube, one piece): ideal-rule (group parity only), ideal-cube (binary
+encodings only) and memorize (exact, chunked), on the same rows: ``reference_loss`` (reference,
+split, sigma). A reference that does not apply is left out and named in ``attrs['references_omitted']``.
+
+Derived views (recomputed at every assembly, see :class:`LossClockCriterion`):
+- ``gap`` = loss[heldout] - loss[train] (step, sigma) and its standard error;
+- ``rel_gap_mem`` = (heldout - train) / max(heldout, train) (= gap / heldout where heldout is larger),
+  ``rel_gap_rule`` = (hypercube - heldout) / max(hypercube, heldout); finite, in [-1, 1];
+- ``significant_mem`` / ``significant_rule`` (step, sigma): where that split is significant (below);
+- loss-based clocks ``tau_mem_loss``, ``tau_rule_loss``: the first evaluated step from which the split
+  stays separated for ``k`` consecutive evaluated checkpoints. "Separated" at a checkpoint: at some
+  sigma in the band, the relative gap exceeds ``threshold`` AND the absolute gap exceeds ``z`` standard
+  errors of the difference. Why this is a learning signal: the untrained DiT's output layer is zero,
+  so D(y; s) = c_skip y, whose expected loss depends on x only through |x|^2, the same for every split
+  of a binary or one-hot encoding: at initialisation the three splits coincide (up to the sampling
+  noise the z-test allows for) and a separation must be learned (with a scalar encoding |x|^2 can
+  differ between splits, so check the first step's ``separated_*`` flags). The rule compares hypercube with
+  *held-out* (valid and novel) data, so a model that only memorizes train does not pass it through
+  its train loss; but a memorizing model also denoises held-out valid data better than random data
+  (the memorize reference shows it), so, as with SPEC.md's sample clocks, a tau_rule_loss later than
+  tau_mem_loss is discarded (NaN; the raw step is kept in its attrs). The small-sigma end is outside
+  the bands: there every D tends to the identity and all losses to 0, relative gaps of tiny numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from twoclocks import TwoclocksError
+from twoclocks.ideal import REFERENCES
+from twoclocks.probes.common import resolve_sources, step_key
+from twoclocks.training.edm import edm_weight
+
+__all__ = ["SPLITS", "DsmRows", "LossClockCriterion", "make_rows", "row_losses", "split_stats",
+           "evaluate_steps", "run_dsm_spectrum", "add_derived", "summary_lines", "summary_text", "NAME"]
+
+NAME = "dsm_spectrum"
+SPLITS = ("train", "heldout", "hypercube")
+SEED_TAG = 5  # the issue number: keeps this probe's random streams apart from the run's others
+REF_KEY = "references"
+LOSS_UNITS = "model-space units squared, per coordinate"
+
+
+@dataclass(frozen=True)
+class LossClockCriterion:
+    """When a loss split counts as separated (module docstring): relative gap > threshold and
+    absolute gap > z standard errors at some sigma of the band, sustained for k evaluations."""
+    band_mem: tuple[float, float] = (0.2, 2.0)
+    band_rule: tuple[float, float] = (0.2, 2.0)
+    threshold_mem: float = 0.1
+    threshold_rule: float = 0.1
+    z: float = 3.0
+    k: int = 3
+
+
+@dataclass
+class DsmRows:
+    """Every (split, item, draw, sigma) row a checkpoint is evaluated on, fixed for a run and options.
+    Rows are ordered by split, then row j of the split (item j % n, draw j // n), then sigma."""
+    sigmas: np.ndarray  # (S,) float64
+    subsets: dict  # split -> (n_split,) int64 indices into the split
+    draws: dict  # split -> noise draws per item
+    y: torch.Tensor  # (R, P) float32: x + s n
+    x: torch.Tensor  # (R, P) float32
+    s: torch.Tensor  # (R,) float32
+
+    @property
+    def sizes(self) -> dict:
+        return {k: len(v) for k, v in self.subsets.items()}
+
+    def to(self, device) -> "DsmRows":
+        return DsmRows(self.sigmas, self.subsets, self.draws, self.y.to(device), self.x.to(device),
+                       self.s.to(device))
+
+
+def sigma_levels(n_sigma: int, sigma_min: float, sigma_max: float) -> np.ndarray:
+    """The fixed log grid: n_sigma levels from sigma_min to sigma_max (both included)."""
+    return np.geomspace(sigma_min, sigma_max, n_sigma)
+
+
+def check_options(n_sigma, sigma_min, sigma_max, n_subset, batch_size) -> None:
+    if not (isinstance(n_sigma, (int, np.integer)) and n_sigma >= 2):
+        raise TwoclocksError(f"--n-sigma must be an integer >= 2, got {n_sigma}")
+    if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+        raise TwoclocksError(f"need 0 < --sigma-min < --sigma-max (finite), got {sigma_min} and {sigma_max}")
+    if not (isinstance(n_subset, (int, np.integer)) and n_subset >= 2):
+        raise TwoclocksError(f"--n-subset must be an integer >= 2 (a standard error needs 2 items), got {n_subset}")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise TwoclocksError(f"--batch-size must be a positive integer, got {batch_size}")
+
+
+def make_rows(run, n_sigma: int = 50, sigma_min: float = 0.002, sigma_max: float = 80.0,
+              n_subset: int = 1024) -> DsmRows:
+    """The fixed subsets and noise draws of the run (module docstring), stacked into rows."""
+    seed = int(run.config.data_seed)
+    sigmas = sigma_levels(n_sigma, sigma_min, sigma_max)
+    xs, subsets = {}, {}
+    for i, split in enumerate(SPLITS):
+        x = run.x(split)
+        if len(x) < 2:
+            raise TwoclocksError(f"split {split!r} of {run.path} has {len(x)} samples; the DSM spectrum needs "
+                                 "at least 2 per split (re-create the run with a larger split)")
+        idx = np.random.default_rng([seed, SEED_TAG, 0, i]).permutation(len(x))[:n_subset].astype(np.int64)
+        subsets[split], xs[split] = idx, x[idx].astype(np.float32)
+    draws = {k: max(1, n_subset // len(v)) for k, v in subsets.items()}
+    n_rows = max(len(subsets[k]) * draws[k] for k in SPLITS)
+    P = xs["train"].shape[1]
+    noise = np.random.default_rng([seed, SEED_TAG, 1]).standard_normal((n_rows, n_sigma, P), dtype=np.float32)
+    s32 = sigmas.astype(np.float32)
+    ys, xr_, ss = [], [], []
+    for split in SPLITS:
+        x = np.tile(xs[split], (draws[split], 1))  # row j: item j % n, draw j // n
+        m = len(x)
+        xx = np.broadcast_to(x[:, None, :], (m, n_sigma, P))
+        ys.append((xx + s32[None, :, None] * noise[:m]).reshape(-1, P))
+        xr_.append(xx.reshape(-1, P))
+        ss.append(np.broadcast_to(s32[None, :], (m, n_sigma)).reshape(-1))
+    return DsmRows(sigmas, subsets, draws, torch.from_numpy(np.concatenate(ys)),
+                   torch.from_numpy(np.concatenate(xr_)), torch.from_numpy(np.concatenate(ss)))
+
+
+def row_losses(D, rows: DsmRows, batch_size: int = 8192) -> np.ndarray:
+    """(1/P) ||D(y; s) - x||^2 for every row, in batches of ``batch_size`` rows (R,) float64.
+    ``rows`` must already be on D's device; results stay there until one copy at the end."""
+    R = rows.y.shape[0]
+    with torch.inference_mode():
+        out = torch.empty(R, dtype=torch.float32, device=rows.y.device)
+        for i in range(0, R, batch_size):
+            j = min(i + batch_size, R)
+            d = D(rows.y[i:j], rows.s[i:j])
+            out[i:j] = (d.float() - rows.x[i:j]).square_().mean(1)
+        return out.cpu().numpy().astype(np.float64)
+
+
+def split_stats(rows: DsmRows, per_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over items: (split, sigma) arrays."""
+    S = len(rows.sigmas)
+    mean, se, k = np.empty((len(SPLITS), S)), np.empty((len(SPLITS), S)), 0
+    for i, split in enumerate(SPLITS):
+        n, d = rows.sizes[split], rows.draws[split]
+        v = per_row[k:k + d * n * S].reshape(d, n, S).mean(0)  # per-item means over the draws
+        k += d * n * S
+        mean[i] = v.mean(0)
+        se[i] = v.std(0, ddof=1) / np.sqrt(n)
+    return mean, se
+
+
+def _weight(sigmas: np.ndarray, sigma_data: float) -> np.ndarray:
+    return edm_weight(torch.as_tensor(sigmas, dtype=torch.float64), sigma_data).numpy()
+
+
+def _loss_vars(prefix: str, dims: tuple, mean, se, w, what: str) -> dict:
+    return {
+        f"{prefix}loss": (dims, mean, {"long_name": f"unweighted DSM loss (1/P)||D(x + s n; s) - x||^2, mean over "
+                                                    f"the fixed subset{what}", "units": LOSS_UNITS}),
+        f"{prefix}loss_se": (dims, se, {"long_name": f"standard error of {prefix}loss over subset items{what}",
+                                        "units": LOSS_UNITS}),
+        f"{prefix}loss_weighted": (dims, mean * w, {"long_name": f"EDM-weighted DSM loss lambda(s) {prefix}loss, "
+                                                                 f"lambda = (s^2 + sd^2)/(s sd)^2{what}",
+                                                    "units": LOSS_UNITS}),
+    }
+
+
+def _common(rows: DsmRows) -> tuple[dict, dict]:
+    n_max = max(rows.sizes.values())
+    sub = np.full((len(SPLITS), n_max), -1, dtype=np.int64)
+    for i, split in enumerate(SPLITS):
+        sub[i, :rows.sizes[split]] = rows.subsets[split]
+    coords = {
+        "split": ("split", list(SPLITS), {"long_name": "data split"}),
+        "sigma": ("sigma", rows.sigmas, {"long_name": "noise level s (log grid)", "units": "model-space units"}),
+        "item": ("item", np.arange(n_max), {"long_name": "position in the fixed subset"}),
+    }
+    data = {
+        "subset_index": (("split", "item"), sub, {"long_name": "index into the split of each subset item "
+                                                               "(-1: the split is smaller than n_subset)",
+                                                  "units": "1"}),
+        "subset_size": ("split", np.array([rows.sizes[s] for s in SPLITS], dtype=np.int64),
+                        {"long_name": "number of items of the split evaluated", "units": "1"}),
+        "noise_draws": ("split", np.array([rows.draws[s] for s in SPLITS], dtype=np.int64),
+                        {"long_name": "fixed noise draws per item and sigma", "units": "1"}),
+    }
+    return data, coords
+
+
+def step_piece(rows: DsmRows, per_row: np.ndarray, step: int, sigma_data: float) -> xr.Dataset:
+    mean, se = split_stats(rows, per_row)
+    w = _weight(rows.sigmas, sigma_data)
+    data, coords = _common(rows)
+    data.update(_loss_vars("", ("step", "split", "sigma"), mean[None], se[None], w, ""))
+    coords["step"] = ("step", [int(step)], {"long_name": "training step of the checkpoint (-1: reference "
+                                                         "denoiser)", "units": "steps"})
+    return xr.Dataset(data, coords=coords)
+
+
+def reference_piece(run, rows: DsmRows, batch_size: int) -> xr.Dataset:
+    """All applicable reference denoisers on the same rows (one piece; no checkpoint involved)."""
+    names, means, ses, omitted = [], [], [], []
+    for ref in REFERENCES:
+        try:
+            D = run.denoiser(ref)
+        except TwoclocksError as e:
+            omitted.append(f"{ref}: {e}")
+            continue
+        m, s = split_stats(rows, row_losses(D, rows, batch_size))
+        names.append(ref)
+        means.append(m)
+        ses.append(s)
+    data, coords = _common(rows)
+    w = _weight(rows.sigmas, run.config.sigma_data)
+    data.update(_loss_vars("reference_", ("reference", "split", "sigma"), np.array(means), np.array(ses), w,
+                           " (exact reference denoiser)"))
+    coords["reference"] = ("reference", names, {"long_name": "exact reference denoiser (twoclocks.ideal)"})
+    return xr.Dataset(data, coords=coords, attrs={"references_omitted": "; ".join(omitted) or "none"})
+
+
+def _combine(pieces: list[xr.Dataset]) -> xr.Dataset:
+    steps = [p for p in pieces if "loss" in p]
+    refs = [p for p in pieces if "reference_loss" in p]
+    kw = dict(compat="override", join="outer", combine_attrs="override")
+    if steps:
+        ds = xr.concat(steps, dim="step", data_vars="minimal", coords="minimal", **kw).sortby("step")
+    else:
+        ds = refs[0][["subset_index", "subset_size", "noise_draws"]]
+    for r in refs:
+        ds = xr.merge([ds, r], **kw)
+        ds.attrs["references_omitted"] = r.attrs.get("references_omitted", "none")
+    return ds
+
+
+def _first_sustained(flags: np.ndarray, steps: np.ndarray, k: int) -> float:
+    """The first step from which ``flags`` holds for k consecutive evaluations (NaN if never)."""
+    for i in range(len(flags) - k + 1):
+        if flags[i:i + k].all():
+            return float(steps[i])
+    return float("nan")
+
+
+def _rel(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
+    """(a - b) / max(a, b), in [-1, 1]; 0 where both are 0. Where a > b it is (a - b) / a."""
+    den = np.maximum(a, b)
+    return xr.where(den > 0, (a - b) / den.where(den > 0), 0.0)
+
+
+def add_derived(ds: xr.Dataset, crit: LossClockCriterion | None = None) -> xr.Dataset:
+    """Add the gap views and the loss-based clocks (module docstring) to a DSM spectrum cube."""
+    crit = crit or LossClockCriterion()
+    ds = ds.copy()
+    crit_attrs = {f"criterion_{k}": (list(v) if isinstance(v, tuple) else v) for k, v in asdict(crit).items()}
+    if "reference_loss" in ds:
+        L = ds["reference_loss"]
+        ds["reference_gap"] = (L.sel(split="heldout") - L.sel(split="train")).assign_attrs(
+            long_name="reference heldout minus train loss", units=LOSS_UNITS)
+    if "loss" not in ds:
+        return ds
+    L, E = ds["loss"], ds["loss_se"]
+    tr, he, hy = (L.sel(split=s, drop=True) for s in SPLITS)
+    e_tr, e_he, e_hy = (E.sel(split=s, drop=True) for s in SPLITS)
+    ds["gap"] = (he - tr).assign_attrs(long_name="held-out minus train loss (memorization gap)", units=LOSS_UNITS)
+    ds["gap_se"] = np.sqrt(e_he ** 2 + e_tr ** 2).assign_attrs(
+        long_name="standard error of gap (items treated as independent; conservative with the shared noise)",
+        units=LOSS_UNITS)
+    ds["rel_gap_mem"] = _rel(he, tr).assign_attrs(
+        long_name="relative memorization gap (heldout - train) / max(heldout, train) (0 where both are 0)", units="1")
+    ds["rel_gap_rule"] = _rel(hy, he).assign_attrs(
+        long_name="relative rule gap (hypercube - heldout) / max(hypercube, heldout) (0 where both are 0)",
+        units="1")
+    sig = ds["sigma"]
+    steps = ds["step"].values
+    clocks = {}
+    for kind, diff, se, rel, band, thr in (
+            ("mem", he - tr, ds["gap_se"], ds["rel_gap_mem"], crit.band_mem, crit.threshold_mem),
+            ("rule", hy - he, np.sqrt(e_hy ** 2 + e_he ** 2), ds["rel_gap_rule"], crit.band_rule, crit.threshold_rule)):
+        inband = (sig >= band[0]) & (sig <= band[1])
+        what = "train vs held-out" if kind == "mem" else "held-out vs hypercube"
+        sig_s = (rel > thr) & (diff > crit.z * se)
+        ds[f"significant_{kind}"] = sig_s.assign_attrs(
+            long_name=f"loss split {what} at this sigma: relative gap > {thr} and > {crit.z} SE", units="1")
+        sep = (sig_s & inband).any("sigma")
+        ds[f"separated_{kind}"] = sep.assign_attrs(
+            long_name=f"loss split {what} separated at this step (relative gap > {thr} and > {crit.z} SE at "
+                      f"some sigma in [{band[0]}, {band[1]}])", units="1")
+        ok = steps >= 0
+        clocks[kind] = _first_sustained(sep.values[ok], steps[ok], crit.k) if ok.any() else float("nan")
+    raw_rule = clocks["rule"]
+    discarded = bool(np.isfinite(raw_rule) and np.isfinite(clocks["mem"]) and raw_rule > clocks["mem"])
+    if discarded:
+        clocks["rule"] = float("nan")
+    note = ("reference cube: no training steps, no clock" if not (steps >= 0).any()
+            else "NaN: never separated for k consecutive evaluations")
+    ds["tau_mem_loss"] = xr.DataArray(clocks["mem"], attrs={
+        "long_name": "loss-based memorization clock: first step from which held-out loss exceeds train loss "
+                     "(relative gap > threshold and > z SE at some sigma in the band) for k consecutive "
+                     "evaluated checkpoints", "units": "steps", "band": list(crit.band_mem),
+        "threshold": crit.threshold_mem, "z": crit.z, "k": crit.k, "note": note})
+    ds["tau_rule_loss"] = xr.DataArray(clocks["rule"], attrs={
+        "long_name": "loss-based rule clock: first step from which hypercube loss exceeds held-out loss "
+                     "(relative gap > threshold and > z SE at some sigma in the band) for k consecutive "
+                     "evaluated checkpoints; discarded (NaN) when later than tau_mem_loss", "units": "steps",
+        "band": list(crit.band_rule), "threshold": crit.threshold_rule, "z": crit.z, "k": crit.k,
+        "raw_step": raw_rule, "discarded_after_tau_mem": int(discarded), "note": note})
+    ds.attrs.update(crit_attrs)
+    return ds
+
+
+def evaluate_steps(run, cube, rows: DsmRows, sources: list, device, batch_size: int, progress: bool = True,
+                   with_references: bool = False) -> None:
+    """Write one piece per (step, source) (and the references piece first if asked). ``rows`` on ``device``.
+
+    The GPU (or the cores) stay busy: a single helper thread loads the next checkpoint and writes the
+    finished piece while the current checkpoint is evaluated, so a step costs about its forward passes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from twoclocks.progress import track
+
+    net_sources = [src for _, src in sources if not isinstance(src, str)]
+    jobs = ([(None, None)] if with_references else []) + list(sources)
+    pool = ThreadPoolExecutor(1)
+    writes, prefetch = [], None
+    try:
+        for s, src in track(jobs, f"dsm-spectrum {run.path.name}", total=len(jobs), enabled=progress):
+            if s is None:
+                cube.write(REF_KEY, reference_piece(run, rows, batch_size))
+                continue
+            if prefetch is not None:
+                prefetch.result()  # the next model is loaded: run.denoiser finds it cached
+            D = run.denoiser(src, device)
+            if not isinstance(src, str) and src != net_sources[-1]:
+                prefetch = pool.submit(run.model, net_sources[net_sources.index(src) + 1], device)
+            per_row = row_losses(D, rows, batch_size)
+            writes.append(pool.submit(cube.write, step_key(s), step_piece(rows, per_row, s, run.config.sigma_data)))
+    finally:
+        pool.shutdown(wait=True)  # finished pieces are on disk before the cube is assembled
+    for w in writes:
+        w.result()  # re-raise a failed write
+
+
+def run_dsm_spectrum(run, steps: str | None = None, denoiser: str | None = None, n_sigma: int = 50,
+                     sigma_min: float = 0.002, sigma_max: float = 80.0, n_subset: int = 1024,
+                     batch_size: int = 8192, device: str = "auto", force: bool = False, progress: bool = True,
+                     criterion: LossClockCriterion | None = None) -> xr.Dataset:
+    """Compute (or complete) ``RUN/probes/dsm_spectrum.zarr`` and return it (module docstring).
+
+    ``run``: a run directory or an opened Run. ``steps``: as ``--steps`` (default all checkpoints);
+    ``denoiser``: a reference (ideal-rule, ideal-cube, memorize) instead of checkpoints, written to
+    ``dsm_spectrum-DENOISER.zarr`` at step -1 (no ``reference`` dim). Only missing pieces (one per
+    step, one for the references) are computed; an interrupt leaves a valid cube of the finished ones.
+    ``criterion`` only shapes the derived clocks, recomputed at each assembly."""
+    from twoclocks.run import Run, open_run, resolve_device
+    from twoclocks.store import Cube
+
+    run = run if isinstance(run, Run) else open_run(run)
+    check_options(n_sigma, sigma_min, sigma_max, n_subset, batch_size)
+    if denoiser is None and run.config.arch != "dit":
+        raise TwoclocksError(f"{run.path} is a {run.config.arch} run; dsm-spectrum needs a diffusion (dit) run "
+                             "(or --denoiser for a reference)")
+    name, sources = resolve_sources(run, NAME, steps, denoiser)
+    dev = resolve_device(device)
+    params = {"n_sigma": int(n_sigma), "sigma_min": float(sigma_min), "sigma_max": float(sigma_max),
+              "n_subset": int(n_subset), "noise_seed": [int(run.config.data_seed), SEED_TAG]}
+    cube = Cube(run, name, params, force=force)
+    done = cube.done()
+    todo = [(s, src) for s, src in sources if step_key(s) not in done]
+    want_refs = denoiser is None and REF_KEY not in done
+    attrs = {"splits": list(SPLITS), "definitions": "see the twoclocks.probes.dsm module docstring",
+             "sigma_data": float(run.config.sigma_data)}
+    try:
+        if todo or want_refs:
+            rows = make_rows(run, n_sigma, sigma_min, sigma_max, n_subset).to(dev)
+            evaluate_steps(run, cube, rows, todo, dev, batch_size, progress, with_references=want_refs)
+    finally:
+        out = cube.assemble(combine=_combine, finalize=lambda d: add_derived(d, criterion), extra_attrs=attrs)
+    if out is None:
+        raise TwoclocksError(f"no DSM spectrum was computed for {run.path}")
+    return out
+
+
+def summary_lines(ds: xr.Dataset) -> list[str]:
+    """A short text summary: the loss-based clocks and, at the last step, the largest held-out minus
+    train gap and the sigma range where the split is significant (relative gap > threshold, > z SE)."""
+    lines = []
+    trained = "step" in ds.coords and bool((ds["step"].values >= 0).any())
+    for v in ("tau_rule_loss", "tau_mem_loss") if trained else ():
+        a = ds[v].attrs
+        val = float(ds[v])
+        txt = "not reached" if not np.isfinite(val) else f"step {int(val)}"
+        if v == "tau_rule_loss" and a.get("discarded_after_tau_mem"):
+            txt += f" (raw step {int(a['raw_step'])} discarded: after tau_mem_loss)"
+        lines.append(f"{v}: {txt}  [sigma band {a['band']}, relative gap > {a['threshold']} and > {a['z']} SE, "
+                     f"for {a['k']} consecutive checkpoints]")
+    if "loss" in ds and ds.sizes.get("step", 0):
+        last = ds.isel(step=-1)
+        sig = ds["sigma"].values
+        lo, hi = ds["tau_mem_loss"].attrs["band"]
+        gap = np.where((sig >= lo) & (sig <= hi), last["gap"].values, np.nan)
+        where = sig[last["significant_mem"].values]
+        band = f"sigma in [{where.min():.3g}, {where.max():.3g}]" if len(where) else "at no sigma"
+        if np.isfinite(gap).any():
+            i = int(np.nanargmax(gap))
+            lines.append(f"step {int(last.step)}: max heldout - train gap in [{lo}, {hi}] {gap[i]:.4f} (relative "
+                         f"{float(last['rel_gap_mem'][i]):.3f}) at sigma {sig[i]:.3g}")
+        lines.append(f"step {int(last.step)}: heldout > train significantly {band}")
+        j = int(np.argmin(np.abs(np.log(sig))))
+        lines.append(f"step {int(last.step)}, sigma {sig[j]:.3g}: loss " + ", ".join(
+            f"{sp} {float(last['loss'].sel(split=sp)[j]):.4f}" for sp in SPLITS))
+    if "reference_loss" in ds:
+        j = int(np.argmin(np.abs(np.log(ds["sigma"].values))))
+        for r in ds["reference"].values:
+            lines.append(f"  reference {r}: " + ", ".join(
+                f"{sp} {float(ds['reference_loss'].sel(reference=r, split=sp)[j]):.4f}" for sp in SPLITS))
+    if ds.attrs.get("references_omitted", "none") != "none":
+        lines.append(f"references omitted: {ds.attrs['references_omitted']}")
+    return lines
+
+
+def summary_text(ds: xr.Dataset) -> str:
+    return "\n".join(summary_lines(ds))

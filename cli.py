@@ -14,7 +14,7 @@ import typer
 
 from twoclocks import TwoclocksError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Find out when a generative model learns a rule and when it memorizes: "
                        "train on rule datasets, then probe the checkpoints.")
 

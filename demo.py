@@ -88,9 +88,11 @@ def run_demo(out_dir: Path, arch: str = "dit", steps: int | None = None, figures
     if figures:
         from twoclocks.plotting import plot_run
         _say(f"[{stages}/{stages}] figures")
-        paths = plot_run(out_dir)
+        paths = plot_run(out_dir, mem_adaptive=True)
         for p in paths:
             typer.echo(f"figure: {p}")
+        for note in paths.notes:
+            typer.echo(note, err=True)
     last = samples.sel(step=samples["step"].values[-1])
     found = {"tau_rule": tau_rule, "tau_mem": tau_mem, "sample_acc": float(last.sample_acc),
              "sample_mem": float(last.sample_mem), "seconds": time.time() - t0}

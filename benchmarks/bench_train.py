@@ -77,7 +77,10 @@ def main():
     ap.add_argument("--presets", default="tiny,mini")
     ap.add_argument("--steps", type=int, default=0, help="timed steps (default: 30 for tiny, 3 for larger)")
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rule = GroupParity(6, group=3)
     train = make_splits(rule, 4096, 0, 0, seed=0)["train"]

@@ -337,15 +337,23 @@ def evaluate_steps(run, cube, rows: DsmRows, sources: list, device, batch_size: 
                    with_references: bool = False) -> None:
     """Write one piece per (step, source) (and the references piece first if asked). ``rows`` on ``device``.
 
-    The GPU (or the cores) stay busy: a single helper thread loads the next checkpoint and writes the
-    finished piece while the current checkpoint is evaluated, so a step costs about its forward passes."""
-    from concurrent.futures import ThreadPoolExecutor
+    On a GPU it stays busy: a helper thread loads the next checkpoint and writes the finished piece
+    while the current checkpoint is evaluated, so a step costs about its forward passes. On a CPU the
+    cores are the bottleneck and a second thread would only compete for them: all runs in line."""
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from twoclocks.progress import track
+
+    def now(fn, *args):
+        f = Future()
+        f.set_result(fn(*args))
+        return f
 
     net_sources = [src for _, src in sources if not isinstance(src, str)]
     jobs = ([(None, None)] if with_references else []) + list(sources)
     pool = ThreadPoolExecutor(1)
+    overlap = torch.device(device).type == "cuda"
+    submit = pool.submit if overlap else now
     writes, prefetch = [], None
     try:
         for s, src in track(jobs, f"dsm-spectrum {run.path.name}", total=len(jobs), enabled=progress):
@@ -355,10 +363,10 @@ def evaluate_steps(run, cube, rows: DsmRows, sources: list, device, batch_size: 
             if prefetch is not None:
                 prefetch.result()  # the next model is loaded: run.denoiser finds it cached
             D = run.denoiser(src, device)
-            if not isinstance(src, str) and src != net_sources[-1]:
+            if overlap and not isinstance(src, str) and src != net_sources[-1]:
                 prefetch = pool.submit(run.model, net_sources[net_sources.index(src) + 1], device)
             per_row = row_losses(D, rows, batch_size)
-            writes.append(pool.submit(cube.write, step_key(s), step_piece(rows, per_row, s, run.config.sigma_data)))
+            writes.append(submit(cube.write, step_key(s), step_piece(rows, per_row, s, run.config.sigma_data)))
     finally:
         pool.shutdown(wait=True)  # finished pieces are on disk before the cube is assembled
     for w in writes:

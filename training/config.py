@@ -15,7 +15,9 @@ __all__ = ["TrainConfig", "STATUS", "SCHEMA_VERSION", "save_schedule", "PRESETS"
 
 SCHEMA_VERSION = 1
 
-# (depth, hidden, heads) shared by DiT and GPT so the two arms are matched in size.
+# (depth, hidden, heads) shared by DiT and GPT so the two arms are matched in size. mini is the paper's
+# DiT-mini; S and B are the standard DiT sizes (assumed); nano sits between tiny and mini (assumed);
+# tiny is for CPU demos and tests.
 PRESETS = {
     "tiny": (2, 64, 2),
     "nano": (4, 128, 4),

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DiTConfig", "DiT", "DIT_PRESETS", "sincos_2d", "timestep_embedding"]
+__all__ = ["DiTConfig", "DiT", "sincos_2d", "timestep_embedding"]  # presets: training.config.PRESETS
 
 
 @dataclass
@@ -27,17 +27,6 @@ class DiTConfig:
     heads: int = 6
     mlp_ratio: float = 4.0
     freq_dim: int = 256
-
-
-# (depth, hidden, heads); mini is the paper's DiT-mini, S and B are the standard DiT sizes (assumed),
-# nano is a small step between tiny and mini (assumed), tiny is for CPU demos and tests.
-DIT_PRESETS = {
-    "tiny": (2, 64, 2),
-    "nano": (4, 128, 4),
-    "mini": (6, 384, 6),
-    "S": (12, 384, 6),
-    "B": (12, 768, 12),
-}
 
 
 def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:

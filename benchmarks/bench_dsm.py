@@ -55,14 +55,32 @@ def bare(run, rows, dev, batch_size):
     return time.perf_counter() - t
 
 
-def probe(path, rows, dev, batch_size, cube_params):
+def probe(path, rows, dev, batch_size, cube_params, instrument=False):
+    """The probe's loop over STEPS; with ``instrument``, also the time spent inside the network calls
+    (synchronised around each call), measured in the same loop: immune to load changes between runs."""
     run = open_run(path)  # fresh: every checkpoint is loaded from disk
     cube = Cube(run, "bench_dsm", cube_params, force=True)
+    inside = [0.0]
+    if instrument:
+        plain = run.denoiser
+
+        def timed(source, device):
+            D = plain(source, device)
+
+            def W(y, s):
+                sync(dev)
+                t0 = time.perf_counter()
+                out = D(y, s)
+                sync(dev)
+                inside[0] += time.perf_counter() - t0
+                return out
+            return W
+        run.denoiser = timed
     sync(dev)
     t = time.perf_counter()
     evaluate_steps(run, cube, rows, [(s, s) for s in STEPS], dev, batch_size, progress=False)
     sync(dev)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, inside[0]
 
 
 def old_memorizing(train_x, chunk=8192):
@@ -91,10 +109,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", default="tiny,mini")
-    ap.add_argument("--n-subset", type=int, default=None, help="default: 1024 on cuda; CPU: 64 tiny, 8 mini")
+    ap.add_argument("--n-subset", type=int, default=None, help="default: 1024 on cuda; CPU: 64 tiny, 4 mini")
     ap.add_argument("--n-sigma", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=None, help="default: 8192 on cuda, 1024 on cpu")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--memorize-n", type=int, default=0, help="also time the memorizing reference at this N")
     a = ap.parse_args()
     dev = resolve_device(a.device)
@@ -104,7 +122,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="bench_dsm_"))
     try:
         for model in a.models.split(","):
-            n_subset = a.n_subset or (1024 if gpu else {"tiny": 64}.get(model, 8))
+            n_subset = a.n_subset or (1024 if gpu else {"tiny": 64}.get(model, 4))
             path = tmp / model
             train(path, dict(side=6, group=3, n_train=1024, n_heldout=1024, n_hypercube=1024, n_noise=8,
                              model=model, steps=3, batch=16, device=str(dev)), progress=False)
@@ -115,9 +133,14 @@ def main():
             params = {"n_sigma": a.n_sigma, "n_subset": n_subset}
             bare(run, rows, dev, bs)  # warm-up (allocator, kernels)
             tb, tp = [], []
-            for _ in range(a.repeats):
-                tp.append(probe(path, rows, dev, bs, params) / len(STEPS))
-                tb.append(bare(run, rows, dev, bs) / len(STEPS))
+            for r in range(a.repeats):  # interleaved, alternating order; the minimum of each is kept
+                order = (0, 1) if r % 2 else (1, 0)
+                for o in order:
+                    if o:
+                        tp.append(probe(path, rows, dev, bs, params)[0] / len(STEPS))
+                    else:
+                        tb.append(bare(run, rows, dev, bs) / len(STEPS))
+            total, inside = probe(path, rows, dev, bs, params, instrument=True)
             t = time.perf_counter()
             Cube(run, "bench_dsm", params).write(REF_KEY, reference_piece(run, rows, bs))
             t_ref = time.perf_counter() - t
@@ -125,6 +148,7 @@ def main():
             print(f"{model:>5} on {dev.type}: {R} rows ({n_subset} per split x {a.n_sigma} sigmas x 3 splits), "
                   f"batch {bs}: per checkpoint: bare forward {min(tb):.3f} s, probe {min(tp):.3f} s, "
                   f"ratio {min(tp) / min(tb):.3f} (target <= 1.15)")
+            print(f"       same loop, instrumented: total / time inside the network calls = {total / inside:.3f}")
             print(f"       once per cube: fixed rows {t_rows:.3f} s, the 3 references {t_ref:.3f} s")
         if a.memorize_n:
             from twoclocks.ideal import memorizing_denoiser

@@ -168,7 +168,7 @@ def split_stats(rows: DsmRows, per_row: np.ndarray) -> tuple[np.ndarray, np.ndar
     mean, se, k = np.empty((len(SPLITS), S)), np.empty((len(SPLITS), S)), 0
     for i, split in enumerate(SPLITS):
         n, d = rows.sizes[split], rows.draws[split]
-        v = per_row[k:k + d * n * S].reshape(d, n, S).mean(0)  # per-item means over the draws
+        v = per_row[k:k + d * n * S].reshape(n, d, S).mean(1)  # per-item means over the draws
         k += d * n * S
         mean[i] = v.mean(0)
         se[i] = v.std(0, ddof=1) / np.sqrt(n)
@@ -334,12 +334,13 @@ def add_derived(ds: xr.Dataset, crit: LossClockCriterion | None = None) -> xr.Da
 
 
 def evaluate_steps(run, cube, rows: DsmRows, sources: list, device, batch_size: int, progress: bool = True,
-                   with_references: bool = False) -> None:
+                   with_references: bool = False, overlap: bool | None = None) -> None:
     """Write one piece per (step, source) (and the references piece first if asked). ``rows`` on ``device``.
 
     On a GPU it stays busy: a helper thread loads the next checkpoint and writes the finished piece
     while the current checkpoint is evaluated, so a step costs about its forward passes. On a CPU the
-    cores are the bottleneck and a second thread would only compete for them: all runs in line."""
+    cores are the bottleneck and a second thread would only compete for them: all runs in line
+    (``overlap`` overrides the choice)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from twoclocks.progress import track
@@ -352,7 +353,7 @@ def evaluate_steps(run, cube, rows: DsmRows, sources: list, device, batch_size: 
     net_sources = [src for _, src in sources if not isinstance(src, str)]
     jobs = ([(None, None)] if with_references else []) + list(sources)
     pool = ThreadPoolExecutor(1)
-    overlap = torch.device(device).type == "cuda"
+    overlap = torch.device(device).type == "cuda" if overlap is None else overlap
     submit = pool.submit if overlap else now
     writes, prefetch = [], None
     try:

@@ -253,6 +253,20 @@ def test_resume_computes_only_missing(dsm_run, tmp_path, monkeypatch):
     assert calls == [] and not ref_calls
 
 
+def test_overlapped_loop_same_pieces(dsm_run, tmp_path):
+    """The GPU path (prefetch the next checkpoint, write in a helper thread), run here on the CPU."""
+    from twoclocks.store import Cube
+    run = open_run(dsm_run)
+    rows = dsm.make_rows(run, S, OPTS["sigma_min"], OPTS["sigma_max"], OPTS["n_subset"])
+    cube = Cube(run, "dsm_overlap_test", {})
+    dsm.evaluate_steps(run, cube, rows, [(s, s) for s in (2, 3, 6)], "cpu", OPTS["batch_size"], progress=False,
+                       overlap=True)
+    got = xr.concat([p["loss"] for p in cube.pieces()], "step")
+    ref = open_clean(run.probe_path("dsm_spectrum")).sel(step=[2, 3, 6])
+    np.testing.assert_allclose(got.values, ref["loss"].values, rtol=1e-6)
+    shutil.rmtree(cube.parts)
+
+
 def test_cli_runs_and_bad_options(dsm_run):
     runner = CliRunner()
     before = open_clean(open_run(dsm_run).probe_path("dsm_spectrum"))

@@ -168,7 +168,7 @@ def split_stats(rows: DsmRows, per_row: np.ndarray) -> tuple[np.ndarray, np.ndar
     mean, se, k = np.empty((len(SPLITS), S)), np.empty((len(SPLITS), S)), 0
     for i, split in enumerate(SPLITS):
         n, d = rows.sizes[split], rows.draws[split]
-        v = per_row[k:k + d * n * S].reshape(n, d, S).mean(1)  # per-item means over the draws
+        v = per_row[k:k + d * n * S].reshape(d, n, S).mean(0)  # per-item means over the draws
         k += d * n * S
         mean[i] = v.mean(0)
         se[i] = v.std(0, ddof=1) / np.sqrt(n)

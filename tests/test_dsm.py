@@ -82,6 +82,32 @@ def test_fixed_rows_are_reproducible(dsm_run):
     assert torch.equal(a.x[:32 * S], a.x[32 * S:64 * S]) and not torch.allclose(n[0, :32], n[0, 32:])
 
 
+def test_rederive_rows_from_documented_seeds(dsm_run):
+    """A user re-derives subsets and noises from the module docstring and gets the stored loss and SE."""
+    run = open_run(dsm_run)
+    ds = open_clean(run.probe_path("dsm_spectrum"))
+    seed, sig, n_sub = run.config.data_seed, ds["sigma"].values, OPTS["n_subset"]
+    P = run.x("train").shape[1]
+    noise = np.random.default_rng([seed, 5, 1]).standard_normal((n_sub, S, P), dtype=np.float32)
+    D = run.denoiser(run.steps[-1])
+    for i, split in enumerate(dsm.SPLITS):
+        x_all = run.x(split)
+        idx = np.random.default_rng([seed, 5, 0, i]).permutation(len(x_all))[:n_sub]
+        np.testing.assert_array_equal(ds["subset_index"].values[i, :len(idx)], idx)
+        n, d = len(idx), max(1, n_sub // len(idx))
+        j = np.arange(n * d)  # row j: item j % n, draw j // n
+        x = torch.tensor(x_all[idx[j % n]])[:, None, :].expand(-1, S, -1)
+        s32 = torch.tensor(sig, dtype=torch.float32)
+        y = x + s32[None, :, None] * torch.tensor(noise[:n * d])
+        with torch.no_grad():
+            per_row = ((D(y.reshape(-1, P), s32.repeat(n * d)) - x.reshape(-1, P)) ** 2).mean(1)
+        per_item = np.zeros((n, S))
+        np.add.at(per_item, j % n, per_row.reshape(n * d, S).numpy() / d)
+        L = ds.isel(step=-1).sel(split=split)
+        np.testing.assert_allclose(L["loss"].values, per_item.mean(0), rtol=1e-4, atol=1e-9)
+        np.testing.assert_allclose(L["loss_se"].values, per_item.std(0, ddof=1) / np.sqrt(n), rtol=1e-3, atol=1e-9)
+
+
 def fresh_mc(D, x, sigmas, reps=2, seed=123):
     """Independent Monte Carlo: fresh noise, ``reps`` draws per item; mean and SE per sigma."""
     g = torch.Generator().manual_seed(seed)
@@ -274,8 +300,8 @@ def test_cli_runs_and_bad_options(dsm_run):
     assert r.exit_code == 0, r.output
     assert "tau_mem_loss" in r.stdout and "dsm_spectrum.zarr" in r.stdout
     bad = [["--n-sigma", "1"], ["--sigma-min", "0"], ["--sigma-min", "5", "--sigma-max", "1"], ["--n-subset", "1"],
-           ["--batch-size", "0"], ["--denoiser", "nope"], ["--steps", "7777"], ["--steps", "3", "--denoiser", "memorize"],
-           ["--device", "tpu"], ["--n-sigma", "9"]]  # the last: options differ from the stored cube, no --force
+           ["--batch-size", "0"], ["--denoiser", "nope"], ["--steps", "7777"],
+           ["--steps", "3", "--denoiser", "memorize"], ["--device", "tpu"], ["--n-sigma", "9"]]  # the last: options differ from the stored cube, no --force
     for extra in bad:
         opts = dict(zip(CLI_OPTS[::2], CLI_OPTS[1::2]))
         opts.update(dict(zip(extra[::2], extra[1::2])))

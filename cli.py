@@ -337,16 +337,7 @@ def sweep(
     spec = spec_from_options(spec, base or (), grid or (), slurm or ())
     report = run_sweep(spec, sweep_dir, executor=executor, max_parallel=max_parallel, dry_run=dry_run,
                        progress=not quiet)
-    typer.echo(format_plan(report))
-    if dry_run:
-        if report["script"]:
-            typer.echo("\n# sbatch script that would be submitted:\n" + report["script"])
-        return
-    typer.echo(format_outcomes(report))
-    failed = [o for o in report["outcomes"] if o["state"] == "failed"]
-    if failed:
-        raise TwoclocksError(f"{len(failed)} run(s) failed (first: {failed[0]['run']}: {failed[0]['info']}); "
-                             "run the same command again to resume them")
+    _print_report(report, dry_run, "resume")
 
 
 @command
@@ -377,16 +368,7 @@ def probe_all(
     report = run_probe_all(sweep_dir, chosen or None, executor=executor, max_parallel=max_parallel, device=device,
                            runs=[r.strip() for r in runs.split(",")] if runs else None, dry_run=dry_run,
                            progress=not quiet)
-    typer.echo(format_plan(report))
-    if dry_run:
-        if report["script"]:
-            typer.echo("\n# sbatch script that would be submitted:\n" + report["script"])
-        return
-    typer.echo(format_outcomes(report))
-    failed = [o for o in report["outcomes"] if o["state"] == "failed"]
-    if failed:
-        raise TwoclocksError(f"{len(failed)} run(s) failed (first: {failed[0]['run']}: {failed[0]['info']}); "
-                             "run the same command again to complete them")
+    _print_report(report, dry_run, "complete")
 
 
 @command
@@ -427,6 +409,21 @@ def plot(
         typer.echo(str(p))
     for note in res.notes:
         typer.echo(note)
+
+
+def _print_report(report: dict, dry_run: bool, verb: str) -> None:
+    """Print a sweep / probe-all plan and outcomes; failed runs make a one-line error."""
+    from twoclocks.sweep import format_outcomes, format_plan
+    typer.echo(format_plan(report))
+    if dry_run:
+        if report["script"]:
+            typer.echo("\n# sbatch script that would be submitted:\n" + report["script"])
+        return
+    typer.echo(format_outcomes(report))
+    failed = [o for o in report["outcomes"] if o["state"] == "failed"]
+    if failed:
+        raise TwoclocksError(f"{len(failed)} run(s) failed (first: {failed[0]['run']}: {failed[0]['info']}); "
+                             f"run the same command again to {verb} them")
 
 
 def main():  # console-script entry point

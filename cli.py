@@ -323,7 +323,7 @@ def sweep(
 ):
     """Train a grid of runs (one run directory per point under the sweep directory). Re-running skips
     finished runs and resumes unfinished ones."""
-    from twoclocks.sweep import (format_outcomes, format_plan, load_spec, read_sweep, run_sweep,
+    from twoclocks.sweep import (load_spec, read_sweep, run_sweep,
                                  spec_from_options)
     if target.suffix == ".toml" or target.is_file():
         spec, sweep_dir = load_spec(target), sweep_dir or target.with_suffix("")
@@ -357,7 +357,7 @@ def probe_all(
 ):
     """Run per-run probes over every trained run of a sweep (one job per run, its single writer).
     Re-running completes what is missing; finished pieces are kept."""
-    from twoclocks.sweep import format_outcomes, format_plan, probe_all as run_probe_all, read_sweep, spec_from_options
+    from twoclocks.sweep import probe_all as run_probe_all, read_sweep, spec_from_options
     spec = read_sweep(sweep_dir)[0]
     names = [p.strip() for p in probes.split(",") if p.strip()] if probes else list(spec.probes)
     opts = spec_from_options(None, probes=option or ()).probes if option else {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -385,7 +384,7 @@ def collect(
 ):
     """One Dataset over a sweep's runs: clocks, window, final accuracy / memorization, and the
     tau_mem = c N^alpha fits per group and pooled."""
-    from twoclocks.sweep import collect as run_collect, format_collect
+    from twoclocks.sweep import collect as run_collect
     pools = tuple(p.strip() for p in pool.split(",") if p.strip())
     ds = run_collect(sweep_dir, out=out, pool=pools, k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
                      mem_adaptive=mem_adaptive)
@@ -413,7 +412,6 @@ def plot(
 
 def _print_report(report: dict, dry_run: bool, verb: str) -> None:
     """Print a sweep / probe-all plan and outcomes; failed runs make a one-line error."""
-    from twoclocks.sweep import format_outcomes, format_plan
     typer.echo(format_plan(report))
     if dry_run:
         if report["script"]:
@@ -424,6 +422,45 @@ def _print_report(report: dict, dry_run: bool, verb: str) -> None:
     if failed:
         raise TwoclocksError(f"{len(failed)} run(s) failed (first: {failed[0]['run']}: {failed[0]['info']}); "
                              f"run the same command again to {verb} them")
+
+
+# -------------------------------------------------------------------------------------- formatting
+def format_plan(report: dict) -> str:
+    rows = [(p["name"], p["status"], p.get("detail", "")) for p in report["plan"]]
+    w = max([len(r[0]) for r in rows] + [3])
+    lines = [f"{n.ljust(w)}  {s:<11} {d}".rstrip() for n, s, d in rows]
+    counts = {}
+    for _, s, _ in rows:
+        counts[s] = counts.get(s, 0) + 1
+    lines.append(f"{len(rows)} runs in {report['sweep_dir']}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def format_outcomes(report: dict) -> str:
+    outs = report["outcomes"]
+    if not outs:
+        return "nothing to do"
+    lines = [f"{o['run']}: {o['state']}" + (f" ({o['info']})" if o["info"] else "") for o in outs
+             if o["state"] != "done"]
+    counts = {}
+    for o in outs:
+        counts[o["state"]] = counts.get(o["state"], 0) + 1
+    lines.append(", ".join(f"{v} {k}" for k, v in counts.items()) + f" ({report['executor']} executor)")
+    return "\n".join(lines)
+
+
+def format_collect(ds) -> str:
+    from twoclocks.probes.clocks import format_clocks_table
+    lines = [format_clocks_table(ds), "", f"{'run':<30} {'final_step':>10} {'sample_acc':>10} {'sample_mem':>10} "
+             f"{'loss':>8}"]
+    for i in range(ds.sizes["run"]):
+        d = ds.isel(run=i)
+        lines.append(f"{str(d.run.item()):<30} {float(d.final_step):>10g} {float(d.final_sample_acc):>10.3f} "
+                     f"{float(d.final_sample_mem):>10.3f} {float(d.final_loss):>8.4f}")
+    missing = json.loads(ds.attrs.get("missing_samples", "[]"))
+    if missing:
+        lines.append(f"{len(missing)} run(s) without probes/samples.zarr left out: {', '.join(missing[:5])}")
+    return "\n".join(lines)
 
 
 def main():  # console-script entry point

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from twoclocks import TwoclocksError
 from twoclocks.cli import app
 from twoclocks.sweep import (PROBES, RunTask, execute, expand, load_spec, open_sweep, plan_sweep, probe_all,
-                             read_sweep, run_name, run_sweep, spec_from_options, _submitit_folder)
+                             read_sweep, run_name, run_sweep, spec_from_options, submitit_folder)
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sweep_tiny.toml"
@@ -191,8 +191,8 @@ def test_slurm_array_script_and_job(tmp_path):
             assert script == dry["script"]  # --dry-run shows exactly what is submitted
             # run array task 3 the way SLURM would: submitit's entry point, in this process
             with mock.job_context("12_3"):
-                submission.process_job(_submitit_folder(d))
-            job = SlurmJob(folder=_submitit_folder(d), job_id="12_3")
+                submission.process_job(submitit_folder(d))
+            job = SlurmJob(folder=submitit_folder(d), job_id="12_3")
             assert job.result() == {"run": NAMES[3], "action": "trained", "step": 12}
             delayed = utils.DelayedSubmission.load(job.paths.submitted_pickle)
             assert isinstance(delayed.function, RunTask) and delayed.function.checkpoint().function is delayed.function

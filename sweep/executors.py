@@ -1,0 +1,293 @@
+"""Executing tasks: the per-run jobs (train, probe) and the local / debug / SLURM executors (submitit)."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from submitit.core.utils import DelayedSubmission
+from submitit.helpers import Checkpointable
+from twoclocks import TwoclocksError
+from twoclocks.sweep.spec import EXECUTORS
+from twoclocks.sweep.state import (
+    _clear_interrupted_creation,
+    _exclusive,
+    _job_name,
+    _read_meta,
+    _record_jobs,
+    submitit_folder,
+    last_checkpoint,
+    run_status,
+)
+
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # LocalExecutor kills a job after timeout_min (its default is 2 minutes)
+
+
+# -------------------------------------------------------------------------------------- the tasks
+def _limit_threads(n: int | None) -> None:
+    if n:
+        import torch
+        torch.set_num_threads(n)
+
+
+class RunTask(Checkpointable):
+    """The job of one run: train it to completion (skip / resume / start, decided when it runs).
+    Requeue (:meth:`checkpoint`) resubmits the same call, which resumes from disk."""
+
+    threads: int | None = None  # torch CPU threads (set by the local executor to share the cores)
+
+    def __init__(self, sweep_dir, name: str, overrides: dict):
+        self.sweep_dir, self.name, self.overrides = str(sweep_dir), name, dict(overrides)
+
+    def __call__(self) -> dict:
+        run_dir = Path(self.sweep_dir) / self.name
+        with _exclusive(Path(self.sweep_dir), self.name):
+            status, detail = run_status(run_dir, self.overrides)
+            if status == "conflict":
+                raise TwoclocksError(detail)
+            if status == "done":
+                return {"run": self.name, "action": "skipped", "step": last_checkpoint(run_dir)}
+            if status == "new":
+                _clear_interrupted_creation(run_dir)
+            train = importlib.import_module("twoclocks.training.train").train  # torch only when training
+            _limit_threads(self.threads)
+            train(run_dir, self.overrides, resume=status == "resume", progress=False)
+        return {"run": self.name, "action": "resumed" if status == "resume" else "trained",
+                "step": last_checkpoint(run_dir)}
+
+    def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
+        """On timeout / preemption: requeue the same call (training resumes from its last save)."""
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+class ProbeTask(Checkpointable):
+    """The job of one run in probe-all: run the probes in order (each computes only its missing
+    pieces, store.Cube), as the single writer of the run's stores."""
+
+    threads: int | None = None
+
+    def __init__(self, sweep_dir, name: str, probes: dict, device: str | None = None):
+        self.sweep_dir, self.name, self.probes, self.device = str(sweep_dir), name, dict(probes), device
+
+    def __call__(self) -> dict:
+        run_dir = Path(self.sweep_dir) / self.name
+        _limit_threads(self.threads)
+        arch = _read_meta(run_dir).get("config", {}).get("arch", "dit")
+        done = {}
+        with _exclusive(Path(self.sweep_dir), self.name):
+            for name, opts in self.probes.items():
+                probe = _probe(name)
+                need = getattr(probe, "arch", None)
+                if need and need != arch:
+                    done[name] = f"skipped: needs a {need} run"
+                    continue
+                opts = dict(opts)
+                if self.device is not None and "device" in _signature(probe):
+                    opts.setdefault("device", self.device)
+                probe(run_dir, **opts)
+                done[name] = "done"
+        return {"run": self.name, "probes": done}
+
+    def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
+        """On timeout / preemption: requeue the same call (the cubes keep their finished pieces)."""
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- probe registry
+@dataclass(frozen=True)
+class Probe:
+    """A per-run probe, imported lazily: ``module.function(run_dir, **options)`` writing
+    ``RUN/probes/cube.zarr``; ``arch``: the only architecture it applies to (None: any)."""
+    module: str
+    function: str
+    cube: str
+    arch: str | None = None
+
+    def resolve(self):
+        try:
+            mod = importlib.import_module(self.module)
+        except ImportError as e:
+            raise TwoclocksError(f"probe module {self.module} cannot be imported ({e})") from None
+        fn = getattr(mod, self.function, None)
+        if fn is None:
+            raise TwoclocksError(f"{self.module} has no function {self.function}; the probe is not available yet")
+        return fn
+
+    def __call__(self, run_dir, **opts):
+        fn = self.resolve()
+        if "progress" in inspect.signature(fn).parameters:
+            opts.setdefault("progress", False)
+        return fn(str(run_dir), **opts)
+
+
+#: probe name (as on the command line) -> the per-run function probe-all calls
+PROBES = {
+    "samples": Probe("twoclocks.probes.samples", "run_samples", "samples"),
+    "dsm-spectrum": Probe("twoclocks.probes.dsm", "run_dsm_spectrum", "dsm_spectrum", arch="dit"),
+    "ce": Probe("twoclocks.probes.ce", "ce_probe", "ce", arch="gpt"),
+    "basin": Probe("twoclocks.landscape.basin", "run_basin", "basin", arch="dit"),
+    "plane": Probe("twoclocks.landscape.plane", "run_plane", "plane", arch="dit"),
+    "markov": Probe("twoclocks.probes.markov", "compute_markov", "markov"),  # needs samples first
+}
+
+
+def _probe(name: str):
+    if name not in PROBES:
+        raise TwoclocksError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
+    return PROBES[name]
+
+
+def _signature(probe) -> set[str]:
+    fn = probe.resolve() if isinstance(probe, Probe) else probe
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return {"*"} | set(params)
+    return set(list(params)[1:])
+
+
+def _check_probe_options(probes: dict) -> None:
+    for name, opts in probes.items():
+        accepted = _signature(_probe(name))
+        bad = sorted(k for k in opts if k not in accepted and "*" not in accepted)
+        if bad:
+            raise TwoclocksError(f"probe {name} has no option {', '.join(bad)}; its options: "
+                                 f"{', '.join(sorted(accepted - {'progress'}))}")
+
+
+# ------------------------------------------------------------------------------------------- SLURM
+def slurm_parameters(slurm: dict, n_jobs: int, max_parallel: int | None = None, job_name: str = "twoclocks") -> dict:
+    """submitit.SlurmExecutor parameters from a [slurm] table (module docstring, SLURM_KEYS)."""
+    s = dict(slurm)
+    cap = max_parallel or s.get("max_parallel") or max(n_jobs, 1)
+    if int(cap) < 1:
+        raise TwoclocksError(f"--max-parallel must be at least 1, got {cap}")
+    p = {"job_name": s.get("job_name", job_name), "time": int(s.get("time_min", 1440)),
+         "gpus_per_node": int(s.get("gpus_per_node", 1)), "array_parallelism": int(cap),
+         "signal_delay_s": int(s.get("signal_delay_s", 120))}
+    for key in ("partition", "account", "qos", "constraint", "cpus_per_task"):
+        if key in s:
+            p[key] = s[key]
+    if "mem_gb" in s:
+        mem = float(s["mem_gb"])
+        p["mem"] = f"{int(mem)}GB" if mem == int(mem) else f"{int(mem * 1024)}MB"
+    if "setup" in s:
+        p["setup"] = list(s["setup"])
+    extra = dict(s.get("extra", {}))
+    if s.get("requeue", True):
+        extra.setdefault("requeue", True)
+    if extra:
+        p["additional_parameters"] = extra
+    return p
+
+
+def slurm_script(sweep_dir, slurm: dict, n_jobs: int, max_parallel: int | None = None) -> str:
+    """The sbatch script a slurm submission of ``n_jobs`` tasks writes (without submitting: the same
+    function and parameters submitit's SlurmExecutor uses)."""
+    import shlex
+    import sys
+
+    from submitit.slurm.slurm import _make_sbatch_string
+    folder = submitit_folder(sweep_dir)
+    params = slurm_parameters(slurm, n_jobs, max_parallel, _job_name(sweep_dir))
+    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    return _make_sbatch_string(command=command, folder=folder, map_count=n_jobs if n_jobs > 1 else None,
+                               **params)
+
+
+# --------------------------------------------------------------------------------------- executing
+def _last_line(err) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:300]
+
+
+def execute(tasks: list[tuple[str, Checkpointable]], executor: str, sweep_dir, slurm: dict | None = None,
+            max_parallel: int | None = None, progress: bool = True, kind: str = "train") -> list[dict]:
+    """Run or submit ``tasks`` ([(run name, task)]) with an executor (module docstring). Returns one
+    outcome per task: {run, state: done|failed|submitted, info}."""
+    sweep_dir = Path(sweep_dir)
+    if executor not in EXECUTORS:
+        raise TwoclocksError(f"unknown executor {executor!r}; choose {', '.join(EXECUTORS)}")
+    if max_parallel is not None and max_parallel < 1:
+        raise TwoclocksError(f"--max-parallel must be at least 1, got {max_parallel}")
+    if not tasks:
+        return []
+    import submitit
+    folder = submitit_folder(sweep_dir)
+    if executor == "debug":
+        from twoclocks.progress import track
+        ex = submitit.DebugExecutor(folder)
+        out = []
+        for name, task in track(tasks, f"{kind} (in process)", total=len(tasks), enabled=progress):
+            err = ex.submit(task).exception()  # runs it here; exception() does not start pdb
+            out.append({"run": name, "state": "failed" if err else "done",
+                        "info": _last_line(f"{type(err).__name__}: {err}") if err else ""})
+        return out
+    if executor == "slurm":
+        try:
+            ex = submitit.SlurmExecutor(folder, max_num_timeout=int((slurm or {}).get("max_num_timeout", 10)))
+        except RuntimeError as e:
+            raise TwoclocksError(f"--executor slurm: {e} (run on a SLURM login node, or use --executor local)"
+                                 ) from None
+        ex.update_parameters(**slurm_parameters(slurm or {}, len(tasks), max_parallel, _job_name(sweep_dir)))
+        with ex.batch():
+            jobs = [ex.submit(task) for _, task in tasks]
+        _record_jobs(sweep_dir, kind, {name: job.job_id for (name, _), job in zip(tasks, jobs)})
+        return [{"run": name, "state": "submitted", "info": f"job {job.job_id}"} for (name, _), job in zip(tasks, jobs)]
+    return _execute_local(tasks, folder, max_parallel, progress, kind, submitit)
+
+
+def _visible_gpus() -> int:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return len([g for g in env.split(",") if g.strip()])
+    import torch
+    return torch.cuda.device_count()
+
+
+def _execute_local(tasks, folder, max_parallel, progress, kind, submitit) -> list[dict]:
+    """LocalExecutor: at most ``max_parallel`` subprocesses at a time, each on its own GPU if any."""
+    n_gpu = _visible_gpus()
+    cap = max_parallel or max(n_gpu, 1)
+    threads = None if n_gpu else max(1, (os.cpu_count() or 1) // cap)  # CPU jobs share the cores
+    ex = submitit.LocalExecutor(folder)
+    pending, running, out = list(tasks), {}, {}
+    bar = None
+    if progress:
+        from twoclocks.progress import make_progress
+        bar = make_progress(with_loss=False)
+        bar.start()
+        tid = bar.add_task(f"{kind} ({cap} at a time)", total=len(tasks))
+    try:
+        while pending or running:
+            while pending and len(running) < cap:
+                name, task = pending.pop(0)
+                slot = min(set(range(cap)) - {s for _, s in running.values()})
+                gpus = dict(gpus_per_node=1, visible_gpus=(slot % n_gpu,)) if n_gpu else dict(gpus_per_node=0)
+                ex.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpus)
+                task.threads = threads
+                running[name] = (ex.submit(task), slot)
+            for name, (job, _) in list(running.items()):
+                if job.done():
+                    try:
+                        err = job.exception()
+                    except Exception as e:  # noqa: BLE001 - e.g. killed without a result
+                        err = e
+                    out[name] = {"run": name, "state": "failed" if err else "done",
+                                 "info": _last_line(err) if err else ""}
+                    del running[name]
+                    if bar:
+                        bar.update(tid, advance=1)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for job, _ in running.values():
+            job.cancel()  # SIGINT: the training saves its state and stops
+        raise
+    finally:
+        if bar:
+            bar.stop()
+    return [out[name] for name, _ in tasks]
+
+

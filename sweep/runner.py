@@ -1,0 +1,130 @@
+"""`sweep` and `probe-all`: plan what each run needs and hand the jobs to an executor."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from twoclocks import TwoclocksError
+from twoclocks.sweep.executors import (
+    ProbeTask,
+    RunTask,
+    _check_probe_options,
+    _probe,
+    execute,
+    slurm_script,
+)
+from twoclocks.sweep.spec import EXECUTORS, SweepSpec, expand
+from twoclocks.sweep.state import (
+    _CKPT,
+    _read_meta,
+    active_jobs,
+    read_sweep,
+    run_status,
+    write_sweep,
+)
+
+
+# ------------------------------------------------------------------------------------------- sweep
+def plan_sweep(sweep_dir, runs: list[dict], executor: str | None = None) -> list[dict]:
+    """Each run with its status ('done', 'resume', 'new', 'conflict', or 'queued' when a recorded
+    SLURM job of it is still pending/running) and a detail string."""
+    sweep_dir = Path(sweep_dir)
+    queued = active_jobs(sweep_dir, "train") if executor == "slurm" else {}
+    plan = []
+    for r in runs:
+        status, detail = run_status(sweep_dir / r["name"], r["overrides"])
+        if r["name"] in queued and status in ("new", "resume"):
+            status, detail = "queued", queued[r["name"]]
+        plan.append({**r, "status": status, "detail": detail})
+    return plan
+
+
+def run_sweep(spec: SweepSpec, sweep_dir, executor: str = "local", max_parallel: int | None = None,
+              dry_run: bool = False, progress: bool = True) -> dict:
+    """Expand ``spec`` into runs under ``sweep_dir``, write sweep.json and train what is missing with
+    ``executor``: finished runs are skipped, unfinished ones resumed, new ones started. ``dry_run``:
+    only the plan (and, for slurm, the sbatch script). Returns {sweep_dir, plan, outcomes, script}."""
+    if executor not in EXECUTORS:
+        raise TwoclocksError(f"unknown executor {executor!r}; choose {', '.join(EXECUTORS)}")
+    sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise TwoclocksError(f"{sweep_dir} is a file; give a directory for the sweep")
+    runs = expand(spec)
+    if spec.probes:
+        _check_probe_options(spec.probes)
+    plan = plan_sweep(sweep_dir, runs, executor)
+    conflicts = [p for p in plan if p["status"] == "conflict"]
+    if conflicts:
+        raise TwoclocksError(f"{len(conflicts)} run(s) conflict with the spec, nothing was submitted: "
+                             f"{conflicts[0]['detail']}")
+    todo = [p for p in plan if p["status"] in ("new", "resume")]
+    script = (slurm_script(sweep_dir, spec.slurm, len(todo), max_parallel)
+              if executor == "slurm" and todo else None)
+    report = {"sweep_dir": str(sweep_dir), "plan": plan, "outcomes": [], "script": script, "executor": executor}
+    if dry_run:
+        return report
+    write_sweep(sweep_dir, spec, runs)
+    tasks = [(p["name"], RunTask(sweep_dir, p["name"], p["overrides"])) for p in todo]
+    report["outcomes"] = execute(tasks, executor, sweep_dir, spec.slurm, max_parallel, progress, "train")
+    return report
+
+
+# --------------------------------------------------------------------------------------- probe-all
+def _cube_coverage(run_dir: Path, cube: str) -> str:
+    path = run_dir / "probes" / f"{cube}.zarr"
+    if not path.exists():
+        return "new" if not (run_dir / "probes" / f".{cube}.parts").exists() else "partial (not assembled)"
+    try:
+        stored = set(json.loads(json.loads((path / ".zattrs").read_text()).get("source_steps", "[]")))
+    except (OSError, ValueError):
+        return "present"
+    have = set(int(m.group(1)) for p in (run_dir / "checkpoints").iterdir() if (m := _CKPT.match(p.name)))
+    return f"{len(stored & have)}/{len(have)} checkpoints"
+
+
+def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "local", max_parallel: int | None = None,
+              device: str | None = None, runs: list[str] | None = None, dry_run: bool = False,
+              progress: bool = True) -> dict:
+    """Run per-run probes over the finished runs of a sweep: one task per run (the single writer of its
+    stores) running ``probes`` in order (name -> options; default: the spec's [probes]). Each probe
+    computes only its missing pieces, so re-running completes what an interrupted call left.
+    Returns {plan, outcomes, script}; plan rows: run, status (ready / not trained / queued), detail."""
+    sweep_dir = Path(sweep_dir)
+    spec, all_runs = read_sweep(sweep_dir)
+    if probes is None:
+        probes = spec.probes
+    if isinstance(probes, (list, tuple)):
+        probes = {p: dict(spec.probes.get(p, {})) for p in probes}
+    if not probes:
+        raise TwoclocksError("no probes given: use --probes samples,dsm-spectrum,... or a [probes] table in the spec")
+    _check_probe_options(probes)
+    if runs is not None:
+        unknown = sorted(set(runs) - {r["name"] for r in all_runs})
+        if unknown:
+            raise TwoclocksError(f"run(s) {unknown} are not in {sweep_dir}/sweep.json")
+        all_runs = [r for r in all_runs if r["name"] in runs]
+    queued = active_jobs(sweep_dir, "probe") if executor == "slurm" else {}
+    plan = []
+    for r in all_runs:
+        run_dir = sweep_dir / r["name"]
+        status, detail = run_status(run_dir, r["overrides"])
+        if status != "done":
+            plan.append({"name": r["name"], "status": "not trained", "detail": f"{status} {detail}".strip()})
+        elif r["name"] in queued:
+            plan.append({"name": r["name"], "status": "queued", "detail": queued[r["name"]]})
+        else:
+            arch = _read_meta(run_dir).get("config", {}).get("arch", "dit")
+            cov = ", ".join(f"{p} " + (f"n/a ({need} only)" if (need := getattr(_probe(p), "arch", None))
+                                       and need != arch else _cube_coverage(run_dir, getattr(_probe(p), "cube", p)))
+                            for p in probes)
+            plan.append({"name": r["name"], "status": "ready", "detail": cov})
+    todo = [p for p in plan if p["status"] == "ready"]
+    script = slurm_script(sweep_dir, spec.slurm, len(todo), max_parallel) if executor == "slurm" and todo else None
+    report = {"sweep_dir": str(sweep_dir), "plan": plan, "outcomes": [], "script": script, "executor": executor}
+    if dry_run:
+        return report
+    tasks = [(p["name"], ProbeTask(sweep_dir, p["name"], probes, device)) for p in todo]
+    report["outcomes"] = execute(tasks, executor, sweep_dir, spec.slurm, max_parallel, progress, "probe")
+    return report
+
+

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from twoclocks import TwoclocksError
 from twoclocks import plotting as P
+from twoclocks.plotting import dsm as PD
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -327,7 +329,7 @@ def test_dsm_figures(samples):
     fig = call_quietly(P.plot_dsm_spectrum, dsm, steps=[0, 3000], weighted=True)
     assert_readable(fig, 2)
     fig = call_quietly(P.plot_dsm_bands, dsm)
-    bands = P._default_bands(dsm.sigma.values)
+    bands = PD._default_bands(dsm.sigma.values)
     assert_readable(fig, len(bands))
     fig = call_quietly(P.plot_dsm_bands, dsm, samples, bands=[(0.2, 2.0)])
     assert_readable(fig, 2)
@@ -415,14 +417,14 @@ def test_memorization_collapse():
     np.testing.assert_allclose(right[1].get_xdata(), (runs[1].step.values + 1) * 8 / 32)
     no_cfg = [r.drop_attrs() for r in runs]
     assert_readable(call_quietly(P.plot_memorization_collapse, ck, no_cfg), 2)  # N, batch from the clocks coords
-    with pytest.raises(P.TwoclocksError, match="N and batch"):
+    with pytest.raises(TwoclocksError, match="N and batch"):
         P.plot_memorization_collapse(None, no_cfg)
 
 
 def test_missing_variable_is_a_clear_error(samples):
-    with pytest.raises(P.TwoclocksError, match="sample_acc"):
+    with pytest.raises(TwoclocksError, match="sample_acc"):
         P.plot_learning_dynamics(samples.drop_vars("sample_acc"))
-    with pytest.raises(P.TwoclocksError, match="--format"):
+    with pytest.raises(TwoclocksError, match="--format"):
         P.parse_formats("png,nope")
 
 

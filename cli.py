@@ -12,14 +12,15 @@ from typing import List, Optional
 import typer
 
 from twoclocks import TwoclocksError
+from twoclocks.probes.registry import COMMON_OPTIONS as COMMON_HELP
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Find out when a generative model learns a rule and when it memorizes: "
                        "train on rule datasets, then probe the checkpoints.")
 
 
-def command(fn):
-    """Register a command whose TwoclocksErrors become a one-line message and exit code 2."""
+def _wrap_errors(fn):
+    """``fn`` with TwoclocksErrors turned into a one-line message and exit code 2."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -30,7 +31,91 @@ def command(fn):
         except KeyboardInterrupt:
             typer.echo("interrupted: finished work is saved; run the same command again to resume", err=True)
             raise typer.Exit(130)
-    return app.command()(wrapper)
+    return wrapper
+
+
+def command(fn):
+    """Register a command whose TwoclocksErrors become a one-line message and exit code 2."""
+    return app.command()(_wrap_errors(fn))
+
+
+# ------------------------------------------------------------------------------------ probe commands
+def _cli_type(f):
+    """The command-line type of an options field: metadata cli_type, else from its default."""
+    if "cli_type" in f.metadata:
+        return f.metadata["cli_type"]
+    d = f.default
+    for t in (bool, int, float, str):
+        if isinstance(d, t):
+            return t
+    return Optional[str]
+
+
+def probe_command(probe):
+    """A typer command for a registered probe: RUN_DIR, the common options the probe takes, and one
+    option per field of its options dataclass (name, default and help from the declaration)."""
+    import dataclasses
+    import inspect
+    P = inspect.Parameter
+    params = [P("run_dir", P.POSITIONAL_OR_KEYWORD, default=typer.Argument(Path("."), help=RUN_DIR_ARG.help),
+                annotation=Path)]
+    common = probe.common_options()
+    if "steps" in common:
+        params.append(P("steps", P.KEYWORD_ONLY, default=typer.Option(None, "--steps", help=COMMON_HELP["steps"]),
+                        annotation=Optional[str]))
+    if "denoiser" in common:
+        params.append(P("denoiser", P.KEYWORD_ONLY, annotation=Optional[str], default=typer.Option(
+            None, "--denoiser", help=f"A reference instead of checkpoints: {', '.join(probe.references)} "
+                                     f"(-> {probe.cube}-DENOISER.zarr, step -1).")))
+    fields = [f for f in probe.option_fields() if f.metadata.get("cli", True)]
+    for f in fields:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, tuple):
+            default = ",".join(str(v) for v in default)
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        flags = (flag,) if isinstance(flag, str) else tuple(flag)
+        params.append(P(f.name, P.KEYWORD_ONLY, annotation=_cli_type(f),
+                        default=typer.Option(default, *flags, help=f.metadata.get("help", ""))))
+    if "device" in common:
+        params.append(P("device", P.KEYWORD_ONLY, default=typer.Option("auto", "--device", help=COMMON_HELP["device"]),
+                        annotation=str))
+    if "precision" in common:
+        params.append(P("precision", P.KEYWORD_ONLY, annotation=str, default=typer.Option(
+            "fp32", "--precision", help=COMMON_HELP["precision"])))
+    if "force" in common:
+        params.append(P("force", P.KEYWORD_ONLY, default=typer.Option(False, "--force", help=COMMON_HELP["force"]),
+                        annotation=bool))
+    if "progress" in common:
+        params.append(P("quiet", P.KEYWORD_ONLY, default=typer.Option(False, "--quiet", help="No progress bar."),
+                        annotation=bool))
+
+    def run_command(run_dir, **kw):
+        if "quiet" in kw:
+            kw["progress"] = not kw.pop("quiet")
+        for f in fields:  # an empty text option means "not given" for optional fields
+            if kw.get(f.name) is None and f.default is not dataclasses.MISSING:
+                kw[f.name] = f.default
+        ds = probe(run_dir, **kw)
+        from twoclocks.run import open_run
+        path = open_run(run_dir).probe_path(probe.cube_name(kw.get("denoiser")))
+        sizes = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
+        typer.echo(f"wrote {path} ({sizes})")
+        text = probe.summary(ds)
+        if text:
+            typer.echo(text)
+
+    run_command.__signature__ = inspect.Signature(params)
+    run_command.__annotations__ = {p.name: p.annotation for p in params}
+    run_command.__name__ = probe.name.replace("-", "_")
+    run_command.__doc__ = probe.help
+    return run_command
+
+
+def _register_probe_commands() -> None:
+    from twoclocks.probes.registry import all_probes
+    for probe in all_probes():
+        fn = probe_command(probe)
+        app.command(probe.name, help=probe.help)(_wrap_errors(fn))
 
 
 RUN_DIR_ARG = typer.Argument(Path("."), help="Run directory (default: the current directory).")
@@ -43,12 +128,17 @@ FORCE_OPT = typer.Option(False, "--force", help="Recompute everything, discardin
 def train(
     run_dir: Path = typer.Argument(..., help="Directory of the run to create (or resume)."),
     arch: Optional[str] = typer.Option(None, help="Architecture: dit (diffusion) or gpt (autoregressive). [default: dit]"),
-    rule: Optional[str] = typer.Option(None, help="Rule family, e.g. parity. [default: parity]"),
+    rule: Optional[str] = typer.Option(None, help="Rule family: parity (--group), exact-k (--k), row-k (--k), "
+                                      "row-var-k (--ks), global-k (--ks) on bits; latin, row-latin, sudoku on "
+                                      "side x side symbols. [default: parity]"),
     side: Optional[int] = typer.Option(None, help="Image side (images are side x side). [default: 6]"),
     group: Optional[int] = typer.Option(None, help="Parity group size G (must divide side^2). [default: 3]"),
     k: Optional[int] = typer.Option(None, "--k", help="K for the count rules (exact-k, row-k)."),
     ks: Optional[str] = typer.Option(None, "--ks", help="Allowed counts for row-var-k / global-k, e.g. '2,3,4'."),
-    encoding: Optional[str] = typer.Option(None, help="binary (default for binary rules), scalar or onehot."),
+    encoding: Optional[str] = typer.Option(None, help="Encoding of the cells: binary (bits as -1/+1; bit rules "
+                                          "only, their default), scalar (symbols evenly spaced in [-1, 1]; "
+                                          "default for latin, row-latin, sudoku) or onehot (one channel per "
+                                          "symbol)."),
     n_train: Optional[int] = typer.Option(None, help="Number of unique train samples N. [default: 4096]"),
     n_heldout: Optional[int] = typer.Option(None, help="Size of the held-out valid-novel split. [default: 4096]"),
     n_noise: Optional[int] = typer.Option(None, help="Size of the fixed sampling bank. [default: 2048]"),
@@ -124,43 +214,6 @@ def demo(
 
 
 @command
-def ce(
-    run_dir: Path = RUN_DIR_ARG,
-    steps: Optional[str] = STEPS_OPT,
-    n: int = typer.Option(1024, "--n", help="Sequences per split (a fixed subset drawn from the run seed)."),
-    device: str = DEVICE_OPT,
-    force: bool = FORCE_OPT,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-):
-    """GPT runs: per-position next-token cross-entropy on train / heldout / hypercube -> probes/ce.zarr."""
-    from twoclocks.probes.ce import ce_probe, summarize
-    ds = ce_probe(run_dir, steps=steps, n=n, device=device, force=force, progress=not quiet)
-    typer.echo(f"wrote {Path(run_dir) / 'probes' / 'ce.zarr'} ({ds.sizes['step']} steps)")
-    typer.echo(summarize(ds))
-
-
-@command
-def samples(
-    run_dir: Path = RUN_DIR_ARG,
-    steps: Optional[str] = STEPS_OPT,
-    eps: str = typer.Option("0.01,0.05,0.1,0.2,0.5", "--eps", help="Quantization thresholds for invalid_frac."),
-    eps_state: float = typer.Option(0.1, "--eps-state", help="A sample is in state invalid_value when q(x) > this."),
-    denoiser: Optional[str] = typer.Option(None, "--denoiser", help="A reference instead of checkpoints: "
-                                           "ideal-rule, ideal-cube or memorize (-> samples-DENOISER.zarr)."),
-    device: str = DEVICE_OPT,
-    force: bool = FORCE_OPT,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-):
-    """Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr."""
-    from twoclocks.probes.samples import run_samples, summary_lines
-    ds = run_samples(run_dir, steps=steps, denoiser=denoiser, eps=eps, eps_state=eps_state, device=device,
-                     force=force, progress=not quiet)
-    name = "samples" + (f"-{denoiser}" if denoiser else "")
-    typer.echo(f"wrote {Path(run_dir) / 'probes' / (name + '.zarr')} ({ds.sizes['step']} steps)")
-    typer.echo("\n".join(summary_lines(ds)))
-
-
-@command
 def clocks(
     run_dirs: List[Path] = typer.Argument(..., help="Run directories (each with probes/samples.zarr)."),
     k: int = typer.Option(3, "--k", help="Consecutive evaluations a threshold must hold for."),
@@ -180,22 +233,6 @@ def clocks(
     typer.echo(format_clocks_table(ds))
     if out is not None:
         typer.echo(f"wrote {out}")
-
-
-@command
-def markov(
-    run_dir: Path = RUN_DIR_ARG,
-    windows: Optional[str] = typer.Option(None, "--windows", help="Step ranges, e.g. '0:1000,1000:5000' "
-                                          "[default: before tau_rule, the window, after tau_mem]."),
-    k: int = typer.Option(3, "--k", help="Clocks for the default windows: consecutive evaluations."),
-    mem_adaptive: bool = typer.Option(False, "--mem-adaptive", help="Clocks for the default windows: "
-                                      "adaptive memorization threshold."),
-):
-    """Transitions between the per-sample states of consecutive checkpoints -> probes/markov.zarr."""
-    from twoclocks.probes.markov import compute_markov, format_markov
-    ds = compute_markov(run_dir, windows=windows, k=k, mem_adaptive=mem_adaptive)
-    typer.echo(f"wrote {Path(run_dir) / 'probes' / 'markov.zarr'} ({ds.sizes['step_pair']} step pairs)")
-    typer.echo(format_markov(ds))
 
 
 ANCHOR_OPT = typer.Option(None, "--anchor", help="One anchor: a train sample index (0..N-1).")
@@ -264,35 +301,6 @@ def basin(
     name = "basin" + (f"-{denoiser}" if denoiser else "")
     typer.echo(f"wrote {run.probe_path(name)} ({dict(ds.sizes)})")
     typer.echo(basin_summary(ds))
-
-
-@command
-def dsm_spectrum(
-    run_dir: Path = RUN_DIR_ARG,
-    steps: Optional[str] = STEPS_OPT,
-    n_sigma: int = typer.Option(50, "--n-sigma", help="Noise levels on the log grid."),
-    sigma_min: float = typer.Option(0.002, "--sigma-min", help="Smallest noise level."),
-    sigma_max: float = typer.Option(80.0, "--sigma-max", help="Largest noise level."),
-    n_subset: int = typer.Option(1024, "--n-subset", help="Items per split (a fixed subset drawn from the run "
-                                 "seed; all of a smaller split)."),
-    denoiser: Optional[str] = typer.Option(None, "--denoiser", help="A reference instead of checkpoints: "
-                                           "ideal-rule, ideal-cube or memorize (-> dsm_spectrum-DENOISER.zarr)."),
-    batch_size: int = typer.Option(8192, "--batch-size", help="Rows (item, sigma) per network call."),
-    device: str = DEVICE_OPT,
-    force: bool = FORCE_OPT,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-):
-    """Denoising loss by noise level on train / heldout / hypercube, with the exact reference denoisers
-    and loss-based clocks -> probes/dsm_spectrum.zarr."""
-    from twoclocks.probes.dsm import NAME, run_dsm_spectrum, summary_lines
-    from twoclocks.run import open_run
-    run = open_run(run_dir)
-    ds = run_dsm_spectrum(run, steps=steps, denoiser=denoiser, n_sigma=n_sigma, sigma_min=sigma_min,
-                          sigma_max=sigma_max, n_subset=n_subset, batch_size=batch_size, device=device,
-                          force=force, progress=not quiet)
-    name = NAME + (f"-{denoiser}" if denoiser else "")
-    typer.echo(f"wrote {run.probe_path(name)} ({ds.sizes.get('step', 0)} steps)")
-    typer.echo("\n".join(summary_lines(ds)))
 
 
 EXECUTOR_OPT = typer.Option("local", "--executor", help="local: subprocesses on this machine (waits); debug: one "
@@ -416,6 +424,11 @@ def _print_report(report: dict, dry_run: bool, verb: str) -> None:
     if dry_run:
         if report["script"]:
             typer.echo("\n# sbatch script that would be submitted:\n" + report["script"])
+        failed = [p for p in report["plan"] if p["status"] == "failed"]  # SLURM jobs that failed
+        if failed:
+            raise TwoclocksError(f"{len(failed)} run(s) failed on the cluster (first: {failed[0]['name']}: "
+                                 f"{failed[0]['detail']}); fix the cause, then run the same command without "
+                                 "--dry-run to submit them again")
         return
     typer.echo(format_outcomes(report))
     failed = [o for o in report["outcomes"] if o["state"] == "failed"]
@@ -465,6 +478,9 @@ def format_collect(ds) -> str:
 
 def main():  # console-script entry point
     app()
+
+
+_register_probe_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -188,11 +188,14 @@ class Run:
             except RuntimeError as e:
                 raise TwoclocksError(f"checkpoint {self.checkpoint_path(step)} does not match the run's "
                                      f"model config ({str(e).splitlines()[0]})") from None
-            self._models = {key: m.to(device).eval()}  # keep one model in memory
+            # keep two models: the one in use and the next one a probe prefetches
+            self._models = {**dict(list(self._models.items())[-1:]), key: m.to(device).eval()}
         return self._models[key]
 
-    def denoiser(self, source, device="cpu"):
-        """D(x, sigma) at a checkpoint step (int) or a reference ('ideal-rule', 'ideal-cube', 'memorize')."""
+    def denoiser(self, source, device="cpu", precision: str = "fp32"):
+        """D(x, sigma) at a checkpoint step (int) or a reference ('ideal-rule', 'ideal-cube', 'memorize').
+        ``precision`` 'bf16' runs the network under bf16 autocast (outputs float32); references are exact
+        float computations and ignore it."""
         if isinstance(source, str):
             from twoclocks.ideal import reference_denoiser
             return reference_denoiser(source, self.rule, self.x("train"))
@@ -200,7 +203,7 @@ class Run:
             raise TwoclocksError(f"{self.path} is a {self.config.arch} run; this probe needs a diffusion (dit) run")
         net = self.model(source, device)
         dev = torch.device(device)
-        use_bf16 = dev.type == "cuda" and self.config.bf16
+        use_bf16 = precision == "bf16"
 
         @torch.inference_mode()
         def D(x, sigma):
@@ -208,12 +211,15 @@ class Run:
                 return net(x, sigma).float()
         return D
 
-    def generate(self, source, device="cpu", batch_size: int = 4096, seeds=None) -> np.ndarray:
+    def generate(self, source, device="cpu", batch_size: int = 4096, seeds=None,
+                 precision: str = "fp32") -> np.ndarray:
         """The sample bank at a checkpoint step (or a reference denoiser): one sample per fixed seed,
         in model space (n_seeds, P). Same seeds, same randomness at every step: a seed's sample
         differs between steps only because the model changed."""
         from twoclocks.training.models import generate
-        return generate(self, source, torch.device(device), batch_size, seeds)
+        dev = torch.device(device)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16" and not isinstance(source, str)):
+            return generate(self, source, dev, batch_size, seeds)
 
     def probe_path(self, name: str) -> Path:
         return self.path / "probes" / f"{name}.zarr"

@@ -31,21 +31,19 @@ from twoclocks.plotting.style import (
 
 
 # ------------------------------------------------------------------------------------------ samples
-def _clock_values(samples, clocks, mem_adaptive=None) -> dict:
+def _clock_values(samples, clocks, mem_adaptive=None, policy=None) -> dict:
     """tau_rule, tau_mem and their status strings from ``clocks`` (a mapping or a one-run Dataset)
     or, by default, computed from the curves with :func:`twoclocks.probes.clocks.clocks_from_curves`
-    (``mem_adaptive`` None: adaptive when the uniform-valid baseline is above the fixed threshold)."""
+    under the one memorization-threshold policy the clocks table uses (``policy``, or ``mem_adaptive``
+    True / False; default: the package default, adaptive), so a figure and ``clocks`` agree."""
     if clocks is None:
         from twoclocks.probes import clocks as C
+        pol = C.MemThreshold.from_options(None, mem_adaptive, policy)
         base = _scalar(samples, "uniform_valid_sample_mem")
-        adaptive = bool(np.isfinite(base) and base >= C.DEFAULT_MEM_THRESHOLD) if mem_adaptive is None \
-            else bool(mem_adaptive)
         clocks = C.clocks_from_curves(_steps(samples), samples["sample_acc"].values, samples["sample_mem"].values,
-                                      base, mem_adaptive=adaptive)
-        clocks["how"] = (f"default clocks: sustained {C.DEFAULT_K} evaluations, accuracy >= "
-                         f"{C.DEFAULT_ACC_THRESHOLD:g}, memorization > {clocks['mem_threshold']:.3g}"
-                         + ((" (adaptive)" if mem_adaptive else " (adaptive: the uniform-valid baseline is above "
-                             f"{C.DEFAULT_MEM_THRESHOLD:g})") if adaptive else ""))
+                                      base, policy=pol)
+        clocks["how"] = (f"clocks: sustained {C.DEFAULT_K} evaluations, accuracy >= {C.DEFAULT_ACC_THRESHOLD:g}, "
+                         f"{clocks['mem_phrase']}")
     out = {"how": clocks.get("how", ""), "mem_threshold": float(np.asarray(clocks.get("mem_threshold", np.nan)))}
     for k in ("tau_rule", "tau_mem"):
         out[k] = float(np.asarray(clocks[k]).ravel()[0])
@@ -67,20 +65,20 @@ def _mark_clocks(ax, c, last):
 
 @_styled
 def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None = None, fig=None,
-                           mem_adaptive: bool | None = None):
+                           mem_adaptive: bool | None = None, policy=None):
     """Sample- and group-level rule accuracy, memorization and the invalid (unquantized) fraction vs
     step, with chance and uniform-valid baselines and the innovation window [tau_rule, tau_mem] shaded
     (paper Figs. 2B, 4A; 1B-C). ``clocks``: a mapping with tau_rule / tau_mem (e.g. one run of the
     clocks Dataset: ``clocks.sel(run=...)``); default: :func:`twoclocks.probes.clocks.clocks_from_curves`
-    with its defaults, except that the adaptive memorization threshold is used when the uniform-valid
-    baseline N/|valid| is already above the fixed one, or as ``mem_adaptive`` says (the title says which).
+    with the memorization-threshold ``policy`` (or ``mem_adaptive``; default: the package's default
+    policy, the same as `clocks`; the title says which).
     ``eps``: the quantization threshold of the invalid fraction (default: the cube's eps_state)."""
     import matplotlib.lines as mlines
     import matplotlib.patches as mpatches
     _need(samples, ["sample_acc", "sample_mem", "group_acc", "group_mem"], "plot_learning_dynamics")
     ds = _trained(samples)
     steps = _steps(ds)
-    c = _clock_values(ds, clocks, mem_adaptive)
+    c = _clock_values(ds, clocks, mem_adaptive, policy)
     tau_rule, tau_mem = c["tau_rule"], c["tau_mem"]
     fig = _figure(fig, (10.5, 3.8))
     axes = fig.subplots(1, 2, sharex=True, sharey=True)

@@ -20,12 +20,15 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from twoclocks import TwoclocksError
-from twoclocks.probes.common import step_key
-from twoclocks.progress import track
-from twoclocks.store import Cube
+from dataclasses import dataclass
 
-__all__ = ["ce_probe", "per_position_ce", "ideal_reference", "ce_subsets", "SPLITS"]
+import torch
+
+from twoclocks import TwoclocksError
+from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.schema import CubeSchema, Var, coord
+
+__all__ = ["ce_probe", "per_position_ce", "ideal_reference", "ce_subsets", "SPLITS", "PROBE", "SCHEMA"]
 
 SPLITS = ("train", "heldout", "hypercube")
 SUBSET_SALT = 41  # the subsets are rng([run seed, SUBSET_SALT]) draws: fixed for a run
@@ -55,14 +58,17 @@ def per_position_ce(model, cells, batch_size: int = 4096) -> np.ndarray:
 def ideal_reference(rule, cells) -> tuple[np.ndarray, np.ndarray]:
     """Per-position (ce, violation) of the ideal rule model on ``cells`` (D,) each: the mean over the
     sequences of -ln p*(c_t | c_<t) (inf if any sequence has p* = 0 there) and the fraction of sequences
-    with p* = 0. NaN for rules without a closed-form autoregressive ideal model."""
-    from twoclocks.data.rules import GroupParity
+    with p* = 0. p* is exact for every rule (``training.gpt.ideal_rule_logprobs``: the uniform
+    distribution on the valid set); NaN only where no exact model exists (Latin squares n >= 6, 6x6
+    Sudoku: too many to enumerate)."""
     from twoclocks.training.gpt import ideal_rule_logprobs
-    if not isinstance(rule, GroupParity):
+    cells = np.asarray(cells).astype(np.int64)
+    try:
+        lp_all = ideal_rule_logprobs(rule, cells)
+    except TwoclocksError:
         nan = np.full(rule.D, np.nan)
         return nan, nan.copy()
-    cells = np.asarray(cells).astype(np.int64)
-    lp = np.take_along_axis(ideal_rule_logprobs(rule, cells), cells[..., None], axis=2)[..., 0]
+    lp = np.take_along_axis(lp_all, cells[..., None], axis=2)[..., 0]
     return 0.0 - lp.mean(axis=0), np.isneginf(lp).mean(axis=0)
 
 
@@ -109,45 +115,55 @@ def _finalize(run, subsets):
                                     units="1")
         ds["determined"].attrs.update(long_name="cell fixed by its prefix in every valid sequence "
                                                 "(e.g. the last bit of each parity group)", units="1")
-        ds["step"].attrs.update(long_name="training step of the checkpoint", units="1")
-        ds["split"].attrs.update(long_name="data split", units="1")
         return ds
     return finalize
 
 
-def ce_probe(run_or_path, steps: str | None = None, n: int = 1024, device: str = "auto", force: bool = False,
-             progress: bool = True, batch_size: int = 4096) -> xr.Dataset:
-    """Compute (or complete) ``probes/ce.zarr`` for a GPT run: one piece per checkpoint step, resumable;
-    returns the assembled cube, all computed steps (see the module docstring for its variables)."""
-    from twoclocks.run import open_run, resolve_device
-    run = run_or_path if hasattr(run_or_path, "config") else open_run(run_or_path)
-    if run.config.arch != "gpt":
-        raise TwoclocksError(f"{run.path} is a {run.config.arch} run; the ce probe needs a GPT run "
-                             "(train one with `twoclocks-probe train RUN_DIR --arch gpt`)")
-    if n < 1:
-        raise TwoclocksError(f"--n must be positive, got {n}")
-    dev = resolve_device(device)
-    chosen = run.select_steps(steps)
-    subsets = ce_subsets(run, n)
-    cube = Cube(run, "ce", {"n": n, "splits": list(SPLITS), "subset_salt": SUBSET_SALT}, force=force)
-    todo = [s for s in chosen if step_key(s) not in cube.done()]
-    note = ("" if run.rule.name == "parity" else
-            f"ce_ideal / ideal_violation are NaN: no closed-form autoregressive ideal model for rule "
-            f"{run.rule.name!r}")
-    extra = {"ideal_reference": "ideal rule model p*: ln 2 on free positions, 0 on determined positions for "
-                                "valid sequences; on hypercube sequences a determined bit that breaks its group "
-                                "has p* = 0, so ce_ideal is +inf there (ideal_violation gives the finite "
-                                "fraction of such sequences)" + (f"; {note}" if note else ""),
-             "subset": f"min(n, split size) sequences per split, rng([seed, {SUBSET_SALT}]) without replacement",
-             "n": n}
-    try:
-        for step in track(todo, "ce", total=len(todo), enabled=progress and bool(todo)):
-            model = run.model(step, dev)
-            ce = {s: per_position_ce(model, subsets[s], batch_size).mean(axis=0) for s in SPLITS}
-            cube.write(step_key(step), _piece(step, ce))
-    finally:
-        ds = cube.assemble(finalize=_finalize(run, subsets), extra_attrs=extra)
+@dataclass(frozen=True)
+class CeOptions:
+    n: int = option(1024, "Sequences per split (a fixed subset drawn from the run seed).")
+    batch_size: int = option(4096, "Sequences per network call.", identity=False)
+
+    def __post_init__(self):
+        if not (isinstance(self.n, int) and self.n >= 1):
+            raise TwoclocksError(f"--n must be positive, got {self.n}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise TwoclocksError(f"--batch-size must be a positive integer, got {self.batch_size}")
+
+
+def _setup(ctx):
+    return ce_subsets(ctx.run, ctx.opts.n)
+
+
+def _compute(ctx, subsets, source, step, todo):
+    from twoclocks.training.gpt import reference_model
+    model = (reference_model(source, ctx.run.rule, ctx.run.cells("train")) if isinstance(source, str)
+             else ctx.model(source))
+    with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.precision == "bf16"
+                        and not isinstance(source, str)):
+        ce = {s: per_position_ce(model, subsets[s], ctx.opts.batch_size).mean(axis=0) for s in SPLITS}
+    return _piece(step, ce)
+
+
+def _finalize_cube(ds, ctx):
+    run = ctx.run
+    ds = _finalize(run, ce_subsets(run, ctx.opts.n))(ds)
+    ds.attrs.update({
+        "ideal_reference": "ideal rule model p*: the uniform distribution on the valid set as an autoregressive "
+                           "model; on hypercube sequences a cell that breaks the rule has p* = 0, so ce_ideal is "
+                           "+inf there (ideal_violation gives the finite fraction of such sequences)",
+        "subset": f"min(n, split size) sequences per split, rng([seed, {SUBSET_SALT}]) without replacement",
+        "subset_salt": SUBSET_SALT})
     return ds
+
+
+def ce_probe(run_or_path, steps: str | None = None, n: int = 1024, device: str = "auto", force: bool = False,
+             progress: bool = True, batch_size: int = 4096, **common) -> xr.Dataset:
+    """Compute (or complete) ``probes/ce.zarr`` for a GPT run: ``PROBE(run, ...)``; one piece per
+    checkpoint step, resumable; returns the assembled cube (module docstring). ``denoiser=`` (one of
+    ideal-rule, ideal-cube, memorize) evaluates the autoregressive reference instead (``ce-DENOISER.zarr``)."""
+    return PROBE(run_or_path, steps=steps, n=n, device=device, force=force, progress=progress,
+                 batch_size=batch_size, **common)
 
 
 def summarize(ds: xr.Dataset) -> str:
@@ -160,3 +176,39 @@ def summarize(ds: xr.Dataset) -> str:
                      f"{float(r.ce_ideal_mean):.4f})")
     return "\n".join(lines)
 
+
+
+# ---------------------------------------------------------------------------------------- the probe
+_SP = ("split", "position")
+SCHEMA = CubeSchema("ce", doc="GPT per-position next-token cross-entropy on the train, held-out and hypercube "
+                              "splits, with the ideal rule model's (docs/science.md#ce).", coords={
+    "step": coord("step"), "split": coord("split"), "position": coord("position"),
+    "determined": Var(("position",), "bool", "cell fixed by its prefix in every valid sequence (e.g. the last bit "
+                                             "of each parity group)"),
+}, data_vars={
+    "ce": Var(("step", "split", "position"), "float64", "per-position next-token cross-entropy -ln p(c_t | c_<t), "
+                                                        "mean over the split's fixed subset", "nats"),
+    "ce_mean": Var(("step", "split"), "float64", "cross-entropy averaged over positions (nats per cell)", "nats"),
+    "ce_determined": Var(("step", "split"), "float64", "cross-entropy averaged over the determined positions", "nats"),
+    "ce_free": Var(("step", "split"), "float64", "cross-entropy averaged over the free (not determined) positions",
+                   "nats"),
+    "ce_ideal": Var(_SP, "float64", "ideal rule model's per-position cross-entropy on the same sequences (inf where "
+                                    "some sequence breaks the rule)", "nats"),
+    "ideal_violation": Var(_SP, "float64", "fraction of the sequences given probability 0 by the ideal rule model at "
+                                           "this position (finite companion of ce_ideal)"),
+    "ce_ideal_mean": Var(("split",), "float64", "ideal rule model's cross-entropy averaged over positions", "nats"),
+    "n_sequences": Var(("split",), "int64", "number of sequences of the split's fixed subset"),
+})
+
+
+def _figures():
+    from twoclocks.plotting.ce import plot_ce
+    return (FigureSpec("ce", ("ce",), lambda c: plot_ce(c["ce"])),)
+
+
+PROBE = register(Probe(
+    name="ce", cube="ce", options=CeOptions, schema=SCHEMA, archs=("gpt",),
+    help="GPT runs: per-position next-token cross-entropy on train / heldout / hypercube -> probes/ce.zarr.",
+    references=("ideal-rule", "ideal-cube", "memorize"), setup=_setup, compute=_compute,
+    finalize=_finalize_cube, summary=summarize, figures=_figures,
+))

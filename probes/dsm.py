@@ -58,15 +58,16 @@ import xarray as xr
 
 from twoclocks import TwoclocksError
 from twoclocks.ideal import REFERENCES
-from twoclocks.probes.common import resolve_sources, step_key
+from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, option, register
+from twoclocks.schema import CubeSchema, Var, coord
 from twoclocks.training.edm import edm_weight
 
-__all__ = ["SPLITS", "DsmRows", "LossClockCriterion", "make_rows", "row_losses", "split_stats",
-           "evaluate_steps", "run_dsm_spectrum", "add_derived", "summary_lines", "summary_text", "NAME"]
+__all__ = ["SPLITS", "DsmRows", "LossClockCriterion", "DsmOptions", "make_rows", "row_losses", "split_stats",
+           "run_dsm_spectrum", "add_derived", "summary_lines", "summary_text", "NAME", "PROBE", "SCHEMA"]
 
 NAME = "dsm_spectrum"
 SPLITS = ("train", "heldout", "hypercube")
-SEED_TAG = 5  # the issue number: keeps this probe's random streams apart from the run's others
+SEED_TAG = 5  # keeps this probe's random streams apart from the run's others
 REF_KEY = "references"
 LOSS_UNITS = "model-space units squared, per coordinate"
 
@@ -240,30 +241,30 @@ def reference_piece(run, rows: DsmRows, batch_size: int) -> xr.Dataset:
     w = _weight(rows.sigmas, run.config.sigma_data)
     data.update(_loss_vars("reference_", ("reference", "split", "sigma"), np.array(means), np.array(ses), w,
                            " (exact reference denoiser)"))
-    coords["reference"] = ("reference", names, {"long_name": "exact reference denoiser (twoclocks.ideal)"})
-    return xr.Dataset(data, coords=coords, attrs={"references_omitted": "; ".join(omitted) or "none"})
+    coords["reference"] = ("reference", np.array(names, dtype=str), {"omitted": "; ".join(omitted) or "none"})
+    return xr.Dataset(data, coords=coords)
 
 
-def _combine(pieces: list[xr.Dataset]) -> xr.Dataset:
-    steps = [p for p in pieces if "loss" in p]
-    refs = [p for p in pieces if "reference_loss" in p]
-    kw = dict(compat="override", join="outer", combine_attrs="override")
-    if steps:
-        ds = xr.concat(steps, dim="step", data_vars="minimal", coords="minimal", **kw).sortby("step")
-    else:
-        ds = refs[0][["subset_index", "subset_size", "noise_draws"]]
-    for r in refs:
-        ds = xr.merge([ds, r], **kw)
-        ds.attrs["references_omitted"] = r.attrs.get("references_omitted", "none")
+#: variables add_derived computes (recomputed at every assembly, so dropped before merging)
+DERIVED = ("gap", "gap_se", "rel_gap_mem", "rel_gap_rule", "significant_mem", "significant_rule", "separated_mem",
+           "separated_rule", "tau_mem_loss", "tau_rule_loss", "reference_gap")
+
+
+def _merge(parts: list[xr.Dataset]) -> xr.Dataset:
+    """The stored cube and new pieces (step pieces, the references piece) as one cube, before add_derived."""
+    parts = [p.drop_vars([v for v in DERIVED if v in p]) for p in parts]
+    ds = concat_steps(parts)
+    for p in parts:  # the references piece carries the note on omitted references
+        if "reference" in p.coords and "omitted" in p["reference"].attrs:
+            ds["reference"].attrs["omitted"] = p["reference"].attrs["omitted"]
     return ds
 
 
 def _first_sustained(flags: np.ndarray, steps: np.ndarray, k: int) -> float:
-    """The first step from which ``flags`` holds for k consecutive evaluations (NaN if never)."""
-    for i in range(len(flags) - k + 1):
-        if flags[i:i + k].all():
-            return float(steps[i])
-    return float("nan")
+    """The first step from which ``flags`` holds for k consecutive evaluations (NaN if never): the
+    package's one sustained-onset rule, :func:`twoclocks.probes.clocks.sustained_onset`."""
+    from twoclocks.probes.clocks import sustained_onset
+    return sustained_onset(steps, flags, None, k)[0]
 
 
 def _rel(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
@@ -333,85 +334,57 @@ def add_derived(ds: xr.Dataset, crit: LossClockCriterion | None = None) -> xr.Da
     return ds
 
 
-def evaluate_steps(run, cube, rows: DsmRows, sources: list, device, batch_size: int, progress: bool = True,
-                   with_references: bool = False, overlap: bool | None = None) -> None:
-    """Write one piece per (step, source) (and the references piece first if asked). ``rows`` on ``device``.
+@dataclass(frozen=True)
+class DsmOptions:
+    n_sigma: int = option(50, "Noise levels on the log grid.")
+    sigma_min: float = option(0.002, "Smallest noise level.")
+    sigma_max: float = option(80.0, "Largest noise level.")
+    n_subset: int = option(1024, "Items per split (a fixed subset drawn from the run seed; all of a smaller split).")
+    batch_size: int = option(8192, "Rows (item, sigma) per network call.", identity=False)
+    criterion: LossClockCriterion = option(LossClockCriterion(), "When a loss split counts as separated "
+                                           "(Python API only; shapes the derived clocks).", identity=False, cli=False)
 
-    On a GPU it stays busy: a helper thread loads the next checkpoint and writes the finished piece
-    while the current checkpoint is evaluated, so a step costs about its forward passes. On a CPU the
-    cores are the bottleneck and a second thread would only compete for them: all runs in line
-    (``overlap`` overrides the choice)."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+    def __post_init__(self):
+        check_options(self.n_sigma, self.sigma_min, self.sigma_max, self.n_subset, self.batch_size)
 
-    from twoclocks.progress import track
 
-    def now(fn, *args):
-        f = Future()
-        f.set_result(fn(*args))
-        return f
+def _params(ctx) -> dict:
+    return {"noise_seed": [int(ctx.run.config.data_seed), SEED_TAG]}
 
-    net_sources = [src for _, src in sources if not isinstance(src, str)]
-    jobs = ([(None, None)] if with_references else []) + list(sources)
-    pool = ThreadPoolExecutor(1)
-    overlap = torch.device(device).type == "cuda" if overlap is None else overlap
-    submit = pool.submit if overlap else now
-    writes, prefetch = [], None
-    try:
-        for s, src in track(jobs, f"dsm-spectrum {run.path.name}", total=len(jobs), enabled=progress):
-            if s is None:
-                cube.write(REF_KEY, reference_piece(run, rows, batch_size))
-                continue
-            if prefetch is not None:
-                prefetch.result()  # the next model is loaded: run.denoiser finds it cached
-            D = run.denoiser(src, device)
-            if overlap and not isinstance(src, str) and src != net_sources[-1]:
-                prefetch = pool.submit(run.model, net_sources[net_sources.index(src) + 1], device)
-            per_row = row_losses(D, rows, batch_size)
-            writes.append(submit(cube.write, step_key(s), step_piece(rows, per_row, s, run.config.sigma_data)))
-    finally:
-        pool.shutdown(wait=True)  # finished pieces are on disk before the cube is assembled
-    for w in writes:
-        w.result()  # re-raise a failed write
+
+def _setup(ctx):
+    o = ctx.opts
+    return make_rows(ctx.run, o.n_sigma, o.sigma_min, o.sigma_max, o.n_subset).to(ctx.device)
+
+
+def _compute(ctx, rows, source, step, todo):
+    per_row = row_losses(ctx.D(source), rows, ctx.opts.batch_size)
+    return step_piece(rows, per_row, step, ctx.run.config.sigma_data)
+
+
+def _references(ctx, rows):
+    """The exact references, once per cube (not for a cube computed on a reference itself)."""
+    return {} if ctx.denoiser is not None else {REF_KEY: reference_piece(ctx.run, rows, ctx.opts.batch_size)}
+
+
+def _finalize(ds, ctx):
+    ds = add_derived(ds, ctx.opts.criterion)
+    ds.attrs.update({"splits": list(SPLITS), "sigma_data": float(ctx.run.config.sigma_data),
+                     "definitions": "see the twoclocks.probes.dsm module docstring and docs/science.md#dsm"})
+    return ds
 
 
 def run_dsm_spectrum(run, steps: str | None = None, denoiser: str | None = None, n_sigma: int = 50,
                      sigma_min: float = 0.002, sigma_max: float = 80.0, n_subset: int = 1024,
                      batch_size: int = 8192, device: str = "auto", force: bool = False, progress: bool = True,
-                     criterion: LossClockCriterion | None = None) -> xr.Dataset:
-    """Compute (or complete) ``RUN/probes/dsm_spectrum.zarr`` and return it (module docstring).
-
-    ``run``: a run directory or an opened Run. ``steps``: as ``--steps`` (default all checkpoints);
-    ``denoiser``: a reference (ideal-rule, ideal-cube, memorize) instead of checkpoints, written to
-    ``dsm_spectrum-DENOISER.zarr`` at step -1 (no ``reference`` dim). Only missing pieces (one per
-    step, one for the references) are computed; an interrupt leaves a valid cube of the finished ones.
+                     criterion: LossClockCriterion | None = None, **common) -> xr.Dataset:
+    """Compute (or complete) ``RUN/probes/dsm_spectrum.zarr`` and return it: ``PROBE(run, ...)``
+    (module docstring). ``denoiser``: a reference (ideal-rule, ideal-cube, memorize) instead of
+    checkpoints, written to ``dsm_spectrum-DENOISER.zarr`` at step -1 (no ``reference`` dim).
     ``criterion`` only shapes the derived clocks, recomputed at each assembly."""
-    from twoclocks.run import Run, open_run, resolve_device
-    from twoclocks.store import Cube
-
-    run = run if isinstance(run, Run) else open_run(run)
-    check_options(n_sigma, sigma_min, sigma_max, n_subset, batch_size)
-    if denoiser is None and run.config.arch != "dit":
-        raise TwoclocksError(f"{run.path} is a {run.config.arch} run; dsm-spectrum needs a diffusion (dit) run "
-                             "(or --denoiser for a reference)")
-    name, sources = resolve_sources(run, NAME, steps, denoiser)
-    dev = resolve_device(device)
-    params = {"n_sigma": int(n_sigma), "sigma_min": float(sigma_min), "sigma_max": float(sigma_max),
-              "n_subset": int(n_subset), "noise_seed": [int(run.config.data_seed), SEED_TAG]}
-    cube = Cube(run, name, params, force=force)
-    done = cube.done()
-    todo = [(s, src) for s, src in sources if step_key(s) not in done]
-    want_refs = denoiser is None and REF_KEY not in done
-    attrs = {"splits": list(SPLITS), "definitions": "see the twoclocks.probes.dsm module docstring",
-             "sigma_data": float(run.config.sigma_data)}
-    try:
-        if todo or want_refs:
-            rows = make_rows(run, n_sigma, sigma_min, sigma_max, n_subset).to(dev)
-            evaluate_steps(run, cube, rows, todo, dev, batch_size, progress, with_references=want_refs)
-    finally:
-        out = cube.assemble(combine=_combine, finalize=lambda d: add_derived(d, criterion), extra_attrs=attrs)
-    if out is None:
-        raise TwoclocksError(f"no DSM spectrum was computed for {run.path}")
-    return out
+    return PROBE(run, steps=steps, denoiser=denoiser, n_sigma=n_sigma, sigma_min=sigma_min, sigma_max=sigma_max,
+                 n_subset=n_subset, batch_size=batch_size, device=device, force=force, progress=progress,
+                 criterion=criterion or LossClockCriterion(), **common)
 
 
 def summary_lines(ds: xr.Dataset) -> list[str]:
@@ -447,10 +420,69 @@ def summary_lines(ds: xr.Dataset) -> list[str]:
         for r in ds["reference"].values:
             lines.append(f"  reference {r}: " + ", ".join(
                 f"{sp} {float(ds['reference_loss'].sel(reference=r, split=sp)[j]):.4f}" for sp in SPLITS))
-    if ds.attrs.get("references_omitted", "none") != "none":
-        lines.append(f"references omitted: {ds.attrs['references_omitted']}")
+    omitted = ds["reference"].attrs.get("omitted", "none") if "reference" in ds.coords else "none"
+    if omitted != "none":
+        lines.append(f"references omitted: {omitted}")
     return lines
 
 
 def summary_text(ds: xr.Dataset) -> str:
     return "\n".join(summary_lines(ds))
+
+
+# ---------------------------------------------------------------------------------------- the probe
+_L = LOSS_UNITS
+_SSV = ("step", "split", "sigma")
+_RSV = ("reference", "split", "sigma")
+SCHEMA = CubeSchema(NAME, doc="DSM loss by noise level on the train, held-out and hypercube splits, with the exact "
+                              "reference denoisers and the loss-based clocks (docs/science.md#dsm).", coords={
+    "step": coord("step"), "split": coord("split"), "sigma": coord("sigma", long_name="noise level s (log grid)"),
+    "reference": coord("reference"), "item": Var(("item",), "int64", "position in the fixed subset"),
+}, data_vars={
+    "loss": Var(_SSV, "float64", "unweighted DSM loss (1/P)||D(x + s n; s) - x||^2, mean over the fixed subset", _L),
+    "loss_se": Var(_SSV, "float64", "standard error of loss over subset items", _L),
+    "loss_weighted": Var(_SSV, "float64", "EDM-weighted DSM loss lambda(s) loss, lambda = (s^2 + sd^2)/(s sd)^2", _L),
+    "reference_loss": Var(_RSV, "float64", "unweighted DSM loss of the exact reference denoiser", _L),
+    "reference_loss_se": Var(_RSV, "float64", "standard error of reference_loss over subset items", _L),
+    "reference_loss_weighted": Var(_RSV, "float64", "EDM-weighted DSM loss of the exact reference denoiser", _L),
+    "reference_gap": Var(("reference", "sigma"), "float64", "reference heldout minus train loss", _L),
+    "subset_index": Var(("split", "item"), "int64", "index into the split of each subset item (-1: the split is "
+                                                    "smaller than n_subset)"),
+    "subset_size": Var(("split",), "int64", "number of items of the split evaluated"),
+    "noise_draws": Var(("split",), "int64", "fixed noise draws per item and sigma"),
+    "gap": Var(("step", "sigma"), "float64", "held-out minus train loss (memorization gap)", _L),
+    "gap_se": Var(("step", "sigma"), "float64", "standard error of gap (items treated as independent; "
+                                                "conservative with the shared noise)", _L),
+    "rel_gap_mem": Var(("step", "sigma"), "float64", "relative memorization gap (heldout - train) / "
+                                                     "max(heldout, train) (0 where both are 0)"),
+    "rel_gap_rule": Var(("step", "sigma"), "float64", "relative rule gap (hypercube - heldout) / "
+                                                      "max(hypercube, heldout) (0 where both are 0)"),
+    "significant_mem": Var(("step", "sigma"), "bool", "train vs held-out loss split at this sigma (relative gap "
+                                                      "> threshold and > z SE)"),
+    "significant_rule": Var(("step", "sigma"), "bool", "held-out vs hypercube loss split at this sigma (relative "
+                                                       "gap > threshold and > z SE)"),
+    "separated_mem": Var(("step",), "bool", "train vs held-out loss split at some sigma of the band"),
+    "separated_rule": Var(("step",), "bool", "held-out vs hypercube loss split at some sigma of the band"),
+    "tau_mem_loss": Var((), "float64", "loss-based memorization clock: first step from which held-out loss exceeds "
+                                       "train loss at some sigma of the band, for k consecutive checkpoints", "steps"),
+    "tau_rule_loss": Var((), "float64", "loss-based rule clock: first step from which hypercube loss exceeds "
+                                        "held-out loss at some sigma of the band, for k consecutive checkpoints; "
+                                        "NaN when later than tau_mem_loss", "steps"),
+})
+
+
+def _figures():
+    from twoclocks.plotting.dsm import plot_dsm_bands, plot_dsm_gap, plot_dsm_spectrum
+    return (FigureSpec("dsm_spectrum", (NAME,), lambda c: plot_dsm_spectrum(c[NAME])),
+            FigureSpec("dsm_bands", (NAME,), lambda c: plot_dsm_bands(c[NAME], c.get("samples"))),
+            FigureSpec("dsm_gap", (NAME,), lambda c: plot_dsm_gap(c[NAME])))
+
+
+PROBE = register(Probe(
+    name="dsm-spectrum", cube=NAME, options=DsmOptions, schema=SCHEMA, archs=("dit",),
+    help="Denoising loss by noise level on train / heldout / hypercube, with the exact reference denoisers and "
+         "loss-based clocks -> probes/dsm_spectrum.zarr.",
+    references=REFERENCES, setup=_setup, compute=_compute, extra_pieces=_references,
+    extra_done=lambda ds: "reference_loss" in ds, merge=_merge, finalize=_finalize, params=_params,
+    summary=summary_text, figures=_figures,
+))

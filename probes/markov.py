@@ -13,18 +13,20 @@ atomically to ``probes/markov.zarr``.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import xarray as xr
 
-import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.probes.registry import FigureSpec, Probe, option, register
 from twoclocks.probes.samples import STATES
+from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["transition_counts", "row_normalize", "parse_windows", "default_windows", "compute_markov",
-           "format_markov"]
+           "format_markov", "PROBE", "SCHEMA"]
 
 
 def transition_counts(states: np.ndarray, n_states: int = len(STATES)) -> np.ndarray:
@@ -84,13 +86,20 @@ def default_windows(steps, tau_rule: float, tau_mem: float) -> list[tuple[str, i
 
 def compute_markov(run, windows: str | None = None, write: bool = True, **clock_options) -> xr.Dataset:
     """Transition counts and probabilities of a run's sample states (module docstring), written to
-    ``probes/markov.zarr``. ``windows``: '--windows' step ranges, default from the run's clocks
-    (``clock_options``: k, acc_threshold, mem_threshold, mem_adaptive as in
-    :func:`twoclocks.probes.clocks.run_clocks`)."""
-    from twoclocks.probes.clocks import _samples_cube, run_clocks
+    ``probes/markov.zarr`` through the one derived-cube writer: ``PROBE(run, ...)``. ``windows``:
+    '--windows' step ranges, default from the run's clocks (``clock_options``: k, acc_threshold,
+    mem_threshold, mem_adaptive as in :func:`twoclocks.probes.clocks.run_clocks`)."""
+    if write:
+        return PROBE(run, windows=windows, **clock_options)
     from twoclocks.run import Run, open_run
-    from twoclocks.store import write_dataset
     run = run if isinstance(run, Run) else open_run(run)
+    return _markov(run, PROBE.make_options(windows=windows, **clock_options))
+
+
+def _markov(run, opts) -> xr.Dataset:
+    from twoclocks.probes.clocks import MemThreshold, _samples_cube, run_clocks
+    windows = opts.windows
+    policy = MemThreshold.from_options(opts.mem_threshold, opts.mem_adaptive)
     cube = _samples_cube(run)
     if "state" not in cube:
         raise TwoclocksError(f"{run.probe_path('samples')} has no `state`; recompute it with "
@@ -104,7 +113,7 @@ def compute_markov(run, windows: str | None = None, write: bool = True, **clock_
     counts = transition_counts(states, n)
     clocks = None
     if windows is None:
-        clocks = run_clocks(run, **clock_options)
+        clocks = run_clocks(run, k=opts.k, acc_threshold=opts.acc_threshold, policy=policy)
         wins = default_windows(steps, clocks["tau_rule"], clocks["tau_mem"])
     else:
         wins = parse_windows(windows)
@@ -142,16 +151,12 @@ def compute_markov(run, windows: str | None = None, write: bool = True, **clock_
             "window_end": ("window", [min(w[2], int(steps[-1])) for w in wins],
                            {"long_name": "last step (inclusive)", "units": "steps"}),
         },
-        attrs={"probe": "markov", "twoclocks_version": twoclocks.__version__,
-               "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "source_steps": json.dumps(steps.tolist()), "windows": json.dumps([list(w) for w in wins]),
-               "windows_from": "clocks" if clocks else "user",
+        attrs={"windows": json.dumps([list(w) for w in wins]), "windows_from": "clocks" if clocks else "user",
                "clocks": json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                      for k, v in (clocks or {}).items()}),
-               **run.provenance()},
+               **(policy.attrs(float(cube["uniform_valid_sample_mem"])) if "uniform_valid_sample_mem" in cube
+                  else policy.attrs())},
     )
-    if write:
-        write_dataset(ds, run.probe_path("markov"))
     return ds
 
 
@@ -170,3 +175,58 @@ def format_markov(ds: xr.Dataset) -> str:
             lines.append(f"{short[s]:>10}" + "".join(f"{v:>10.3f}" if np.isfinite(v) else f"{'-':>10}" for v in p)
                          + f"{int(d.window_counts.values[i].sum()):>8}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- the probe
+@dataclass(frozen=True)
+class MarkovOptions:
+    windows: Optional[str] = option(None, "Step ranges, e.g. '0:1000,1000:5000' [default: before tau_rule, the "
+                                          "window, after tau_mem].", cli_type=Optional[str])
+    k: int = option(3, "Clocks for the default windows: consecutive evaluations.")
+    acc_threshold: float = option(0.9, "Clocks for the default windows: sample accuracy threshold of tau_rule.")
+    mem_threshold: float = option(0.1, "Clocks for the default windows: memorization threshold t.")
+    mem_adaptive: Optional[bool] = option(None, "Clocks for the default windows: adaptive threshold b + t (1 - b) "
+                                                "above the uniform-valid baseline b (default) or fixed t.",
+                                          cli_type=Optional[bool], flag="--mem-adaptive/--mem-fixed")
+
+    def __post_init__(self):
+        if self.windows is not None:
+            parse_windows(self.windows)
+
+
+_L = coord("state_label")
+SCHEMA = CubeSchema("markov", doc="Transitions between the per-sample states of consecutive checkpoints, per step "
+                                  "pair and summed over windows of steps (docs/science.md#markov).", coords={
+    "step": coord("step"), "state_label": _L,
+    "state_from": Var(("state_from",), "str", "state at the first step of a pair", None),
+    "state_to": Var(("state_to",), "str", "state at the second step of a pair", None),
+    "step_pair": Var(("step_pair",), "int64", "consecutive evaluated step pair"),
+    "step_from": Var(("step_pair",), "int64", "first step of the pair", "steps"),
+    "step_to": Var(("step_pair",), "int64", "second step of the pair", "steps"),
+    "window": Var(("window",), "str", "window of steps", None),
+    "window_start": Var(("window",), "int64", "first step (inclusive)", "steps"),
+    "window_end": Var(("window",), "int64", "last step (inclusive)", "steps"),
+}, data_vars={
+    "counts": Var(("step_pair", "state_from", "state_to"), "int64", "seeds moving from state_from to state_to "
+                                                                     "between the pair's steps"),
+    "prob": Var(("step_pair", "state_from", "state_to"), "float64", "transition probability per step pair "
+                                                                     "(row-normalized counts)"),
+    "window_counts": Var(("window", "state_from", "state_to"), "int64", "transition counts summed over the "
+                                                                         "window's step pairs"),
+    "window_prob": Var(("window", "state_from", "state_to"), "float64", "transition probability in the window "
+                                                                         "(row-normalized)"),
+    "window_n_pairs": Var(("window",), "int64", "number of step pairs in the window"),
+    "state_frac": Var(("step", "state_label"), "float64", "fraction of samples per state"),
+})
+
+
+def _figures():
+    from twoclocks.plotting.samples import plot_transitions
+    return (FigureSpec("transitions", ("markov",), lambda c: plot_transitions(c["markov"])),)
+
+
+PROBE = register(Probe(
+    name="markov", cube="markov", options=MarkovOptions, schema=SCHEMA, needs=("samples",), uses_network=False,
+    help="Transitions between the per-sample states of consecutive checkpoints -> probes/markov.zarr.",
+    derive=_markov, summary=format_markov, figures=_figures,
+))

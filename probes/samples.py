@@ -33,8 +33,11 @@ import numpy as np
 import xarray as xr
 
 from twoclocks import TwoclocksError
-from twoclocks.probes.common import resolve_sources, step_key
+from dataclasses import dataclass
+
 from twoclocks.probes.memo import GroupIndex, TrainIndex
+from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
            "parse_eps", "run_samples", "summary_lines"]
@@ -50,11 +53,11 @@ STATE_ATTRS = {"long_name": "per-sample state", "flag_values": list(range(len(ST
 
 
 def classify(qdist: np.ndarray, valid: np.ndarray, memorized: np.ndarray, eps_state: float) -> np.ndarray:
-    """SPEC.md's four states as int8: 0 invalid value (q > eps), 1 rule-violating, 2 valid and novel,
-    3 valid and memorized."""
+    """SPEC.md's four states as int8: 0 invalid value (q > eps, or q not a number: a non-finite
+    sample), 1 rule-violating, 2 valid and novel, 3 valid and memorized."""
     s = np.where(memorized, 3, 2)
     s = np.where(valid, s, 1)
-    return np.where(np.asarray(qdist) > eps_state, 0, s).astype(np.int8)
+    return np.where(~(np.asarray(qdist) <= eps_state), 0, s).astype(np.int8)
 
 
 def _stats(d: np.ndarray, mask: np.ndarray):
@@ -64,7 +67,18 @@ def _stats(d: np.ndarray, mask: np.ndarray):
 
 class SampleEvaluator:
     """Scores model-space samples against a rule, an encoding and a train set (SPEC.md,
-    "Evaluating generated samples"). Build once per run; :meth:`evaluate` once per step."""
+    "Evaluating generated samples"). Build once per run; :meth:`evaluate` once per step.
+
+    Non-finite samples (any coordinate NaN or inf: a diverged run, a bf16 overflow; a GPT sample whose
+    sampling met non-finite logits arrives as all-NaN from ``generate``) are state ``invalid_value``
+    with q = inf (so they count in ``invalid_frac`` at every eps), never rule-valid, memorized or
+    novel: they count as failures in ``sample_acc`` / ``group_acc`` / ``sample_mem`` / ``group_mem``,
+    their ``sample`` is stored as 0 and their ``nn_hamming`` as -1, and ``nonfinite_count`` counts them.
+
+    One valid-novel population everywhere: a finite sample whose decoded cells are rule-valid and not a
+    train sample, whatever q is (as ``sample_acc`` / ``sample_mem``, which time the clocks). The
+    ``valid_novel`` Hamming subset and ``combinatorial_novelty`` both use it; the state
+    ``valid_novel`` additionally needs q <= eps_state. The ``all`` subset is every finite sample."""
 
     def __init__(self, rule, encoding, train_cells: np.ndarray):
         self.rule, self.encoding = rule, encoding
@@ -83,21 +97,25 @@ class SampleEvaluator:
         n = len(x)
         seeds = np.arange(n) if seeds is None else np.asarray(seeds)
         eps = np.asarray(sorted(set(float(e) for e in eps) | {float(eps_state)}))
-        q = self.encoding.qdist(x).astype(np.float32)
-        cells = self.encoding.decode(x).astype(np.uint8)
-        cons = self.rule.constraints(cells)
+        finite = np.isfinite(x).all(axis=1)
+        xf = np.where(finite[:, None], x, 0).astype(x.dtype) if n else x   # non-finite rows: scored as failures
+        q = self.encoding.qdist(xf).astype(np.float32)
+        q[~finite] = np.inf
+        cells = self.encoding.decode(xf).astype(np.uint8)
+        cells[~finite] = 0
+        cons = self.rule.constraints(cells) & finite[:, None]
         valid = cons.all(axis=1)
-        nn = self.train.nn_hamming(cells)
-        mem = nn == 0
+        nn = np.where(finite, self.train.nn_hamming(cells), -1)
+        mem = (nn == 0) & finite
         state = classify(q, valid, mem, eps_state)
         novel = valid & ~mem
         if self.gindex is not None:
-            gmem = self.gindex.contains(cells)
+            gmem = self.gindex.contains(cells) & finite[:, None]
             group_mem = float(gmem.mean()) if n else np.nan
-            combi = float(gmem[state == 2].all(axis=1).mean()) if (state == 2).any() else np.nan
+            combi = float(gmem[novel].all(axis=1).mean()) if novel.any() else np.nan
         else:
             group_mem = combi = np.nan
-        masks = [np.ones(n, bool), valid, novel]
+        masks = [finite, valid, novel]
         st = np.array([_stats(nn, m) for m in masks]).reshape(len(SUBSETS), 2)
         counts = np.bincount(state, minlength=len(STATES)).astype(np.int64)
         mean = (lambda a: float(np.mean(a)) if n else np.nan)
@@ -131,6 +149,9 @@ class SampleEvaluator:
                 "state_count": (("state_label",), counts, {"long_name": "number of samples per state", "units": "1"}),
                 "state_frac": (("state_label",), counts / max(n, 1) if n else np.full(len(STATES), np.nan),
                                {"long_name": "fraction of samples per state", "units": "1"}),
+                "nonfinite_count": ((), np.int64((~finite).sum()),
+                                    {"long_name": "number of samples with a non-finite coordinate (NaN or inf)",
+                                     "units": "1"}),
             },
             coords={"seed": ("seed", seeds, {"long_name": "index into the run's fixed noise bank", "units": "1"}),
                     "cell": ("cell", np.arange(cells.shape[1]), {"long_name": "cell (row-major)", "units": "1"}),
@@ -215,51 +236,53 @@ def parse_eps(spec) -> tuple[float, ...]:
     return vals
 
 
+@dataclass(frozen=True)
+class SamplesOptions:
+    eps: tuple = option(DEFAULT_EPS, "Quantization thresholds for invalid_frac, e.g. '0.01,0.05,0.1'.",
+                        cli_type=str)
+    eps_state: float = option(DEFAULT_EPS_STATE, "A sample is in state invalid_value when q(x) > this.")
+    batch_size: int = option(4096, "Samples generated per network call.")
+
+    def __post_init__(self):
+        object.__setattr__(self, "eps", tuple(sorted(set(parse_eps(self.eps)) | {float(self.eps_state)})))
+        if not (isinstance(self.eps_state, (int, float)) and self.eps_state > 0):
+            raise TwoclocksError(f"--eps-state must be a positive number, got {self.eps_state}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise TwoclocksError(f"--batch-size must be a positive integer, got {self.batch_size}")
+
+
+def _setup(ctx):
+    return SampleEvaluator(ctx.run.rule, ctx.run.encoding, ctx.run.cells("train"))
+
+
+def _compute(ctx, ev, source, step, todo):
+    x = ctx.generate(source, batch_size=ctx.opts.batch_size)
+    return ev.evaluate(x, ctx.opts.eps, ctx.opts.eps_state).expand_dims(step=[step])
+
+
+def _baselines(ctx, ev):
+    return {"baselines": ev.baselines()}
+
+
+def _finalize(ds, ctx):
+    ds.attrs.update({"eps_state": float(ctx.opts.eps_state), "states": " ".join(STATES),
+                     "definitions": "see the twoclocks.probes.samples module docstring and docs/science.md#samples"})
+    return ds
+
+
 def run_samples(run, steps: str | None = None, denoiser: str | None = None, eps=None,
                 eps_state: float = DEFAULT_EPS_STATE, device: str = "auto", force: bool = False,
-                progress: bool = True, batch_size: int = 4096) -> xr.Dataset:
-    """Compute (or complete) ``RUN/probes/samples.zarr`` and return it.
+                progress: bool = True, batch_size: int = 4096, **common) -> xr.Dataset:
+    """Compute (or complete) ``RUN/probes/samples.zarr`` and return it: ``PROBE(run, ...)``.
 
     ``run``: a run directory or an opened :class:`twoclocks.run.Run`. ``steps``: as ``--steps``
     (default all checkpoints); ``denoiser``: a reference (ideal-rule, ideal-cube, memorize) instead,
-    written to ``samples-DENOISER.zarr`` at step -1. Only steps not yet stored are computed (one
-    piece per step); ``force`` recomputes everything. An interrupt leaves a valid cube of the
-    finished steps, which the next call completes."""
-    from twoclocks.progress import track
-    from twoclocks.run import Run, open_run, resolve_device
-    from twoclocks.store import Cube, open_cube
-
-    run = run if isinstance(run, Run) else open_run(run)
-    eps = parse_eps(eps)
-    if not (eps_state > 0):
-        raise TwoclocksError(f"--eps-state must be a positive number, got {eps_state}")
-    name, sources = resolve_sources(run, "samples", steps, denoiser)
-    dev = resolve_device(device)
-    params = {"eps": sorted(set(eps) | {float(eps_state)}), "eps_state": float(eps_state)}
-    cube = Cube(run, name, params, force=force)
-    done = cube.done()
-    todo = [(s, src) for s, src in sources if step_key(s) not in done]
-    if not todo and cube.path.exists():
-        ds = open_cube(cube.path)
-        if set(int(s) for s in ds["step"].values) == {int(k[5:]) if k.startswith("step_") else -1 for k in done}:
-            return ds.load()
-    ev = SampleEvaluator(run.rule, run.encoding, run.cells("train"))
-    base = ev.baselines()
-    finalize = lambda ds: ds.merge(base, combine_attrs="drop_conflicts")  # noqa: E731
-    attrs = {"eps_state": float(eps_state), "states": " ".join(STATES), **base.attrs,
-             "definitions": "see the twoclocks.probes.samples module docstring"}
-    try:
-        for s, src in track(todo, f"samples {run.path.name}", total=len(todo), enabled=progress):
-            x = run.generate(src, dev, batch_size)
-            ds = ev.evaluate(x, eps, eps_state).expand_dims(step=[s])
-            ds["step"].attrs.update(long_name="training step of the checkpoint (-1: reference denoiser)",
-                                    units="steps")
-            cube.write(step_key(s), ds)
-    finally:
-        out = cube.assemble(finalize=finalize, extra_attrs=attrs)
-    if out is None:
-        raise TwoclocksError(f"no samples were computed for {run.path}")
-    return out
+    written to ``samples-DENOISER.zarr`` at step -1. Only steps not yet stored are computed;
+    ``force`` recomputes everything. An interrupt leaves a valid cube of the finished steps, which the
+    next call completes."""
+    opts = {} if eps is None else {"eps": eps}
+    return PROBE(run, steps=steps, denoiser=denoiser, device=device, force=force, progress=progress,
+                 eps_state=eps_state, batch_size=batch_size, **opts, **common)
 
 
 def summary_lines(ds: xr.Dataset, last: int = 5) -> list[str]:
@@ -276,3 +299,57 @@ def summary_lines(ds: xr.Dataset, last: int = 5) -> list[str]:
                  f"uniform-valid sample_mem {float(ds.uniform_valid_sample_mem):.3g}, "
                  f"group_mem {float(ds.uniform_valid_group_mem):.3g}")
     return lines
+
+
+# ---------------------------------------------------------------------------------------- the probe
+_U = "1"
+SCHEMA = CubeSchema("samples", doc="The fixed noise bank sampled at each checkpoint, every sample scored "
+                                   "(docs/science.md#samples).", coords={
+    "step": coord("step"), "seed": coord("seed"), "cell": coord("cell"),
+    "eps": Var(("eps",), "float64", "quantization threshold", _U),
+    "subset": Var(("subset",), "str", "samples summarized: all, rule-valid, rule-valid and not in train", None),
+    "state_label": coord("state_label"),
+}, data_vars={
+    "sample": Var(("step", "seed", "cell"), "uint8", "decoded (binarized) sample"),
+    "state": Var(("step", "seed"), "int8", "per-sample state", flags=STATES),
+    "qdist": Var(("step", "seed"), "float32", "quantization distance q(x) = max_i | |x_i| - 1 |"),
+    "nn_hamming": Var(("step", "seed"), "int16", "Hamming distance to the nearest train sample", "cells"),
+    "invalid_frac": Var(("step", "eps"), "float64", "fraction of samples with q(x) > eps"),
+    "group_acc": Var(("step",), "float64", "group accuracy (fraction of the rule's constraints satisfied, per "
+                                           "group for parity)"),
+    "sample_acc": Var(("step",), "float64", "sample accuracy (fraction rule-valid)"),
+    "group_mem": Var(("step",), "float64", "group memorization (fraction of (sample, group position) whose "
+                                           "pattern occurs there in train)"),
+    "sample_mem": Var(("step",), "float64", "sample memorization (fraction equal to a train sample)"),
+    "combinatorial_novelty": Var(("step",), "float64", "share of valid-novel samples whose every group occurs at "
+                                                       "its position in train (new samples made of memorized parts)"),
+    "nn_hamming_mean": Var(("step", "subset"), "float64", "mean nearest-train Hamming distance", "cells"),
+    "nn_hamming_median": Var(("step", "subset"), "float64", "median nearest-train Hamming distance", "cells"),
+    "subset_count": Var(("step", "subset"), "int64", "number of samples in the subset"),
+    "state_count": Var(("step", "state_label"), "int64", "number of samples per state"),
+    "state_frac": Var(("step", "state_label"), "float64", "fraction of samples per state"),
+    "nonfinite_count": Var(("step",), "int64", "number of samples with a non-finite coordinate (NaN or inf)"),
+    "chance_group_acc": Var((), "float64", "group accuracy of uniform random cells (chance)"),
+    "chance_sample_acc": Var((), "float64", "sample accuracy of uniform random cells (chance)"),
+    "uniform_valid_sample_mem": Var((), "float64", "sample memorization of a uniform-valid sampler, N / |valid|"),
+    "uniform_cube_sample_mem": Var((), "float64", "sample memorization of a uniform-cube sampler, N / K^D"),
+    "uniform_valid_group_mem": Var((), "float64", "group memorization of a uniform-valid sampler"),
+    "uniform_cube_group_mem": Var((), "float64", "group memorization of a uniform-cube sampler"),
+})
+
+
+def _figures():
+    from twoclocks.plotting.samples import plot_learning_dynamics, plot_nn_hamming, plot_state_raster
+    return (FigureSpec("learning_dynamics", ("samples",),
+                       lambda c: plot_learning_dynamics(c["samples"], mem_adaptive=c.get("mem_adaptive"))),
+            FigureSpec("state_raster", ("samples",), lambda c: plot_state_raster(c["samples"])),
+            FigureSpec("nn_hamming", ("samples",), lambda c: plot_nn_hamming(c["samples"])))
+
+
+PROBE = register(Probe(
+    name="samples", cube="samples", options=SamplesOptions, schema=SCHEMA,
+    help="Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr.",
+    references=("ideal-rule", "ideal-cube", "memorize"),
+    setup=_setup, compute=_compute, extra_pieces=_baselines, extra_done=lambda ds: "chance_sample_acc" in ds,
+    finalize=_finalize, summary=lambda ds: "\n".join(summary_lines(ds)), figures=_figures,
+))

@@ -179,14 +179,21 @@ def test_reference_denoiser_mode_matches_reference_dim(dsm_run, tmp_path):
     assert np.isnan(float(ds["tau_mem_loss"])) and (open_run(path).probe_path("dsm_spectrum-ideal-cube")).exists()
 
 
-def test_omitted_reference_for_other_rules(dsm_run):
-    from twoclocks.data.count_rules import ExactK
+def test_omitted_reference_is_named(dsm_run, monkeypatch):
+    """A reference that does not exist for a run (TwoclocksError from run.denoiser) is left out and named."""
+    from twoclocks import TwoclocksError
     run = open_run(dsm_run)
-    run.rule = ExactK(4, k=8)  # not parity: no ideal-rule closed form
+    real = run.denoiser
+
+    def deny(source, *a, **k):
+        if source == "ideal-rule":
+            raise TwoclocksError("no exact ideal-rule denoiser here")
+        return real(source, *a, **k)
+    monkeypatch.setattr(run, "denoiser", deny)
     rows = dsm.make_rows(run, 4, 0.1, 2.0, 8)
     piece = dsm.reference_piece(run, rows, 64)
     assert list(piece["reference"].values) == ["ideal-cube", "memorize"]
-    assert "ideal-rule" in piece.attrs["references_omitted"]
+    assert "ideal-rule" in piece["reference"].attrs["omitted"]
 
 
 def test_memorizing_denoiser_exact_against_float64():
@@ -280,17 +287,14 @@ def test_resume_computes_only_missing(dsm_run, tmp_path, monkeypatch):
 
 
 def test_overlapped_loop_same_pieces(dsm_run, tmp_path):
-    """The GPU path (prefetch the next checkpoint, write in a helper thread), run here on the CPU."""
-    from twoclocks.store import Cube
-    run = open_run(dsm_run)
-    rows = dsm.make_rows(run, S, OPTS["sigma_min"], OPTS["sigma_max"], OPTS["n_subset"])
-    cube = Cube(run, "dsm_overlap_test", {})
-    dsm.evaluate_steps(run, cube, rows, [(s, s) for s in (2, 3, 6)], "cpu", OPTS["batch_size"], progress=False,
-                       overlap=True)
-    got = xr.concat([p["loss"] for p in cube.pieces()], "step")
-    ref = open_clean(run.probe_path("dsm_spectrum")).sel(step=[2, 3, 6])
-    np.testing.assert_allclose(got.values, ref["loss"].values, rtol=1e-6)
-    shutil.rmtree(cube.parts)
+    """The GPU path of the driver (prefetch the next checkpoint, write in a helper thread), run here on
+    the CPU, gives the same cube as the in-line path."""
+    path = tmp_path / "run"
+    shutil.copytree(dsm_run, path)
+    shutil.rmtree(path / "probes")
+    got = dsm.PROBE(path, steps="2,3,6", progress=False, device="cpu", overlap=True, **OPTS)
+    ref = open_clean(open_run(dsm_run).probe_path("dsm_spectrum")).sel(step=[2, 3, 6])
+    np.testing.assert_allclose(got["loss"].values, ref["loss"].values, rtol=1e-6)
 
 
 def test_cli_runs_and_bad_options(dsm_run):

@@ -1,0 +1,246 @@
+"""The probe registry: each probe declared once, everything else (CLI, probe-all, plot, sweep specs,
+docs) driven by the declaration.
+
+A probe is a :class:`Probe`: its name, the architectures it applies to, an options dataclass (defaults,
+validation in ``__post_init__``, help text in each field's ``metadata['help']``), its cube schema, the
+function that computes one piece, a text summary and its figures. Calling it runs the one driver
+(:mod:`twoclocks.probes.driver`)::
+
+    from twoclocks.probes import get_probe
+    ds = get_probe("samples")("runs/a", steps="last", eps_state=0.1)   # probe(run_or_path, **options)
+    print(get_probe("samples").summary(ds))
+
+Built-in probes live in their modules (``twoclocks.probes.samples``, ...). A probe of your own (see
+``examples/custom_probe.py``) registers through the ``twoclocks.probes`` entry point group of your
+package, or is named on the command line as ``module:object`` (``twoclocks-probe probe mymod:PROBE RUN``,
+``probe-all --probe mymod:PROBE``, ``plot --probe mymod:PROBE``): it gets resume, provenance, progress,
+the sweep fan-out and the figures with no change to twoclocks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import xarray as xr
+
+from twoclocks import TwoclocksError
+
+__all__ = ["Probe", "FigureSpec", "option", "register", "get_probe", "all_probes", "all_schemas", "load_probe",
+           "concat_steps", "COMMON_OPTIONS", "BUILTIN_MODULES"]
+
+#: modules whose import registers the built-in probes (order: the order of `probe-all` and `plot`)
+BUILTIN_MODULES = (
+    "twoclocks.probes.samples",
+    "twoclocks.probes.markov",
+    "twoclocks.probes.dsm",
+    "twoclocks.probes.ce",
+)
+ENTRY_POINT_GROUP = "twoclocks.probes"
+
+#: options every per-checkpoint probe accepts (handled by the driver), with their help text
+COMMON_OPTIONS = {
+    "steps": "Checkpoints to use: all (default), last, '0,100,2000' or '100:5000'.",
+    "denoiser": "A reference instead of checkpoints (writes NAME-DENOISER.zarr with step -1).",
+    "device": "auto, cpu or cuda.",
+    "precision": "Network arithmetic: fp32, bf16 or auto (bf16 where measured to agree with fp32).",
+    "force": "Recompute everything, discarding stored results of this probe.",
+    "progress": "Show a progress bar on stderr.",
+}
+
+
+def option(default, help: str, **kw):
+    """A field of a probe's options dataclass: its default and its help text (shown by --help).
+    Further metadata: ``identity=False`` for options that do not change the cube's values (batch
+    sizes: not part of the stored ``probe_params``), ``cli=False`` for Python-only options, ``flag``
+    (the command-line flag or flags), ``cli_type`` (the command-line type when the default does not tell
+    it, e.g. ``Optional[int]``)."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure drawn by `plot` when the cubes it needs exist: ``draw(cubes) -> Figure``, where
+    ``cubes`` maps cube names to Datasets (and 'clock_policy' to the memorization-threshold policy)."""
+    name: str
+    needs: tuple
+    draw: Callable
+
+
+def concat_steps(parts: list[xr.Dataset]) -> xr.Dataset:
+    """The default merge of a per-checkpoint cube: concatenate along ``step``; a later part wins a step
+    given twice; variables without a ``step`` dim are taken from the first part that has them."""
+    seen, keep = set(), []
+    loose = [p for p in parts if "step" not in p.dims]
+    parts = [p for p in parts if "step" in p.dims]
+    for p in reversed(parts):
+        steps = [int(s) for s in p["step"].values]
+        new = [i for i, s in enumerate(steps) if s not in seen]
+        seen.update(steps)
+        if new:
+            keep.append(p.isel(step=new) if len(new) < len(steps) else p)
+    keep.reverse()
+    if not keep:
+        return xr.merge(loose, combine_attrs="override") if loose else xr.Dataset()
+    stepped = [p[[v for v in p.data_vars if "step" in p[v].dims]] for p in keep]
+    ds = xr.concat(stepped, dim="step", data_vars="minimal", coords="minimal", compat="override",
+                   join="outer", combine_attrs="override").sortby("step")
+    for p in parts + loose:
+        for name in p.data_vars:
+            if "step" not in p[name].dims and name not in ds:
+                ds[name] = p[name]
+    return ds
+
+
+@dataclass
+class Probe:
+    """One probe, declared once (module docstring).
+
+    Every function gets the call's :class:`twoclocks.probes.driver.Context` ``ctx`` (``ctx.run``,
+    ``ctx.opts``, ``ctx.D(source)``, ``ctx.model(step)``, ``ctx.generate(source)``, device, precision).
+    The computation: ``setup(ctx)`` once per call returns a state object (fixed subsets, noise,
+    evaluators); ``compute(ctx, state, source, step, todo)`` returns one piece, an xarray Dataset
+    with a length-1 ``step`` dim, for a checkpoint step (``source`` is the step) or a reference
+    (``source`` the reference name, step -1); ``todo`` is what the step still needs (``todo(existing,
+    step, ctx)`` decides it; None: the step is done). ``extra_pieces(ctx, state)`` may add pieces not
+    tied to a step (computed once; ``extra_done(cube)`` says whether the cube has them). ``merge`` combines the stored cube and the pieces; ``finalize(ds,
+    state)`` adds derived variables at every assembly; ``select(ds, state)`` cuts the answer to this
+    call's request; ``params(ctx)`` adds entries to the cube's identity. A derived probe (no checkpoints of its own) sets ``derive(run, opts) -> Dataset``
+    instead."""
+    name: str
+    cube: str
+    help: str
+    options: type
+    schema: Any
+    archs: tuple = ("dit", "gpt")
+    references: tuple = ()
+    setup: Callable | None = None
+    compute: Callable | None = None
+    todo: Callable | None = None
+    extra_pieces: Callable | None = None
+    extra_done: Callable | None = None
+    merge: Callable = concat_steps
+    finalize: Callable | None = None
+    select: Callable | None = None
+    summary: Callable = lambda ds: ""
+    figures: tuple = ()
+    derive: Callable | None = None
+    params: Callable | None = None
+    needs: tuple = ()
+    uses_network: bool = True
+
+    # ---- options
+    def option_fields(self) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(self.options))
+
+    def identity(self, opts, ctx=None) -> dict:
+        """The options that define the cube (stored as ``probe_params`` and checked on every call)."""
+        out = {f.name: getattr(opts, f.name) for f in self.option_fields() if f.metadata.get("identity", True)}
+        if self.params is not None and ctx is not None:
+            out.update(self.params(ctx))
+        return out
+
+    def make_options(self, **values):
+        """The options dataclass from keyword values (validated in its ``__post_init__``)."""
+        names = {f.name for f in self.option_fields()}
+        bad = sorted(k for k in values if k not in names)
+        if bad:
+            raise TwoclocksError(f"probe {self.name} has no option {', '.join(bad)}; its options: "
+                                 f"{', '.join(sorted(names | set(self.common_options())))}")
+        try:
+            return self.options(**values)
+        except TypeError as e:
+            raise TwoclocksError(f"probe {self.name}: {e}") from None
+
+    def common_options(self) -> tuple:
+        if self.derive is not None:
+            return ()
+        out = ["steps", "device", "force", "progress"]
+        if self.references:
+            out.append("denoiser")
+        if self.uses_network:
+            out.append("precision")
+        return tuple(out)
+
+    def applies_to(self, arch: str) -> bool:
+        return arch in self.archs
+
+    # ---- running
+    def __call__(self, run, **options) -> xr.Dataset:
+        """Compute (or complete) this probe's cube on a run (a path or an opened Run) and return it."""
+        from twoclocks.probes.driver import run_probe
+        return run_probe(self, run, **options)
+
+    def cube_name(self, denoiser: str | None = None) -> str:
+        return self.cube + (f"-{denoiser}" if denoiser else "")
+
+
+_REGISTRY: dict[str, Probe] = {}
+_LOADED = False
+
+
+def register(probe: Probe) -> Probe:
+    """Add a probe to the registry (a probe of the same name is replaced: re-imports, user overrides)."""
+    if not isinstance(probe, Probe):
+        raise TwoclocksError(f"register() takes a twoclocks.probes.Probe, got {type(probe).__name__}")
+    _REGISTRY[probe.name] = probe
+    return probe
+
+
+def _load_builtins() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for mod in BUILTIN_MODULES:
+        importlib.import_module(mod)
+    from importlib.metadata import entry_points
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in must not break the built-in probes
+            import warnings
+            warnings.warn(f"twoclocks probe entry point {ep.name} ({ep.value}) cannot be loaded: {e}", stacklevel=2)
+            continue
+        register(obj() if callable(obj) and not isinstance(obj, Probe) else obj)
+
+
+def all_probes() -> list[Probe]:
+    """Every registered probe: the built-ins, then those of installed packages' entry points."""
+    _load_builtins()
+    return list(_REGISTRY.values())
+
+
+def load_probe(spec: str) -> Probe:
+    """A probe by registered name, or ``module:object`` (imported and registered)."""
+    _load_builtins()
+    if ":" in spec:
+        mod, _, attr = spec.partition(":")
+        try:
+            obj = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            raise TwoclocksError(f"cannot load probe {spec!r} ({e}); give MODULE:OBJECT of an importable module") from None
+        if not isinstance(obj, Probe):
+            raise TwoclocksError(f"{spec} is not a twoclocks.probes.Probe (got {type(obj).__name__})")
+        return register(obj)
+    return get_probe(spec)
+
+
+def get_probe(name: str) -> Probe:
+    _load_builtins()
+    key = name.replace("_", "-") if name not in _REGISTRY else name
+    if key not in _REGISTRY:
+        by_cube = {p.cube: p for p in _REGISTRY.values()}
+        if name in by_cube:
+            return by_cube[name]
+        raise TwoclocksError(f"unknown probe {name!r}; choose from {', '.join(_REGISTRY)} (or MODULE:OBJECT)")
+    return _REGISTRY[key]
+
+
+def all_schemas() -> list:
+    """The schemas of every registered cube and of the derived cross-run cubes."""
+    from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA
+    return [p.schema for p in all_probes()] + [CLOCKS_SCHEMA, COLLECT_SCHEMA]

@@ -39,6 +39,12 @@ def command(fn):
     return app.command()(_wrap_errors(fn))
 
 
+RUN_DIR_ARG = typer.Argument(Path("."), help="Run directory (default: the current directory).")
+STEPS_OPT = typer.Option(None, "--steps", help="Checkpoints to use: all (default), last, '0,100,2000' or '100:5000'.")
+DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+FORCE_OPT = typer.Option(False, "--force", help="Recompute everything, discarding stored results of this probe.")
+
+
 # ------------------------------------------------------------------------------------ probe commands
 def _cli_type(f):
     """The command-line type of an options field: metadata cli_type, else from its default."""
@@ -111,17 +117,48 @@ def probe_command(probe):
     return run_command
 
 
+@command
+def probe(
+    spec: str = typer.Argument(..., help="A probe: a registered name or MODULE:OBJECT (a twoclocks.probes.Probe "
+                               "of your own, e.g. examples.custom_probe:PROBE)."),
+    run_dir: Path = RUN_DIR_ARG,
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o", help="KEY=VALUE, an option of the probe "
+                                               "(TOML value; repeatable), e.g. -o n_items=256."),
+    steps: Optional[str] = typer.Option(None, "--steps", help=COMMON_HELP["steps"]),
+    denoiser: Optional[str] = typer.Option(None, "--denoiser", help=COMMON_HELP["denoiser"]),
+    device: str = typer.Option("auto", "--device", help=COMMON_HELP["device"]),
+    precision: str = typer.Option("fp32", "--precision", help=COMMON_HELP["precision"]),
+    force: bool = typer.Option(False, "--force", help=COMMON_HELP["force"]),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Run any probe, including one of your own (MODULE:OBJECT), with resume, provenance and progress."""
+    from twoclocks.probes.registry import load_probe
+    from twoclocks.sweep.spec import parse_value
+    p = load_probe(spec)
+    kw = {}
+    for item in option or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise TwoclocksError(f"--option {item!r}: write KEY=VALUE, e.g. n_items=256")
+        kw[key.strip()] = parse_value(value)
+    common = {"steps": steps, "denoiser": denoiser, "device": device, "precision": precision, "force": force,
+              "progress": not quiet}
+    kw.update({k: v for k, v in common.items() if k in p.common_options() and v is not None})
+    ds = p(run_dir, **kw)
+    from twoclocks.run import open_run
+    typer.echo(f"wrote {open_run(run_dir).probe_path(p.cube_name(denoiser))} "
+               f"({', '.join(f'{k} {v}' for k, v in ds.sizes.items())})")
+    text = p.summary(ds)
+    if text:
+        typer.echo(text)
+
+
 def _register_probe_commands() -> None:
     from twoclocks.probes.registry import all_probes
     for probe in all_probes():
         fn = probe_command(probe)
         app.command(probe.name, help=probe.help)(_wrap_errors(fn))
 
-
-RUN_DIR_ARG = typer.Argument(Path("."), help="Run directory (default: the current directory).")
-STEPS_OPT = typer.Option(None, "--steps", help="Checkpoints to use: all (default), last, '0,100,2000' or '100:5000'.")
-DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu or cuda.")
-FORCE_OPT = typer.Option(False, "--force", help="Recompute everything, discarding stored results of this probe.")
 
 
 @command
@@ -235,74 +272,6 @@ def clocks(
         typer.echo(f"wrote {out}")
 
 
-ANCHOR_OPT = typer.Option(None, "--anchor", help="One anchor: a train sample index (0..N-1).")
-ANCHORS_OPT = typer.Option(None, "--anchors", help="Anchors as a range or list: '0:64' (python range), '3,5,17'.")
-N_ANCHORS_OPT = typer.Option(None, "--n-anchors", help="The first n train samples (a uniform random subset: the "
-                             "train set is stored in draw order).")
-SIGMA_OPT = typer.Option(None, "--sigma", help="Noise levels, comma-separated or repeated: '0.2,0.5,1,2'. "
-                         "[default: 0.2,0.5,1,2]")
-LANDSCAPE_DENOISER_OPT = typer.Option(None, "--denoiser", help="A reference instead of checkpoints: ideal-rule, "
-                                      "ideal-cube or memorize (-> NAME-DENOISER.zarr).")
-
-
-@command
-def plane(
-    run_dir: Path = RUN_DIR_ARG,
-    anchor: Optional[int] = ANCHOR_OPT,
-    anchors: Optional[str] = ANCHORS_OPT,
-    n_anchors: Optional[int] = N_ANCHORS_OPT,
-    sigma: Optional[List[str]] = SIGMA_OPT,
-    grid: int = typer.Option(81, "--grid", help="Grid points per axis."),
-    extent: float = typer.Option(2.0, "--extent", help="The grid spans -extent..extent on both plane axes "
-                                 "(vertices at distance sqrt(2) = 1.41 from the face centre)."),
-    steps: Optional[str] = STEPS_OPT,
-    denoiser: Optional[str] = LANDSCAPE_DENOISER_OPT,
-    device: str = DEVICE_OPT,
-    force: bool = FORCE_OPT,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-):
-    """Denoiser vector field on the plane of a hypercube face through a train sample -> probes/plane.zarr."""
-    from twoclocks.landscape.geometry import parse_anchors, parse_sigmas
-    from twoclocks.landscape.plane import PLANE_SIGMAS, plane_summary, run_plane
-    from twoclocks.run import open_run
-    run = open_run(run_dir)
-    chosen = parse_anchors(len(run.cells("train")), anchor, anchors, n_anchors, default_n=1)
-    ds = run_plane(run, chosen, parse_sigmas(sigma, PLANE_SIGMAS), steps=steps, denoiser=denoiser, grid=grid,
-                   extent=extent, device=device, force=force, progress=not quiet)
-    name = "plane" + (f"-{denoiser}" if denoiser else "")
-    typer.echo(f"wrote {run.probe_path(name)} ({dict(ds.sizes)})")
-    typer.echo(plane_summary(ds))
-
-
-@command
-def basin(
-    run_dir: Path = RUN_DIR_ARG,
-    anchor: Optional[int] = ANCHOR_OPT,
-    anchors: Optional[str] = ANCHORS_OPT,
-    n_anchors: Optional[int] = typer.Option(None, "--n-anchors", help="The first n train samples (a uniform "
-                                            "random subset: the train set is stored in draw order). [default: 64]"),
-    sigma: Optional[List[str]] = SIGMA_OPT,
-    n_alpha: int = typer.Option(41, "--n-alpha", help="Points on each line, alpha from -0.5 to 1.5."),
-    steps: Optional[str] = STEPS_OPT,
-    denoiser: Optional[str] = LANDSCAPE_DENOISER_OPT,
-    device: str = DEVICE_OPT,
-    force: bool = FORCE_OPT,
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-):
-    """1D basin profiles from train samples toward their H1-invalid, H2-valid-novel and nearest train
-    neighbours -> probes/basin.zarr, with means over anchors and the basin radius."""
-    from twoclocks.landscape.basin import BASIN_SIGMAS, DEFAULT_N_ANCHORS, basin_summary, run_basin
-    from twoclocks.landscape.geometry import parse_anchors, parse_sigmas
-    from twoclocks.run import open_run
-    run = open_run(run_dir)
-    chosen = parse_anchors(len(run.cells("train")), anchor, anchors, n_anchors, default_n=DEFAULT_N_ANCHORS)
-    ds = run_basin(run, chosen, parse_sigmas(sigma, BASIN_SIGMAS), steps=steps, denoiser=denoiser, n_alpha=n_alpha,
-                   device=device, force=force, progress=not quiet)
-    name = "basin" + (f"-{denoiser}" if denoiser else "")
-    typer.echo(f"wrote {run.probe_path(name)} ({dict(ds.sizes)})")
-    typer.echo(basin_summary(ds))
-
-
 EXECUTOR_OPT = typer.Option("local", "--executor", help="local: subprocesses on this machine (waits); debug: one "
                             "after the other in this process; slurm: one job array (returns after submitting).")
 MAX_PARALLEL_OPT = typer.Option(None, "--max-parallel", help="Jobs at a time (slurm: the array's %K cap) "
@@ -406,12 +375,13 @@ def plot(
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for the figures (default: RUN_DIR/figures)."),
     fmt: str = typer.Option("png", "--format", help="File formats, comma-separated, e.g. png,pdf."),
     mem_adaptive: Optional[bool] = typer.Option(None, "--mem-adaptive/--mem-fixed", help="Memorization threshold "
-                                                "of the clocks drawn (default: adaptive only when the "
-                                                "uniform-valid baseline is above the fixed 0.1)."),
+                                                "of the clocks drawn (default: adaptive, as `clocks`)."),
+    probe: Optional[List[str]] = typer.Option(None, "--probe", help="Also the figures of a probe of your own, "
+                                              "MODULE:OBJECT (repeatable)."),
 ):
     """Draw the figures of every probe cube the run has (paths printed; one line per cube missing)."""
     from twoclocks.plotting import plot_run
-    res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive)
+    res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive, probes=probe or ())
     for p in res:
         typer.echo(str(p))
     for note in res.notes:

@@ -79,13 +79,45 @@ def _encoding(ds: xr.Dataset, chunk_bytes: int = CHUNK_BYTES) -> dict:
     return enc
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _discard(path: Path) -> None:
+    """Delete a store so that a kill mid-way never leaves a half-deleted one under its name: rename it
+    to a hidden trash name first (atomic), then delete that."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".{path.name}.{os.getpid()}.trash")
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _clean_dir(folder: Path) -> None:
+    """Finish what a killed writer left in ``folder``: a store moved aside (``.NAME.old``) whose
+    replacement is not in place comes back; half-deleted stores and temp stores of dead processes go."""
+    if not folder.is_dir():
+        return
+    for p in folder.glob(".*"):
+        parts = p.name.split(".")
+        if p.suffix == ".old":
+            live = folder / p.name[1:-len(".old")]
+            if live.exists():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.rename(live)
+        elif p.suffix in (".tmp", ".trash") and parts[-2].isdigit() and not _alive(int(parts[-2])):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _recover(path: Path) -> None:
-    """Finish an interrupted replacement: the cube was moved aside and the new one not yet in place."""
-    old = path.with_name(f".{path.name}.old")
-    if not path.exists() and old.exists():
-        old.rename(path)
-    elif old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    _clean_dir(Path(path).parent)
 
 
 def write_dataset(ds: xr.Dataset, path: Path, chunk_bytes: int = CHUNK_BYTES) -> None:
@@ -158,11 +190,11 @@ class CubeStore:
         self.params = jsonable(params)
         self.path = run.probe_path(name)
         self.parts = self.path.with_name(f".{name}.parts")
-        if force:
-            shutil.rmtree(self.parts, ignore_errors=True)
-            shutil.rmtree(self.path, ignore_errors=True)
-            shutil.rmtree(self.path.with_name(f".{self.path.name}.old"), ignore_errors=True)
         _recover(self.path)
+        if force:
+            _discard(self.parts)
+            _discard(self.path)
+        _clean_dir(self.parts)
         self._check_params()
 
     # ---- identity
@@ -234,7 +266,7 @@ class CubeStore:
         ds.attrs.update(provenance(self.run, self.name, self.params, steps))
         write_dataset(ds, self.path)
         for k in keys:
-            shutil.rmtree(self.parts / f"{k}.zarr", ignore_errors=True)
+            _discard(self.parts / f"{k}.zarr")
         if not self.piece_keys():
-            shutil.rmtree(self.parts, ignore_errors=True)
+            _discard(self.parts)
         return open_cube(self.path)

@@ -4,15 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from twoclocks import TwoclocksError
-from twoclocks.plotting.ce import plot_ce
-from twoclocks.plotting.dsm import plot_dsm_bands, plot_dsm_gap, plot_dsm_spectrum
-from twoclocks.plotting.landscape import plot_basin, plot_plane
-from twoclocks.plotting.samples import (
-    plot_learning_dynamics,
-    plot_nn_hamming,
-    plot_state_raster,
-    plot_transitions,
-)
 from twoclocks.plotting.sweep import plot_clock_scaling, plot_memorization_collapse
 
 
@@ -23,24 +14,6 @@ class PlotResult(list):
     def __init__(self, paths=(), notes=()):
         super().__init__(paths)
         self.notes = list(notes)
-
-
-#: (figure name, cubes it needs, architectures the cubes exist for, drawing function)
-RUN_FIGURES = [
-    ("learning_dynamics", ("samples",), ("dit", "gpt"),
-     lambda c: plot_learning_dynamics(c["samples"], mem_adaptive=c.get("mem_adaptive"))),
-    ("state_raster", ("samples",), ("dit", "gpt"), lambda c: plot_state_raster(c["samples"])),
-    ("nn_hamming", ("samples",), ("dit", "gpt"), lambda c: plot_nn_hamming(c["samples"])),
-    ("transitions", ("markov",), ("dit", "gpt"), lambda c: plot_transitions(c["markov"])),
-    ("dsm_spectrum", ("dsm_spectrum",), ("dit",), lambda c: plot_dsm_spectrum(c["dsm_spectrum"])),
-    ("dsm_bands", ("dsm_spectrum",), ("dit",), lambda c: plot_dsm_bands(c["dsm_spectrum"], c.get("samples"))),
-    ("dsm_gap", ("dsm_spectrum",), ("dit",), lambda c: plot_dsm_gap(c["dsm_spectrum"])),
-    ("ce", ("ce",), ("gpt",), lambda c: plot_ce(c["ce"])),
-    ("plane", ("plane",), ("dit",), lambda c: plot_plane(c["plane"])),
-    ("basin", ("basin",), ("dit",), lambda c: plot_basin(c["basin"])),
-]
-PROBE_COMMAND = {"samples": "samples", "markov": "markov", "dsm_spectrum": "dsm-spectrum", "ce": "ce",
-                 "plane": "plane", "basin": "basin"}
 
 
 def parse_formats(formats) -> tuple[str, ...]:
@@ -67,38 +40,55 @@ def save(fig, out: Path, name: str, formats) -> list[Path]:
     return paths
 
 
-def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = None) -> PlotResult:
-    """Draw every figure whose cube ``run_dir/probes`` holds into ``out`` (default RUN_DIR/figures),
-    as each of ``formats``. Returns the written paths (a list) whose ``.notes`` hold one line per
-    cube missing (cubes that do not apply to the run's architecture are not mentioned).
-    ``mem_adaptive``: the memorization threshold of the clocks drawn (see plot_learning_dynamics)."""
+def _figures_of(probe) -> tuple:
+    figs = probe.figures() if callable(probe.figures) else probe.figures
+    return tuple(figs or ())
+
+
+def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = None, probes=None) -> PlotResult:
+    """Draw every figure whose cubes ``run_dir/probes`` holds into ``out`` (default RUN_DIR/figures),
+    as each of ``formats``: the figures each registered probe declares (and those of ``probes``, extra
+    probes given as Probe objects or MODULE:OBJECT names). Returns the written paths (a list) whose
+    ``.notes`` hold one line per cube missing (cubes that do not apply to the run's architecture are
+    not mentioned). ``mem_adaptive``: the memorization threshold of the clocks drawn (default: the
+    package's policy, as `clocks`)."""
+    from twoclocks.probes.registry import all_probes, load_probe
     from twoclocks.run import open_run
     from twoclocks.store import open_cube
     run = open_run(run_dir)
     formats = parse_formats(formats)
     out = Path(out) if out is not None else run.path / "figures"
     arch = run.config.arch
+    chosen = list(all_probes())
+    for p in probes or ():
+        p = load_probe(p) if isinstance(p, str) else p
+        if p not in chosen:
+            chosen.append(p)
+    by_cube = {p.cube: p for p in chosen}
     cubes, result = {"mem_adaptive": mem_adaptive}, PlotResult()
-    for name in PROBE_COMMAND:
-        p = run.probe_path(name)
-        if p.exists():
-            cubes[name] = open_cube(p)
+    for name in by_cube:
+        path = run.probe_path(name)
+        if path.exists():
+            cubes[name] = open_cube(path)
     noted = set()
-    for fig_name, needs, archs, draw in RUN_FIGURES:
-        if arch not in archs:
+    for probe in chosen:
+        if not probe.applies_to(arch):
             continue
-        missing = [n for n in needs if n not in cubes]
-        if missing:
-            for n in missing:
-                if n not in noted:
+        for fig in _figures_of(probe):
+            missing = [n for n in fig.needs if n not in cubes]
+            if missing:
+                for n in missing:
+                    if n in noted:
+                        continue
                     noted.add(n)
-                    pre = [f"`twoclocks-probe samples {run.path}` then "] if n == "markov" and "samples" not in cubes \
-                        else [""]
-                    result.notes.append(f"skipped {n}: no probes/{n}.zarr; run {pre[0]}`twoclocks-probe "
-                                        f"{PROBE_COMMAND[n]} {run.path}`")
-            continue
-        fig = draw(cubes)
-        result.extend(save(fig, out, fig_name, formats))
+                    maker = by_cube.get(n)
+                    first = "".join(f"`twoclocks-probe {need} {run.path}` then " for need in getattr(maker, "needs", ())
+                                    if need not in cubes)
+                    cmd = maker.name if maker is not None else n
+                    result.notes.append(f"skipped {n}: no probes/{n}.zarr; run {first}`twoclocks-probe {cmd} "
+                                        f"{run.path}`")
+                continue
+            result.extend(save(fig.draw(cubes), out, fig.name, formats))
     return result
 
 

@@ -225,3 +225,276 @@ def plot_memorization_collapse(clocks, samples, fig=None):
     return _root(fig)
 
 
+
+
+# ------------------------------------------------------------------ the paper's cross-run figures
+# tau_rule vs G (Fig. 2C), tau_mem vs N with both fits (Fig. 2D, Table 4), and the driver that draws
+# the cross-run figures of a sweep directory (docs/reproducing.md). Runs whose clock was not reached are
+# drawn as up-pointing triangles at the step the clock is known to exceed (right-censored).
+_OTHER_AXES = ("arch", "model", "n_train", "lr", "weight_decay", "batch", "rule", "encoding", "side", "seed")
+
+
+def _floats(clocks, name):
+    return clocks[name].values.astype(float) if name in clocks else np.full(clocks.sizes["run"], np.nan)
+
+
+def _censored_at(clocks) -> np.ndarray:
+    """Per run, the step tau_mem is known to exceed where it was not reached (NaN where reached):
+    ``tau_mem_censored_at`` when the Dataset has it, else the last evaluated step."""
+    tm = _floats(clocks, "tau_mem")
+    cen = _floats(clocks, "tau_mem_censored_at") if "tau_mem_censored_at" in clocks else _floats(clocks, "last_step")
+    return np.where(np.isfinite(tm), np.nan, cen)
+
+
+def _series(clocks, exclude: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """(series index per run, label per series) over the config values that vary between runs,
+    other than ``exclude``."""
+    n_run = clocks.sizes["run"]
+    cols = []
+    for name in _OTHER_AXES:
+        if name in exclude:
+            continue
+        v = _coord(clocks, name)
+        if v is not None and len(np.unique(v.astype(str))) > 1:
+            cols.append((name, v.astype(str)))
+    keys = [", ".join(f"{'N' if k == 'n_train' else k} = {v[i]}" for k, v in cols) for i in range(n_run)]
+    labels = list(dict.fromkeys(keys))
+    return np.array([labels.index(k) for k in keys]), labels
+
+
+@_styled
+def plot_rule_vs_group(clocks: xr.Dataset, ax=None, per_unit_g: float | None = 10.0):
+    """tau_rule (circles) and tau_mem (squares) against the group size G on a log step axis (paper
+    Fig. 2C), one colour per combination of the other config values that vary (N, model, arch ...).
+    A clock not reached is an up-pointing triangle at the last evaluated step (it lies beyond); a
+    tau_rule discarded for coming after tau_mem is a grey-filled circle at its raw step.
+    ``per_unit_g``: a dotted guide growing by this factor per unit of G from the earliest tau_rule of
+    the smallest G (the paper's "about tenfold per unit of G"; None: no guide). ``clocks``: collect's
+    Dataset (or compute_clocks'), with ``group`` a coord (or in attrs['constant_config'])."""
+    import matplotlib.lines as mlines
+    _need(clocks, ["tau_rule", "tau_mem"], "plot_rule_vs_group")
+    g = _coord(clocks, "group")
+    if g is None:
+        raise TwoclocksError("plot_rule_vs_group needs the runs' group size G (a coord, or attrs constant_config)")
+    g = g.astype(float)
+    tr, tm, raw = _floats(clocks, "tau_rule"), _floats(clocks, "tau_mem"), _floats(clocks, "tau_rule_raw")
+    last, cen = _floats(clocks, "last_step"), _censored_at(clocks)
+    idx, names = _series(clocks, ("group",))
+    cols = _palette(len(names))
+    fig, ax = _one_ax(ax, (7.6, 4.4))
+    offs = (np.arange(len(names)) - (len(names) - 1) / 2) * 0.08  # small x offsets so series do not overlap
+    ys = []
+    for s, col in enumerate(cols):
+        m = idx == s
+        x = g + offs[s]
+        got = m & np.isfinite(tr)
+        ax.plot(x[got], tr[got], ls="-", marker="o", color=col, ms=7, lw=1.2)
+        disc = m & ~np.isfinite(tr) & np.isfinite(raw)
+        ax.plot(x[disc], raw[disc], ls="none", marker="o", mfc="0.75", mec=col, mew=1.5, ms=7)
+        never = m & ~np.isfinite(tr) & ~np.isfinite(raw) & np.isfinite(last)
+        ax.plot(x[never], last[never], ls="none", marker="^", mfc="none", mec=col, mew=1.5, ms=8)
+        ok = m & np.isfinite(tm)
+        ax.plot(x[ok], tm[ok], ls=":", marker="s", color=col, ms=6, lw=1.0)
+        c_m = m & np.isfinite(cen)
+        ax.plot(x[c_m], cen[c_m], ls="none", marker="^", color=col, ms=8, alpha=0.55)
+        ys += [tr[got], raw[disc], last[never], tm[ok], cen[c_m]]
+    yv = np.concatenate(ys) if ys else np.array([])
+    if per_unit_g and np.isfinite(tr).any():
+        g0 = np.nanmin(np.where(np.isfinite(tr), g, np.nan))
+        t0 = np.nanmin(np.where(np.isfinite(tr) & (g == g0), tr, np.nan))
+        gx = np.linspace(g0, np.nanmax(g), 50)
+        top = np.nanmax(yv) * 3 if yv.size else t0 * 100
+        guide = t0 * per_unit_g ** (gx - g0)
+        keep = guide <= top
+        ax.plot(gx[keep], guide[keep], color="0.45", ls=(0, (1, 2)), lw=1.2)
+    _log_if_positive(ax, "y", yv)
+    gv = np.unique(g)
+    ax.set_xticks(gv, [f"{x:g}" for x in gv])
+    ax.set_xlabel(label(clocks.get("group"), "group size G"))
+    ax.set_ylabel("onset step")
+    ax.set_title("Rule clock vs rule complexity (paper Fig. 2C)")
+    handles = [mlines.Line2D([], [], color="0.3", marker="o", ls="-"),
+               mlines.Line2D([], [], color="0.3", marker="s", ls=":"),
+               mlines.Line2D([], [], color="0.3", marker="^", mfc="none", ls="none"),
+               mlines.Line2D([], [], color="0.3", marker="^", alpha=0.55, ls="none"),
+               mlines.Line2D([], [], marker="o", mfc="0.75", mec="0.3", ls="none")]
+    labels = ["tau_rule", "tau_mem", "tau_rule not reached\n(> last step)", "tau_mem not reached\n(> last step)",
+              "tau_rule after tau_mem\n(discarded; raw step)"]
+    if per_unit_g:
+        handles.append(mlines.Line2D([], [], color="0.45", ls=(0, (1, 2))))
+        labels.append(f"×{per_unit_g:g} per unit of G")
+    if len(names) > 1 or names[0]:
+        handles += [mlines.Line2D([], [], color=c, lw=6) for c in cols]
+        labels += names
+    _legend_outside(fig, handles, labels, fontsize="small")
+    return _root(fig)
+
+
+def _group_fits(clocks, n, tm, cen) -> list[dict]:
+    """The tau_mem fits to draw: collect's ``fit_*`` variables when present (both fits when it stored
+    the censored one), else one fit over all runs computed here (probes.clocks.fit_power_law)."""
+    members, pooled = _fit_members(clocks)
+    out = []
+    if len(members):
+        for k in range(len(members)):
+            f = clocks.isel(fit=k)
+            get = lambda key: float(f[f"fit_{key}"]) if f"fit_{key}" in f else np.nan  # noqa: E731
+            out.append({"members": members[k], "pooled": bool(pooled[k]),
+                        "label": str(f["fit_label"].item()) if "fit_label" in f else f"fit {k}",
+                        "c": get("c"), "alpha": get("alpha"), "r2": get("r2"),
+                        "n": int(get("n")) if np.isfinite(get("n")) else int((members[k] & np.isfinite(tm)).sum()),
+                        "c_ml": get("c_ml"), "alpha_ml": get("alpha_ml"), "alpha_ml_lo": get("alpha_ml_lo"),
+                        "alpha_ml_hi": get("alpha_ml_hi"), "level": get("level")})
+        return out
+    from twoclocks.probes.clocks import fit_power_law
+    try:
+        fit = fit_power_law(n, tm, cen)
+    except TypeError:  # a fit_power_law without censoring
+        fit = fit_power_law(n, tm)
+    return [{"members": np.ones(len(n), bool), "pooled": False, "label": "all runs", **fit}]
+
+
+@_styled
+def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1.0):
+    """tau_mem against the train-set size N on log-log axes with the fits tau_mem = c N^alpha (paper
+    Fig. 2D(ii), Fig. 10, Table 4): per fit group (colour) the least-squares line over the runs that
+    reached tau_mem (dashed) and the right-censored maximum-likelihood line (solid) with alpha's
+    interval; runs that never memorized are up-pointing triangles at the step tau_mem is known to
+    exceed. Pooled fits (e.g. over G) are black. ``reference_alpha``: a grey dotted line of that slope
+    through the data's centre (None: none). ``clocks``: collect's Dataset (fits from its ``fit_*``
+    variables; without them one fit over all runs is computed)."""
+    import matplotlib.lines as mlines
+    _need(clocks, ["tau_mem"], "plot_mem_vs_n")
+    n = _coord(clocks, "n_train")
+    if n is None:
+        raise TwoclocksError("plot_mem_vs_n needs the runs' n_train (a coord, or attrs constant_config)")
+    n = n.astype(float)
+    tm, cen = _floats(clocks, "tau_mem"), _censored_at(clocks)
+    fits = _group_fits(clocks, n, tm, cen)
+    own = np.full(len(n), -1)
+    for k in [i for i, f in enumerate(fits) if not f["pooled"]][::-1]:
+        own[fits[k]["members"]] = k
+    groups = sorted(set(own.tolist()))
+    cols = dict(zip(groups, _palette(len(groups))))
+    fig, ax = _one_ax(ax, (8.4, 4.6))
+    handles, labels = [], []
+    for k in groups:
+        m, col = own == k, cols[k]
+        ok = m & np.isfinite(tm)
+        ax.plot(n[ok], tm[ok], ls="none", marker="s", color=col, ms=7)
+        c_m = m & np.isfinite(cen)
+        ax.plot(n[c_m], cen[c_m], ls="none", marker="^", mfc="none", mec=col, mew=1.5, ms=9)
+        if k < 0:
+            handles.append(mlines.Line2D([], [], color=col, marker="s", ls="none"))
+            labels.append("runs in no fit group")
+
+    def lines(f, col, pooled):
+        m = f["members"] & np.isfinite(n) & (n > 0)
+        if not m.any():
+            return
+        xs = np.geomspace(n[m].min(), n[m].max(), 30)
+        head = textwrap.fill(f["label"], 40)
+        if np.isfinite(f["c"]) and np.isfinite(f["alpha"]):
+            ax.plot(xs, f["c"] * xs ** f["alpha"], color=col, lw=1.3, ls="-." if pooled else "--")
+            handles.append(mlines.Line2D([], [], color=col, ls="-." if pooled else "--"))
+            r2 = f"R² = {f['r2']:.2f}, " if np.isfinite(f.get("r2", np.nan)) else ""
+            labels.append(f"{head}\nleast squares: α = {f['alpha']:.2f}\n({r2}n = {f['n']} reached)")
+        if np.isfinite(f.get("c_ml", np.nan)) and np.isfinite(f.get("alpha_ml", np.nan)):
+            ax.plot(xs, f["c_ml"] * xs ** f["alpha_ml"], color=col, lw=2.0, ls="-", alpha=0.8)
+            handles.append(mlines.Line2D([], [], color=col, ls="-", lw=2.0))
+            lvl = f.get("level", np.nan)
+            ci = (f" [{f['alpha_ml_lo']:.2f}, {f['alpha_ml_hi']:.2f}]"
+                  if np.isfinite(f.get("alpha_ml_lo", np.nan)) and np.isfinite(f.get("alpha_ml_hi", np.nan)) else "")
+            lv = f" ({lvl:.0%})" if np.isfinite(lvl) and ci else ""
+            labels.append(f"censored ML: α = {f['alpha_ml']:.2f}{ci}{lv}")
+    for k, f in enumerate(fits):
+        lines(f, "black" if f["pooled"] else cols.get(k, "0.3"), f["pooled"])
+    pos = np.r_[tm[np.isfinite(tm)], cen[np.isfinite(cen)]]
+    if reference_alpha is not None and np.isfinite(tm).sum() >= 1:
+        ok = np.isfinite(tm)
+        x0, y0 = np.exp(np.mean(np.log(n[ok]))), np.exp(np.mean(np.log(tm[ok])))
+        xs = np.geomspace(np.nanmin(n), np.nanmax(n), 10)
+        ax.plot(xs, y0 * (xs / x0) ** reference_alpha, color="0.55", ls=(0, (1, 2)), lw=1.2)
+        handles.append(mlines.Line2D([], [], color="0.55", ls=(0, (1, 2))))
+        labels.append(f"slope α = {reference_alpha:g}")
+    handles += [mlines.Line2D([], [], color="0.3", marker="s", ls="none"),
+                mlines.Line2D([], [], color="0.3", marker="^", mfc="none", ls="none")]
+    labels += ["tau_mem reached", "never memorized:\ntau_mem > this step"]
+    _log_if_positive(ax, "x", n)
+    _log_if_positive(ax, "y", pos)
+    if ax.get_xscale() == "log":
+        import matplotlib.ticker as mticker
+        nv = np.unique(n[n > 0])
+        ax.xaxis.set_minor_locator(mticker.NullLocator())
+        ax.set_xticks(nv, [f"{int(x)}" for x in nv])
+    ax.set_xlabel(label(clocks.get("n_train"), "train set size N"))
+    ax.set_ylabel("tau_mem (step)")
+    thr = ""
+    if "mem_threshold" in clocks:
+        t = clocks["mem_threshold"].values.astype(float)
+        thr = f", threshold {np.nanmin(t):.3g}" + (f"-{np.nanmax(t):.3g}" if np.nanmax(t) > np.nanmin(t) + 1e-9 else "")
+    ax.set_title(f"Memorization clock vs data: tau_mem = c N^α (paper Table 4{thr})", fontsize="medium")
+    _legend_outside(fig, handles, labels, fontsize="small")
+    return _root(fig)
+
+
+def sweep_figures(clocks: xr.Dataset) -> list[str]:
+    """The cross-run figures that apply to a sweep's collect Dataset: 'rule_vs_group' when G varies,
+    'mem_vs_n' and 'memorization_collapse' when N varies, 'clock_scaling' when both do."""
+    def varies(name):
+        v = _coord(clocks, name)
+        return v is not None and len(np.unique(v.astype(str))) > 1
+    out = []
+    if varies("group"):
+        out.append("rule_vs_group")
+    if varies("n_train"):
+        out += ["mem_vs_n", "memorization_collapse"]
+    if varies("group") and varies("n_train"):
+        out.append("clock_scaling")
+    return out
+
+
+def plot_sweep(sweep_dir, out=None, formats=("png",), clocks: xr.Dataset | None = None, dpi: int = 150,
+               **collect_options):
+    """Draw the cross-run figures of a sweep directory into ``out`` (default SWEEP_DIR/figures):
+    :func:`sweep_figures` decides which (rule_vs_group.png, mem_vs_n.png, memorization_collapse.png,
+    clock_scaling.png). The clocks come from ``clocks``, else SWEEP_DIR/collect.zarr when it exists
+    (what `collect` printed), else ``twoclocks.sweep.collect(..., write=False, **collect_options)``;
+    the memorization curves from each run's probes/samples.zarr. Returns a PlotResult (paths, notes)."""
+    from pathlib import Path
+
+    from twoclocks.plotting.figures import PlotResult, parse_formats
+    from twoclocks.store import open_cube
+    sweep_dir = Path(sweep_dir)
+    formats = parse_formats(formats)
+    out = Path(out) if out is not None else sweep_dir / "figures"
+    result = PlotResult()
+    if clocks is None:
+        if (sweep_dir / "collect.zarr").exists() and not collect_options:
+            clocks = xr.open_zarr(sweep_dir / "collect.zarr").load()
+            result.notes.append(f"clocks from {sweep_dir / 'collect.zarr'}")
+        else:
+            from twoclocks.sweep import collect
+            clocks = collect(sweep_dir, write=False, **collect_options)
+    names = sweep_figures(clocks)
+    if not names:
+        result.notes.append("no grid axis of group or n_train varies: no cross-run figure (plot a run with "
+                            "`twoclocks-probe plot SWEEP_DIR/RUN`)")
+        return result
+    run_dirs = [Path(str(d)) for d in clocks["run_dir"].values] if "run_dir" in clocks else \
+        [sweep_dir / str(r) for r in clocks["run"].values]
+    for name in names:
+        if name == "rule_vs_group":
+            fig = plot_rule_vs_group(clocks)
+        elif name == "mem_vs_n":
+            fig = plot_mem_vs_n(clocks)
+        elif name == "clock_scaling":
+            fig = plot_clock_scaling(clocks)
+        else:
+            fig = plot_memorization_collapse(clocks, [open_cube(d / "probes" / "samples.zarr") for d in run_dirs])
+        out.mkdir(parents=True, exist_ok=True)
+        for f in formats:
+            p = out / f"{name}.{f}"
+            fig.savefig(p, dpi=dpi, bbox_inches="tight", pad_inches=0.08)
+            result.append(p)
+    return result

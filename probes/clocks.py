@@ -1,22 +1,34 @@
-"""The two clocks (SPEC.md, "The two clocks"), per run and across runs.
+"""The two clocks (SPEC.md, "The two clocks"), per run and across runs: the one place for the
+sustained-onset rule, the memorization-threshold policy and the tau_mem = c N^alpha fits.
 
-- tau_rule: the first evaluated step at which sample accuracy >= ``acc_threshold`` (0.9), sustained:
-  it holds at that evaluation and the k-1 following ones (k = 3 by default: a transient spike of one
-  or two evaluations does not count).
-- tau_mem: the first step at which sample memorization > its threshold, sustained likewise. The
-  threshold is ``mem_threshold`` (0.1, the paper's Fig. 4) or, with ``mem_adaptive``, the adaptive
-  threshold  thr = b + mem_threshold * (1 - b), where b = N / |valid| is the sample memorization of a
-  uniform-valid sampler: "mem_threshold of the way from the rule-only baseline to full memorization".
-  It equals the fixed threshold when b -> 0 and stays above b however large b is (a model that only
-  learned the rule already memorizes a fraction b; with b >= 0.1 the fixed threshold would time rule
-  learning instead of memorization). Where |valid| is unknown, the fixed threshold is used.
+- Sustained onset (:func:`sustained_onset`, also used by the DSM probe's loss clocks): the first
+  evaluated step from which a criterion holds at that evaluation and the k-1 following ones (k = 3
+  by default: a transient spike of one or two evaluations does not count).
+- tau_rule: sustained onset of sample accuracy >= ``acc_threshold`` (0.9).
+- tau_mem: sustained onset of sample memorization > the memorization threshold. One policy object,
+  :class:`MemThreshold`, decides it for every command (clocks, markov, collect, plot); the default is
+  the ``adaptive`` threshold the paper's Table 4 fits use (App. C.3):
+      thr = b + t (1 - b),  b = N / |valid| (sample memorization of a uniform-valid sampler), t = 0.1,
+  "t of the way from the rule-only baseline to full memorization" (App. B.3's formula is stripped
+  from our copy of the paper; this form is assumed). It equals the fixed threshold t when b -> 0 and
+  stays above b however large b is (a model that only learned the rule already memorizes a fraction
+  b). ``fixed`` (thr = t = 0.1, the paper's Fig. 4) is the option. Where |valid| is unknown the
+  adaptive policy uses t. Every output that depends on it records :meth:`MemThreshold.attrs` and
+  says which threshold it used (:meth:`MemThreshold.phrase`).
 - A tau_rule later than tau_mem is discarded (paper) and reported as such. Innovation window =
   [tau_rule, tau_mem]; ``window`` is its length tau_mem - tau_rule in steps.
 - A clock never reached is NaN with a status: ``never`` (not above threshold at the end), or
-  ``pending`` (above threshold at the last j < k evaluations: more checkpoints may confirm it).
-- Across runs, tau_mem = c N^alpha is fitted by least squares on log tau_mem vs log N
-  (scipy.stats.linregress) per group of runs whose configs are equal in everything but N, the seed
-  and bookkeeping fields (:data:`NOT_GROUPING`), plus any fields named in ``pool``.
+  ``pending`` (above threshold at the last j < k evaluations: more checkpoints may confirm it). Such a
+  tau_mem is right-censored: ``tau_mem_censored_at`` is the step it is known to lie beyond (the last
+  evaluated step; for ``pending``, the first evaluation of the final run above threshold).
+- Across runs (:func:`fit_power_law`), per group of runs whose configs are equal in everything but N,
+  the seed and bookkeeping fields (:data:`NOT_GROUPING`), plus any fields named in ``pool``: tau_mem =
+  c N^alpha by (i) the plain least-squares line of ln tau_mem on ln N over the runs that reached
+  tau_mem (the paper's fit; it drops the censored runs, usually the largest N, which biases alpha
+  down) and (ii) right-censored maximum likelihood (a Tobit model: ln tau = ln c + alpha ln N + e,
+  e ~ N(0, s^2); a censored run contributes P(ln tau > ln censored_at)), with a profile-likelihood
+  confidence interval for alpha. Both come with the group's runs, its censored runs and their
+  censoring steps.
 
 Loss-based clocks: when a run has ``probes/dsm_spectrum.zarr`` holding ``tau_rule_loss`` /
 ``tau_mem_loss`` (scalar variables or attrs, written by the DSM probe), they are read and shown
@@ -26,6 +38,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,62 +47,141 @@ import xarray as xr
 import twoclocks
 from twoclocks import TwoclocksError
 
-__all__ = ["sustained_onset", "mem_threshold_for", "clocks_from_curves", "loss_clocks", "run_clocks",
-           "compute_clocks", "fit_power_law", "format_clocks_table", "NOT_GROUPING", "LOSS_CLOCKS"]
+__all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
+           "clocks_from_curves", "loss_clocks", "run_clocks", "compute_clocks", "fit_power_law",
+           "format_fit", "fit_dataset", "fits_from_dataset", "format_clocks_table", "NOT_GROUPING",
+           "LOSS_CLOCKS", "FIT_KEYS"]
 
 DEFAULT_K = 3
 DEFAULT_ACC_THRESHOLD = 0.9
 DEFAULT_MEM_THRESHOLD = 0.1
+MEM_POLICIES = ("adaptive", "fixed")
 LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
 #: config fields that do not separate power-law groups (besides n_train): seeds and bookkeeping
 NOT_GROUPING = ("n_train", "seed", "data_seed", "steps", "device", "bf16", "log_every", "resume_every",
                 "saves_per_decade", "n_heldout", "n_hypercube", "n_noise")
 
 
-def sustained_onset(steps, values, threshold: float, k: int = DEFAULT_K, strict: bool = False):
-    """(step, status) of the first evaluation i with values[i..i+k-1] all >= threshold (> with
-    ``strict``); NaN values count as below. status: 'reached', 'never', or 'pending: ...' when only
-    the last j < k evaluations are above (not yet sustained)."""
+# ----------------------------------------------------------------------------- sustained onset
+def sustained_onset(steps, values, threshold: float | None = None, k: int = DEFAULT_K, strict: bool = False):
+    """(step, status) of the first evaluation i from which the criterion holds at i..i+k-1: values >=
+    threshold (> with ``strict``), or, with ``threshold`` None, ``values`` are the criterion's booleans.
+    NaN values count as not holding. ``steps`` in evaluation order (ascending). status: 'reached',
+    'never', or 'pending: ...' when only the last j < k evaluations hold (not yet sustained). The one
+    sustained-onset rule of the package (sample clocks here, loss clocks in the DSM probe)."""
     steps = np.asarray(steps)
-    v = np.asarray(values, dtype=float)
     if k < 1:
         raise TwoclocksError(f"--k must be at least 1, got {k}")
-    above = (v > threshold) if strict else (v >= threshold)
-    above &= ~np.isnan(v)
-    if len(v) >= k:
+    if threshold is None:
+        above = np.asarray(values).astype(bool)
+    else:
+        v = np.asarray(values, dtype=float)
+        above = (v > threshold) if strict else (v >= threshold)
+        above &= ~np.isnan(v)
+    if len(above) >= k:
         run = np.convolve(above.astype(int), np.ones(k, int), mode="valid")  # window sums
         hit = np.flatnonzero(run == k)
         if hit.size:
             return float(steps[hit[0]]), "reached"
-    tail = len(above) - (np.flatnonzero(~above)[-1] + 1 if (~above).any() else 0)
+    tail = _tail(above)
     if tail:
         return np.nan, f"pending: above threshold at the last {tail} of {k} evaluations needed"
     return np.nan, "never"
 
 
+def _tail(above: np.ndarray) -> int:
+    """Length of the final run of True."""
+    return len(above) - (np.flatnonzero(~above)[-1] + 1 if (~above).any() else 0)
+
+
+# ----------------------------------------------------------------------------- threshold policy
+@dataclass(frozen=True)
+class MemThreshold:
+    """The memorization-threshold policy (module docstring): ``policy`` 'adaptive' (default; the
+    paper's Table 4) thr = b + t (1 - b) above the uniform-valid baseline b, or 'fixed' thr = t;
+    ``t`` = 0.1."""
+    policy: str = "adaptive"
+    t: float = DEFAULT_MEM_THRESHOLD
+
+    def __post_init__(self):
+        if self.policy not in MEM_POLICIES:
+            raise TwoclocksError(f"unknown memorization threshold policy {self.policy!r}; choose adaptive or fixed")
+        if not (isinstance(self.t, (int, float)) and 0 <= self.t < 1):
+            raise TwoclocksError(f"--mem-threshold must be in [0, 1), got {self.t}")
+
+    @classmethod
+    def from_options(cls, mem_threshold: float | None = None, mem_adaptive: bool | None = None,
+                     policy: "MemThreshold | str | None" = None) -> "MemThreshold":
+        """The policy from command options: ``policy`` (a MemThreshold or its name) wins; else
+        ``mem_adaptive`` True / False picks adaptive / fixed, None the default (adaptive); ``t`` from
+        ``mem_threshold`` (None: 0.1)."""
+        if isinstance(policy, MemThreshold):
+            return policy if mem_threshold is None else cls(policy.policy, float(mem_threshold))
+        if policy is None:
+            policy = DEFAULT_MEM_POLICY.policy if mem_adaptive is None else ("adaptive" if mem_adaptive else "fixed")
+        return cls(policy, DEFAULT_MEM_THRESHOLD if mem_threshold is None else mem_threshold)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.policy == "adaptive"
+
+    def value(self, baseline: float = np.nan) -> float:
+        """The threshold for a run whose uniform-valid sample memorization is ``baseline`` (NaN:
+        unknown, then t)."""
+        b = float(baseline) if baseline is not None else np.nan
+        if self.adaptive and np.isfinite(b):
+            return float(b + self.t * (1.0 - b))
+        return float(self.t)
+
+    def formula(self) -> str:
+        return (f"adaptive: b + {self.t:g} (1 - b), b = N/|valid| (uniform-valid sample memorization); "
+                f"{self.t:g} where |valid| is unknown" if self.adaptive else f"fixed: {self.t:g}")
+
+    def attrs(self, baseline: float = np.nan) -> dict:
+        """Attrs for every cube that depends on the threshold; ``mem_threshold`` is the value for
+        ``baseline`` (NaN in the value when the baseline differs per run: see the per-run variable)."""
+        return {"mem_threshold_policy": self.policy, "mem_threshold_t": float(self.t),
+                "mem_threshold": self.value(baseline), "mem_threshold_formula": self.formula()}
+
+    def phrase(self, baseline: float = np.nan, value: float | None = None) -> str:
+        """A short phrase for summary lines, e.g. 'tau_mem at adaptive threshold 0.156' (``value``: the
+        threshold already computed)."""
+        return f"tau_mem at {self.policy} threshold {self.value(baseline) if value is None else float(value):.3g}"
+
+
+DEFAULT_MEM_POLICY = MemThreshold()
+
+
 def mem_threshold_for(baseline: float, mem_threshold: float = DEFAULT_MEM_THRESHOLD,
-                      adaptive: bool = False) -> float:
-    """The memorization threshold: fixed, or adaptive b + t (1 - b) above the uniform-valid
-    baseline b (module docstring). A NaN baseline falls back to the fixed threshold."""
-    if adaptive and np.isfinite(baseline):
-        return float(baseline + mem_threshold * (1.0 - baseline))
-    return float(mem_threshold)
+                      adaptive: bool | None = None) -> float:
+    """The memorization threshold (:class:`MemThreshold`): adaptive b + t (1 - b) above the
+    uniform-valid baseline b (the default, ``adaptive`` None or True) or fixed t (``adaptive`` False).
+    A NaN baseline gives t."""
+    return MemThreshold.from_options(mem_threshold, adaptive).value(baseline)
 
 
+# ----------------------------------------------------------------------------- one run
 def clocks_from_curves(steps, sample_acc, sample_mem, baseline: float = np.nan, k: int = DEFAULT_K,
-                       acc_threshold: float = DEFAULT_ACC_THRESHOLD,
-                       mem_threshold: float = DEFAULT_MEM_THRESHOLD, mem_adaptive: bool = False) -> dict:
-    """Both clocks and the innovation window from one run's curves (module docstring)."""
+                       acc_threshold: float = DEFAULT_ACC_THRESHOLD, mem_threshold: float | None = None,
+                       mem_adaptive: bool | None = None, policy: MemThreshold | str | None = None) -> dict:
+    """Both clocks and the innovation window from one run's curves (module docstring). The
+    memorization threshold: ``policy`` or ``mem_threshold`` / ``mem_adaptive``
+    (:meth:`MemThreshold.from_options`; default adaptive, t = 0.1)."""
+    pol = MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
     steps = np.asarray(steps)
     order = np.argsort(steps)
     steps, acc, mem = steps[order], np.asarray(sample_acc, float)[order], np.asarray(sample_mem, float)[order]
-    thr = mem_threshold_for(baseline, mem_threshold, mem_adaptive)
+    thr = pol.value(baseline)
     tau_rule, rule_status = sustained_onset(steps, acc, acc_threshold, k)
     tau_mem, mem_status = sustained_onset(steps, mem, thr, k, strict=True)
     tau_rule_raw = tau_rule
     if np.isfinite(tau_rule) and np.isfinite(tau_mem) and tau_rule > tau_mem:
         tau_rule, rule_status = np.nan, "discarded: after tau_mem"
     last = float(steps[-1]) if len(steps) else np.nan
+    censored_at = np.nan
+    if not np.isfinite(tau_mem) and len(steps):
+        tail = _tail((mem > thr) & ~np.isnan(mem))
+        censored_at = float(steps[-tail]) if tail else last
     if np.isfinite(tau_rule) and np.isfinite(tau_mem):
         window, wstatus = tau_mem - tau_rule, "open"
     elif rule_status.startswith("discarded"):
@@ -101,12 +193,14 @@ def clocks_from_curves(steps, sample_acc, sample_mem, baseline: float = np.nan, 
     notes = []
     if np.isfinite(baseline) and baseline >= thr:
         notes.append(f"uniform-valid memorization {baseline:.3g} >= threshold {thr:.3g}: tau_mem may time rule "
-                     "learning (use --mem-adaptive)")
-    elif np.isfinite(baseline) and not mem_adaptive and baseline >= thr / 2:
+                     "learning (use the adaptive threshold, --mem-adaptive)")
+    elif np.isfinite(baseline) and not pol.adaptive and baseline >= thr / 2:
         notes.append(f"uniform-valid memorization {baseline:.3g} is close to the threshold {thr:.3g}")
     return {"tau_rule": tau_rule, "tau_rule_status": rule_status, "tau_rule_raw": tau_rule_raw,
-            "tau_mem": tau_mem, "tau_mem_status": mem_status, "window": window, "window_status": wstatus,
-            "mem_threshold": thr, "mem_baseline": float(baseline), "last_step": last,
+            "tau_mem": tau_mem, "tau_mem_status": mem_status, "tau_mem_censored_at": censored_at,
+            "window": window, "window_status": wstatus,
+            "mem_threshold": thr, "mem_threshold_policy": pol.policy, "mem_threshold_t": float(pol.t),
+            "mem_phrase": pol.phrase(baseline), "mem_baseline": float(baseline), "last_step": last,
             "n_evals": int(len(steps)), "notes": "; ".join(notes)}
 
 
@@ -146,9 +240,10 @@ def _samples_cube(run):
 
 
 def run_clocks(run, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
-               mem_threshold: float = DEFAULT_MEM_THRESHOLD, mem_adaptive: bool = False) -> dict:
+               mem_threshold: float | None = None, mem_adaptive: bool | None = None,
+               policy: MemThreshold | str | None = None) -> dict:
     """The clocks of one run (a directory or an opened Run) from its samples.zarr, plus its
-    loss-based clocks when the DSM probe stored them."""
+    loss-based clocks when the DSM probe stored them. Threshold policy as :func:`clocks_from_curves`."""
     from twoclocks.run import Run, open_run
     run = run if isinstance(run, Run) else open_run(run)
     ds = _samples_cube(run)
@@ -157,22 +252,141 @@ def run_clocks(run, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRES
                              f"`twoclocks-probe samples {run.path}`")
     base = float(ds["uniform_valid_sample_mem"]) if "uniform_valid_sample_mem" in ds else np.nan
     out = clocks_from_curves(ds["step"].values, ds["sample_acc"].values, ds["sample_mem"].values, base, k,
-                             acc_threshold, mem_threshold, mem_adaptive)
+                             acc_threshold, mem_threshold, mem_adaptive, policy)
     out.update(loss_clocks(run))
     return out
 
 
-def fit_power_law(n, tau) -> dict:
-    """tau = c N^alpha by linear regression of log tau on log N (scipy.stats.linregress): c, alpha,
-    r2 and n (the number of points used: finite, positive). NaN when fewer than 2 distinct N."""
+# ----------------------------------------------------------------------------- power-law fits
+#: the keys of :func:`fit_power_law`'s result, with their meaning (one output format for every caller)
+FIT_KEYS = {
+    "c": "prefactor c of tau_mem = c N^alpha, least squares of ln tau on ln N over the runs that reached tau_mem",
+    "alpha": "exponent alpha, least squares over the runs that reached tau_mem (censored runs dropped)",
+    "r2": "R^2 of that least-squares line",
+    "n": "number of runs with a finite tau_mem (the points of the least-squares line)",
+    "n_runs": "number of runs in the group",
+    "n_censored": "runs that never reached tau_mem: right-censored at their censoring step",
+    "censored_at": "censoring steps of the censored runs (tau_mem > this), ascending",
+    "censored_n": "N of the censored runs, in the order of censored_at",
+    "c_ml": "prefactor c, right-censored maximum likelihood (Tobit on ln tau_mem)",
+    "alpha_ml": "exponent alpha, right-censored maximum likelihood (Tobit on ln tau_mem)",
+    "alpha_ml_lo": "lower end of the profile-likelihood confidence interval of alpha_ml",
+    "alpha_ml_hi": "upper end of the profile-likelihood confidence interval of alpha_ml",
+    "sigma_ml": "residual standard deviation of ln tau_mem in the Tobit model",
+    "level": "confidence level of [alpha_ml_lo, alpha_ml_hi]",
+    "ml_status": "'ok', or why the censored fit is NaN",
+}
+
+
+def _tobit_negll(theta, x_obs, y_obs, x_cen, c_cen):
+    """-log likelihood of ln tau = a + b ln N + e, e ~ N(0, s^2), theta = (a, b, ln s); observed runs
+    contribute the density of y, censored ones P(y > c) = sf((c - a - b x) / s)."""
+    from scipy.stats import norm
+    a, b, ls = theta
+    s = np.exp(ls)
+    ll = norm.logpdf((y_obs - a - b * x_obs) / s).sum() - len(y_obs) * ls
+    if len(c_cen):
+        ll += norm.logsf((c_cen - a - b * x_cen) / s).sum()
+    return -ll
+
+
+def _tobit(x_obs, y_obs, x_cen, c_cen, level: float):
+    """(a, b, s, b_lo, b_hi, status): right-censored ML of the line and the profile-likelihood interval
+    of b: {b : 2 (max ll - max_{a, s} ll(a, b, s)) <= chi2_1(level)}; an end is +-inf when the
+    likelihood never drops that far (e.g. too few uncensored runs)."""
+    from scipy.optimize import brentq, minimize
+    from scipy.stats import chi2
+    bounds_ls = (np.log(1e-6), np.log(1e3))
+    b0, a0 = np.polyfit(x_obs, y_obs, 1)
+    s0 = max(float(np.std(y_obs - a0 - b0 * x_obs)), 0.1)
+    args = (x_obs, y_obs, x_cen, c_cen)
+    best = None
+    for start in ([a0, b0, np.log(s0)], [a0, b0, np.log(1.0)]):
+        r = minimize(_tobit_negll, start, args=args, method="L-BFGS-B",
+                     bounds=[(None, None), (None, None), bounds_ls])
+        if best is None or r.fun < best.fun:
+            best = r
+    a, b, ls = best.x
+    nll_min = float(best.fun)
+    q = float(chi2.ppf(level, 1))
+    prof_start = [a, ls]
+
+    def excess(bb):  # 2 (max ll - profile ll at bb) - q
+        nonlocal prof_start
+        r = minimize(lambda t: _tobit_negll([t[0], bb, t[1]], *args), prof_start, method="L-BFGS-B",
+                     bounds=[(None, None), bounds_ls])
+        return 2.0 * (float(r.fun) - nll_min) - q
+
+    ends = []
+    for sign in (-1.0, 1.0):
+        step, lo_val, end = max(0.05, 0.1 * abs(b)), b, sign * np.inf
+        for _ in range(40):
+            trial = b + sign * step
+            if excess(trial) > 0:
+                end = brentq(excess, min(lo_val, trial), max(lo_val, trial), xtol=1e-6)
+                break
+            lo_val, step = trial, step * 2
+        ends.append(float(end))
+    return float(a), float(b), float(np.exp(ls)), ends[0], ends[1], "ok"
+
+
+def fit_power_law(n, tau, censored_at=None, level: float = 0.95) -> dict:
+    """tau = c N^alpha over one group of runs, in ONE format (keys and meanings: :data:`FIT_KEYS`).
+
+    ``n`` (runs,) training-set sizes; ``tau`` (runs,) tau_mem, NaN for runs that never reached it;
+    ``censored_at`` (runs,) for those runs the step tau_mem is known to exceed (the run's
+    ``tau_mem_censored_at``, usually its last evaluated step), NaN where tau_mem was reached (None: no
+    censoring information, runs without tau_mem are dropped as the plain fit always does). Returns
+    both fits: the plain least squares of ln tau on ln N over the runs that reached tau_mem
+    (``c``, ``alpha``, ``r2``, ``n``; NaN with fewer than 2 distinct N) and the right-censored maximum
+    likelihood fit that also uses the censored runs (``c_ml``, ``alpha_ml`` with its profile-likelihood
+    interval [``alpha_ml_lo``, ``alpha_ml_hi``] at ``level``, ``sigma_ml``; NaN, with ``ml_status``
+    saying why, when fewer than 3 runs reached tau_mem or they span fewer than 2 distinct N), plus the
+    group's runs and its censored runs (``n_runs``, ``n_censored``, ``censored_at``, ``censored_n``)."""
     from scipy.stats import linregress
-    n, tau = np.asarray(n, float), np.asarray(tau, float)
-    ok = np.isfinite(n) & np.isfinite(tau) & (n > 0) & (tau > 0)
-    if len(np.unique(n[ok])) < 2:
-        return {"c": np.nan, "alpha": np.nan, "r2": np.nan, "n": int(ok.sum())}
-    fit = linregress(np.log(n[ok]), np.log(tau[ok]))
-    return {"c": float(np.exp(fit.intercept)), "alpha": float(fit.slope), "r2": float(fit.rvalue ** 2),
-            "n": int(ok.sum())}
+    n, tau = np.asarray(n, float).ravel(), np.asarray(tau, float).ravel()
+    cen = np.full(len(n), np.nan) if censored_at is None else np.asarray(censored_at, float).ravel()
+    if not (len(n) == len(tau) == len(cen)):
+        raise TwoclocksError(f"fit_power_law: n, tau and censored_at differ in length "
+                             f"({len(n)}, {len(tau)}, {len(cen)})")
+    good_n = np.isfinite(n) & (n > 0)
+    obs = good_n & np.isfinite(tau) & (tau > 0)
+    censored = good_n & ~obs & np.isfinite(cen) & (cen > 0)
+    order = np.argsort(cen[censored], kind="stable")
+    out = {"c": np.nan, "alpha": np.nan, "r2": np.nan, "n": int(obs.sum()), "n_runs": int(good_n.sum()),
+           "n_censored": int(censored.sum()), "censored_at": tuple(float(v) for v in cen[censored][order]),
+           "censored_n": tuple(float(v) for v in n[censored][order]),
+           "c_ml": np.nan, "alpha_ml": np.nan, "alpha_ml_lo": np.nan, "alpha_ml_hi": np.nan, "sigma_ml": np.nan,
+           "level": float(level), "ml_status": ""}
+    x_obs, y_obs = np.log(n[obs]), np.log(tau[obs])
+    if len(np.unique(x_obs)) >= 2:
+        fit = linregress(x_obs, y_obs)
+        out.update(c=float(np.exp(fit.intercept)), alpha=float(fit.slope), r2=float(fit.rvalue ** 2))
+    if obs.sum() < 3 or len(np.unique(x_obs)) < 2:
+        out["ml_status"] = (f"needs >= 3 runs that reached tau_mem at >= 2 distinct N (has {int(obs.sum())} at "
+                            f"{len(np.unique(x_obs))})")
+        return out
+    a, b, sd, lo, hi, status = _tobit(x_obs, y_obs, np.log(n[censored]), np.log(cen[censored]), level)
+    out.update(c_ml=float(np.exp(a)), alpha_ml=b, alpha_ml_lo=lo, alpha_ml_hi=hi, sigma_ml=sd, ml_status=status)
+    return out
+
+
+def format_fit(fit: dict, label: str = "") -> str:
+    """One summary line of a :func:`fit_power_law` result: both fits and the censored runs."""
+    def num(v):
+        return "-" if not np.isfinite(v) else f"{v:.3g}"
+    head = "fit tau_mem = c N^alpha" + (f" [{label}]" if label else "")
+    line = (f"{head}: least squares c = {num(fit['c'])}, alpha = {num(fit['alpha'])}, R^2 = {num(fit['r2'])}, "
+            f"n = {fit['n']} of {fit['n_runs']} runs")
+    if fit.get("ml_status") == "ok":
+        line += (f"; censored ML c = {num(fit['c_ml'])}, alpha = {num(fit['alpha_ml'])} "
+                 f"[{num(fit['alpha_ml_lo'])}, {num(fit['alpha_ml_hi'])}] ({fit['level']:.0%})")
+    else:
+        line += f"; censored ML: {fit.get('ml_status') or 'n/a'}"
+    if fit["n_censored"]:
+        pairs = ", ".join(f"N={n:g} > {c:g}" for n, c in zip(fit["censored_n"], fit["censored_at"]))
+        line += f"; {fit['n_censored']} censored ({pairs})"
+    return line
 
 
 def _coord_value(v):
@@ -181,26 +395,50 @@ def _coord_value(v):
     return "none" if v is None else v
 
 
+def fit_dataset(fits: list[dict], dim: str = "fit") -> dict:
+    """The ``fit_*`` variables (dim ``dim``) of a list of :func:`fit_power_law` results, for a clocks or
+    collect Dataset: every key of :data:`FIT_KEYS` as ``fit_KEY`` (``censored_at`` / ``censored_n`` as
+    JSON lists)."""
+    out = {}
+    for key, long in FIT_KEYS.items():
+        vals = [f[key] for f in fits]
+        if key in ("censored_at", "censored_n"):
+            arr = np.array([json.dumps(list(v)) for v in vals], dtype=str)
+            units = None
+        elif key == "ml_status":
+            arr, units = np.array(vals, dtype=str), None
+        elif key in ("n", "n_runs", "n_censored"):
+            arr, units = np.array(vals, dtype=np.int64), "1"
+        else:
+            arr = np.array(vals, dtype=float)
+            units = "steps" if key.startswith("c") else "1"
+        attrs = {"long_name": long, **({"units": units} if units else {})}
+        out[f"fit_{key}"] = (dim, arr, attrs)
+    return out
+
+
 def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
-                   mem_threshold: float = DEFAULT_MEM_THRESHOLD, mem_adaptive: bool = False,
-                   pool=(), out: str | Path | None = None) -> xr.Dataset:
+                   mem_threshold: float | None = None, mem_adaptive: bool | None = None,
+                   pool=(), out: str | Path | None = None, policy: MemThreshold | str | None = None) -> xr.Dataset:
     """Clocks of several runs as a Dataset with dim ``run`` (the run directories as its coordinate,
-    every config value as a coordinate), and the power-law fits of tau_mem vs N (dim ``fit``).
-    ``pool``: config fields to pool over in the fits (e.g. ('group',) as the paper's Table 4).
+    every config value as a coordinate), and the power-law fits of tau_mem vs N (dim ``fit``, both
+    fits of :func:`fit_power_law`, the censored runs included). ``pool``: config fields to pool over
+    in the fits (e.g. ('group',) as the paper's Table 4). The memorization threshold: ``policy`` or
+    ``mem_threshold`` / ``mem_adaptive`` (default adaptive, t = 0.1; recorded in the attrs).
     Writes the Dataset to ``out`` (zarr) when given."""
     from twoclocks.run import open_run
     from twoclocks.training.config import TrainConfig
     if not run_dirs:
         raise TwoclocksError("give at least one run directory")
-    if not (0 < acc_threshold <= 1) or not (0 <= mem_threshold < 1):
-        raise TwoclocksError(f"thresholds must be in (0, 1]: got --acc-threshold {acc_threshold}, "
-                             f"--mem-threshold {mem_threshold}")
+    pol = MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
+    if not (0 < acc_threshold <= 1):
+        raise TwoclocksError(f"--acc-threshold must be in (0, 1], got {acc_threshold}")
     fields = list(TrainConfig.__dataclass_fields__)
     bad = [p for p in pool if p not in fields]
     if bad:
         raise TwoclocksError(f"--pool {', '.join(bad)}: not a config field; choose from {', '.join(fields)}")
     runs = [open_run(d) for d in run_dirs]
-    rows = [run_clocks(r, k, acc_threshold, mem_threshold, mem_adaptive) for r in runs]
+    rows = [run_clocks(r, k, acc_threshold, policy=pol) for r in runs]
     cfgs = [r.config.to_dict() for r in runs]
 
     def col(key, dtype=float):
@@ -210,15 +448,18 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         "tau_rule": ("run", col("tau_rule"), step_attrs(f"rule clock: first step with sample accuracy >= "
                                                         f"{acc_threshold} for {k} evaluations (NaN: see status)")),
         "tau_mem": ("run", col("tau_mem"), step_attrs(f"memorization clock: first step with sample "
-                                                      f"memorization > threshold for {k} evaluations")),
+                                                      f"memorization > the {pol.policy} threshold for {k} "
+                                                      f"evaluations")),
+        "tau_mem_censored_at": ("run", col("tau_mem_censored_at"), step_attrs(
+            "tau_mem not reached: the step it is known to exceed (right-censoring point; NaN when reached)")),
         "window": ("run", col("window"), step_attrs("innovation window length tau_mem - tau_rule")),
         "tau_rule_raw": ("run", col("tau_rule_raw"), step_attrs("tau_rule before discarding it when after "
                                                                  "tau_mem")),
         "tau_rule_status": ("run", col("tau_rule_status", str), {"long_name": "tau_rule status"}),
         "tau_mem_status": ("run", col("tau_mem_status", str), {"long_name": "tau_mem status"}),
         "window_status": ("run", col("window_status", str), {"long_name": "innovation window status"}),
-        "mem_threshold": ("run", col("mem_threshold"), {"long_name": "sample memorization threshold used",
-                                                        "units": "1"}),
+        "mem_threshold": ("run", col("mem_threshold"), {"long_name": f"sample memorization threshold used "
+                                                                     f"({pol.formula()})", "units": "1"}),
         "mem_baseline": ("run", col("mem_baseline"), {"long_name": "uniform-valid sample memorization N/|valid|",
                                                       "units": "1"}),
         "last_step": ("run", col("last_step"), step_attrs("last evaluated step")),
@@ -240,28 +481,30 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
     groups = list(dict.fromkeys(keys))
     varying = [f for f in fields if f not in skip and len({dict(kk)[f] for kk in groups}) > 1]
     fits, labels, index = [], [], np.full(len(runs), -1)
+    tau, cen = col("tau_mem"), col("tau_mem_censored_at")
     for key in groups:
         members = [i for i, kk in enumerate(keys) if kk == key]
         n = np.array([cfgs[i]["n_train"] for i in members], float)
         if len(np.unique(n)) < 2:
             continue
         index[members] = len(fits)
-        fits.append(fit_power_law(n, col("tau_mem")[members]))
+        fits.append(fit_power_law(n, tau[members], cen[members]))
         labels.append(", ".join(f"{f}={json.loads(dict(key)[f])}" for f in varying) or "all runs")
     ds["fit_index"] = ("run", index, {"long_name": "index of the run's power-law fit group (-1: none)",
                                       "units": "1"})
     ds = ds.assign_coords(fit=("fit", np.arange(len(fits)), {"long_name": "power-law fit group"}))
     ds["fit_label"] = ("fit", np.array(labels, dtype=str), {"long_name": "what the group's runs share"})
-    for key, long in (("c", "prefactor c of tau_mem = c N^alpha"), ("alpha", "exponent alpha of tau_mem = c N^alpha"),
-                      ("r2", "R^2 of the log-log fit"), ("n", "number of runs in the fit")):
-        ds[f"fit_{key}"] = ("fit", np.array([f[key] for f in fits], int if key == "n" else float),
-                            {"long_name": long, "units": "steps" if key == "c" else "1"})
+    for name, (dims, arr, attrs) in fit_dataset(fits).items():
+        ds[name] = (dims, arr, attrs)
+    base = float(col("mem_baseline")[0]) if len(rows) == 1 else np.nan
     ds.attrs.update({
         "probe": "clocks", "twoclocks_version": twoclocks.__version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold, "mem_adaptive": int(mem_adaptive),
-        "mem_threshold_rule": ("adaptive: b + mem_threshold * (1 - b), b = N/|valid|" if mem_adaptive
-                               else "fixed"),
+        "k": k, "acc_threshold": acc_threshold, **pol.attrs(base), "mem_adaptive": int(pol.adaptive),
+        "mem_threshold_rule": pol.formula(),
+        "fit_method": ("least squares of ln tau_mem on ln n_train (scipy.stats.linregress; censored runs dropped) "
+                       "and right-censored maximum likelihood (Tobit on ln tau_mem, scipy.optimize; "
+                       "profile-likelihood interval for alpha)"),
         "fit_pooled_over": json.dumps(sorted(skip)),
         "source_steps": json.dumps({str(r.path): int(row["n_evals"]) for r, row in zip(runs, rows)}),
     })
@@ -278,8 +521,35 @@ def _fmt(v):
     return "-" if not np.isfinite(v) else f"{v:g}"
 
 
+def fits_from_dataset(ds: xr.Dataset) -> list[tuple[str, dict]]:
+    """(label, fit dict) per ``fit`` of a clocks / collect Dataset (inverse of :func:`fit_dataset`; keys
+    absent from an older Dataset are NaN)."""
+    out = []
+    for j in range(ds.sizes.get("fit", 0) if "fit_c" in ds else 0):
+        f = ds.isel(fit=j)
+        fit = {}
+        for key in FIT_KEYS:
+            name = f"fit_{key}"
+            if name not in f:
+                fit[key] = (() if key.startswith("censored") else "" if key == "ml_status"
+                            else 0 if key in ("n_runs", "n_censored") else np.nan)
+            elif key.startswith("censored"):
+                fit[key] = tuple(json.loads(str(f[name].item())))
+            elif key == "ml_status":
+                fit[key] = str(f[name].item())
+            elif key in ("n", "n_runs", "n_censored"):
+                fit[key] = int(f[name])
+            else:
+                fit[key] = float(f[name])
+        if not fit["n_runs"]:
+            fit["n_runs"] = fit["n"]
+        out.append((str(f["fit_label"].item()) if "fit_label" in f else "", fit))
+    return out
+
+
 def format_clocks_table(ds: xr.Dataset) -> str:
-    """The clocks Dataset as a plain-text table (one line per run), then the fits."""
+    """The clocks Dataset as a plain-text table (one line per run), which threshold was used, then
+    both fits per group with its censored runs (:func:`format_fit`)."""
     from twoclocks.training.config import TrainConfig
     fields = [f for f in TrainConfig.__dataclass_fields__ if f in ds.coords
               and f not in ("device", "data_seed") and len(np.unique(ds[f].values)) > 1]
@@ -292,7 +562,9 @@ def format_clocks_table(ds: xr.Dataset) -> str:
         if d.tau_rule_status.item() != "reached":
             status.append(f"tau_rule {d.tau_rule_status.item()}")
         if d.tau_mem_status.item() != "reached":
-            status.append(f"tau_mem {d.tau_mem_status.item()}")
+            cen = float(d["tau_mem_censored_at"]) if "tau_mem_censored_at" in d else np.nan
+            status.append(f"tau_mem {d.tau_mem_status.item()}"
+                          + (f" (censored at {cen:g})" if np.isfinite(cen) else ""))
         if d.window_status.item() != "open":
             status.append(f"window {d.window_status.item()}")
         if d.notes.item():
@@ -305,8 +577,12 @@ def format_clocks_table(ds: xr.Dataset) -> str:
                      "; ".join(status) or "ok"])
     widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in [head, *rows]]
-    for j in range(ds.sizes.get("fit", 0)):
-        f = ds.isel(fit=j)
-        lines.append(f"fit tau_mem = c N^alpha [{f.fit_label.item()}]: c = {float(f.fit_c):.3g}, "
-                     f"alpha = {float(f.fit_alpha):.3g}, R^2 = {float(f.fit_r2):.3g}, n = {int(f.fit_n)}")
+    policy = ds.attrs.get("mem_threshold_policy")
+    if policy:
+        thr = np.unique(np.round(ds["mem_threshold"].values.astype(float), 6))
+        pol = MemThreshold(policy, float(ds.attrs.get("mem_threshold_t", DEFAULT_MEM_THRESHOLD)))
+        lines.append(pol.phrase(value=thr[0]) if len(thr) == 1 else
+                     f"tau_mem at {policy} threshold {thr.min():.3g}..{thr.max():.3g} (per run: mem_thr)")
+    for label, fit in fits_from_dataset(ds):
+        lines.append(format_fit(fit, label))
     return "\n".join(lines)

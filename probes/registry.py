@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -36,6 +39,7 @@ BUILTIN_MODULES = (
     "twoclocks.probes.markov",
     "twoclocks.probes.dsm",
     "twoclocks.probes.ce",
+    "twoclocks.landscape.plane", "twoclocks.landscape.basin",
 )
 ENTRY_POINT_GROUP = "twoclocks.probes"
 
@@ -59,6 +63,27 @@ def option(default, help: str, **kw):
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
+
+
+def _check_type(probe: str, f: dataclasses.Field, value):
+    """An option value of the type its default has (int, float, bool), else a one-line error."""
+    default = f.default if f.default is not dataclasses.MISSING else None
+    flag = "--" + f.name.replace("_", "-")
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TwoclocksError(f"probe {probe}: {flag} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TwoclocksError(f"probe {probe}: {flag} must be an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TwoclocksError(f"probe {probe}: {flag} must be a number, got {value!r}")
+        value = float(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -150,6 +175,9 @@ class Probe:
         if bad:
             raise TwoclocksError(f"probe {self.name} has no option {', '.join(bad)}; its options: "
                                  f"{', '.join(sorted(names | set(self.common_options())))}")
+        fields = {f.name: f for f in self.option_fields()}
+        for key, value in values.items():
+            values[key] = _check_type(self.name, fields[key], value)
         try:
             return self.options(**values)
         except TypeError as e:
@@ -195,8 +223,8 @@ def _load_builtins() -> None:
     if _LOADED:
         return
     _LOADED = True
-    for mod in BUILTIN_MODULES:
-        importlib.import_module(mod)
+    for mod in BUILTIN_MODULES:  # each module declares PROBE (registered on import; again here after a reset)
+        register(importlib.import_module(mod).PROBE)
     from importlib.metadata import entry_points
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -215,14 +243,29 @@ def all_probes() -> list[Probe]:
 
 
 def load_probe(spec: str) -> Probe:
-    """A probe by registered name, or ``module:object`` (imported and registered)."""
+    """A probe by registered name, or ``module:object`` / ``path/to/file.py:object`` (imported and
+    registered)."""
     _load_builtins()
     if ":" in spec:
-        mod, _, attr = spec.partition(":")
+        mod, _, attr = spec.rpartition(":")
         try:
-            obj = getattr(importlib.import_module(mod), attr)
+            if mod.endswith(".py"):
+                path = Path(mod).resolve()
+                if not path.is_file():
+                    raise ImportError(f"no file {path}")
+                name = f"twoclocks_user_probe_{path.stem}"
+                module = sys.modules.get(name)
+                if module is None or getattr(module, "__file__", None) != str(path):
+                    module_spec = importlib.util.spec_from_file_location(name, path)
+                    module = importlib.util.module_from_spec(module_spec)
+                    sys.modules[name] = module
+                    module_spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(mod)
+            obj = getattr(module, attr)
         except (ImportError, AttributeError) as e:
-            raise TwoclocksError(f"cannot load probe {spec!r} ({e}); give MODULE:OBJECT of an importable module") from None
+            raise TwoclocksError(f"cannot load probe {spec!r} ({e}); give MODULE:OBJECT of an importable module "
+                                 "or path/to/file.py:OBJECT") from None
         if not isinstance(obj, Probe):
             raise TwoclocksError(f"{spec} is not a twoclocks.probes.Probe (got {type(obj).__name__})")
         return register(obj)
@@ -241,6 +284,7 @@ def get_probe(name: str) -> Probe:
 
 
 def all_schemas() -> list:
-    """The schemas of every registered cube and of the derived cross-run cubes."""
+    """The schemas of the built-in probes' cubes and of the derived cross-run cubes (docs/cubes.md)."""
     from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA
-    return [p.schema for p in all_probes()] + [CLOCKS_SCHEMA, COLLECT_SCHEMA]
+    return [p.schema for p in all_probes() if p.options.__module__ in BUILTIN_MODULES] + [CLOCKS_SCHEMA,
+                                                                                           COLLECT_SCHEMA]

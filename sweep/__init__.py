@@ -54,12 +54,12 @@ jobs.json, locks), ``executors`` (the per-run jobs and submitit's executors), ``
 `probe-all`), ``collect`` (the cross-run Dataset).
 """
 from twoclocks.sweep.collect import collect, fit_groups, open_sweep
-from twoclocks.sweep.executors import PROBES, Probe, ProbeTask, RunTask, execute, slurm_parameters, slurm_script
+from twoclocks.sweep.executors import ProbeTask, RunTask, execute, slurm_parameters, slurm_script
 from twoclocks.sweep.runner import plan_sweep, probe_all, run_sweep
 from twoclocks.sweep.spec import EXECUTORS, SweepSpec, expand, load_spec, run_name, spec_from_dict, spec_from_options
 from twoclocks.sweep.state import active_jobs, last_checkpoint, read_sweep, run_status, submitit_folder, write_sweep
 
 __all__ = ["SweepSpec", "load_spec", "spec_from_dict", "spec_from_options", "expand", "run_name", "run_status",
-           "plan_sweep", "run_sweep", "read_sweep", "RunTask", "ProbeTask", "Probe", "PROBES", "probe_all",
+           "plan_sweep", "run_sweep", "read_sweep", "RunTask", "ProbeTask", "probe_all",
            "collect", "fit_groups", "open_sweep", "execute", "write_sweep", "last_checkpoint", "active_jobs",
            "slurm_parameters", "slurm_script", "submitit_folder", "EXECUTORS"]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 from twoclocks import TwoclocksError
-from twoclocks.sweep.executors import PROBES
 from twoclocks.sweep.spec import _config_fields
 from twoclocks.sweep.state import _now, _read_meta, read_sweep
 
@@ -142,7 +141,11 @@ def open_sweep(sweep_dir, probe: str = "samples", chunks=None):
     import xarray as xr
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
-    cube = getattr(PROBES.get(probe), "cube", probe)
+    from twoclocks.probes.registry import get_probe
+    try:
+        cube = get_probe(probe).cube
+    except TwoclocksError:
+        cube = probe
     have = [r for r in runs if (sweep_dir / r["name"] / "probes" / f"{cube}.zarr").exists()]
     if not have:
         raise TwoclocksError(f"no run of {sweep_dir} has probes/{cube}.zarr; run `twoclocks-probe probe-all "

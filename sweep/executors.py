@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from submitit.core.utils import DelayedSubmission
@@ -28,6 +26,11 @@ LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # LocalExecutor kills a job after timeout_min (
 
 # -------------------------------------------------------------------------------------- the tasks
 def _limit_threads(n: int | None) -> None:
+    """torch CPU threads of a job: ``n`` (set by the local executor to share the cores), else in a
+    SLURM job the CPUs it was given (``cpus_per_task``; SLURM's default is one), so jobs sharing a
+    node do not oversubscribe it."""
+    if not n and os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and "SLURM_JOB_ID" in os.environ:
+        n = int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
     if n:
         import torch
         torch.set_num_threads(n)
@@ -65,7 +68,7 @@ class RunTask(Checkpointable):
 
 class ProbeTask(Checkpointable):
     """The job of one run in probe-all: run the probes in order (each computes only its missing
-    pieces, store.Cube), as the single writer of the run's stores."""
+    pieces: the one driver, twoclocks.probes.driver), as the single writer of the run's stores."""
 
     threads: int | None = None
 
@@ -80,13 +83,14 @@ class ProbeTask(Checkpointable):
         with _exclusive(Path(self.sweep_dir), self.name):
             for name, opts in self.probes.items():
                 probe = _probe(name)
-                need = getattr(probe, "arch", None)
-                if need and need != arch:
-                    done[name] = f"skipped: needs a {need} run"
+                if not probe.applies_to(arch):
+                    done[name] = f"skipped: needs a {' or '.join(probe.archs)} run"
                     continue
                 opts = dict(opts)
-                if self.device is not None and "device" in _signature(probe):
+                if self.device is not None and "device" in probe.common_options():
                     opts.setdefault("device", self.device)
+                if "progress" in probe.common_options():
+                    opts.setdefault("progress", False)
                 probe(run_dir, **opts)
                 done[name] = "done"
         return {"run": self.name, "probes": done}
@@ -96,65 +100,25 @@ class ProbeTask(Checkpointable):
         return DelayedSubmission(self, *args, **kwargs)
 
 
-# ---------------------------------------------------------------------------------- probe registry
-@dataclass(frozen=True)
-class Probe:
-    """A per-run probe, imported lazily: ``module.function(run_dir, **options)`` writing
-    ``RUN/probes/cube.zarr``; ``arch``: the only architecture it applies to (None: any)."""
-    module: str
-    function: str
-    cube: str
-    arch: str | None = None
-
-    def resolve(self):
-        try:
-            mod = importlib.import_module(self.module)
-        except ImportError as e:
-            raise TwoclocksError(f"probe module {self.module} cannot be imported ({e})") from None
-        fn = getattr(mod, self.function, None)
-        if fn is None:
-            raise TwoclocksError(f"{self.module} has no function {self.function}; the probe is not available yet")
-        return fn
-
-    def __call__(self, run_dir, **opts):
-        fn = self.resolve()
-        if "progress" in inspect.signature(fn).parameters:
-            opts.setdefault("progress", False)
-        return fn(str(run_dir), **opts)
-
-
-#: probe name (as on the command line) -> the per-run function probe-all calls
-PROBES = {
-    "samples": Probe("twoclocks.probes.samples", "run_samples", "samples"),
-    "dsm-spectrum": Probe("twoclocks.probes.dsm", "run_dsm_spectrum", "dsm_spectrum", arch="dit"),
-    "ce": Probe("twoclocks.probes.ce", "ce_probe", "ce", arch="gpt"),
-    "basin": Probe("twoclocks.landscape.basin", "run_basin", "basin", arch="dit"),
-    "plane": Probe("twoclocks.landscape.plane", "run_plane", "plane", arch="dit"),
-    "markov": Probe("twoclocks.probes.markov", "compute_markov", "markov"),  # needs samples first
-}
-
-
+# ---------------------------------------------------------------------------------------- probes
 def _probe(name: str):
-    if name not in PROBES:
-        raise TwoclocksError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
-    return PROBES[name]
-
-
-def _signature(probe) -> set[str]:
-    fn = probe.resolve() if isinstance(probe, Probe) else probe
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return {"*"} | set(params)
-    return set(list(params)[1:])
+    """A registered probe (twoclocks.probes.registry), or a user probe given as MODULE:OBJECT (imported
+    in the job too: the task carries the name, not the object)."""
+    from twoclocks.probes.registry import load_probe
+    return load_probe(name)
 
 
 def _check_probe_options(probes: dict) -> None:
+    """Every probe exists and every option is one it takes, with a valid value (one-line errors)."""
     for name, opts in probes.items():
-        accepted = _signature(_probe(name))
-        bad = sorted(k for k in opts if k not in accepted and "*" not in accepted)
+        probe = _probe(name)
+        own = {f.name for f in probe.option_fields()}
+        common = set(probe.common_options())
+        bad = sorted(k for k in opts if k not in own and k not in common)
         if bad:
             raise TwoclocksError(f"probe {name} has no option {', '.join(bad)}; its options: "
-                                 f"{', '.join(sorted(accepted - {'progress'}))}")
+                                 f"{', '.join(sorted((own | common) - {'progress'}))}")
+        probe.make_options(**{k: v for k, v in opts.items() if k in own})
 
 
 # ------------------------------------------------------------------------------------------- SLURM
@@ -167,6 +131,8 @@ def slurm_parameters(slurm: dict, n_jobs: int, max_parallel: int | None = None, 
     p = {"job_name": s.get("job_name", job_name), "time": int(s.get("time_min", 1440)),
          "gpus_per_node": int(s.get("gpus_per_node", 1)), "array_parallelism": int(cap),
          "signal_delay_s": int(s.get("signal_delay_s", 120))}
+    if p["gpus_per_node"] == 0:  # CPU jobs: no GPU request at all
+        del p["gpus_per_node"]
     for key in ("partition", "account", "qos", "constraint", "cpus_per_task"):
         if key in s:
             p[key] = s[key]
@@ -232,8 +198,11 @@ def execute(tasks: list[tuple[str, Checkpointable]], executor: str, sweep_dir, s
             raise TwoclocksError(f"--executor slurm: {e} (run on a SLURM login node, or use --executor local)"
                                  ) from None
         ex.update_parameters(**slurm_parameters(slurm or {}, len(tasks), max_parallel, _job_name(sweep_dir)))
-        with ex.batch():
-            jobs = [ex.submit(task) for _, task in tasks]
+        try:
+            with ex.batch():  # one job array for all tasks
+                jobs = [ex.submit(task) for _, task in tasks]
+        except Exception as e:  # noqa: BLE001 - sbatch refused it (partition, limits, ...): one line
+            raise TwoclocksError(f"--executor slurm: sbatch failed: {_last_line(e)}") from None
         _record_jobs(sweep_dir, kind, {name: job.job_id for (name, _), job in zip(tasks, jobs)})
         return [{"run": name, "state": "submitted", "info": f"job {job.job_id}"} for (name, _), job in zip(tasks, jobs)]
     return _execute_local(tasks, folder, max_parallel, progress, kind, submitit)

@@ -17,7 +17,7 @@ from twoclocks.sweep.spec import EXECUTORS, SweepSpec, expand
 from twoclocks.sweep.state import (
     _CKPT,
     _read_meta,
-    active_jobs,
+    job_states,
     read_sweep,
     run_status,
     write_sweep,
@@ -27,14 +27,22 @@ from twoclocks.sweep.state import (
 # ------------------------------------------------------------------------------------------- sweep
 def plan_sweep(sweep_dir, runs: list[dict], executor: str | None = None) -> list[dict]:
     """Each run with its status ('done', 'resume', 'new', 'conflict', or 'queued' when a recorded
-    SLURM job of it is still pending/running) and a detail string."""
+    SLURM job of it is still pending/running, 'failed' when that job failed: detail has its last error
+    line and log) and a detail string."""
     sweep_dir = Path(sweep_dir)
-    queued = active_jobs(sweep_dir, "train") if executor == "slurm" else {}
+    jobs = job_states(sweep_dir, "train") if executor == "slurm" else {}
+    queued = {n: js.describe() for n, js in jobs.items() if js.active}
+    failed = {n: js.describe() for n, js in jobs.items() if js.failed}
+    stopped = {n: js.describe() for n, js in jobs.items() if js.stopped}  # cancelled, preempted, timed out
     plan = []
     for r in runs:
         status, detail = run_status(sweep_dir / r["name"], r["overrides"])
         if r["name"] in queued and status in ("new", "resume"):
             status, detail = "queued", queued[r["name"]]
+        elif r["name"] in failed and status in ("new", "resume"):
+            status, detail = "failed", failed[r["name"]]
+        elif r["name"] in stopped and status in ("new", "resume"):
+            detail = "; ".join(d for d in (detail, stopped[r["name"]]) if d)
         plan.append({**r, "status": status, "detail": detail})
     return plan
 
@@ -57,7 +65,7 @@ def run_sweep(spec: SweepSpec, sweep_dir, executor: str = "local", max_parallel:
     if conflicts:
         raise TwoclocksError(f"{len(conflicts)} run(s) conflict with the spec, nothing was submitted: "
                              f"{conflicts[0]['detail']}")
-    todo = [p for p in plan if p["status"] in ("new", "resume")]
+    todo = [p for p in plan if p["status"] in ("new", "resume", "failed")]  # failed: submitted again
     script = (slurm_script(sweep_dir, spec.slurm, len(todo), max_parallel)
               if executor == "slurm" and todo else None)
     report = {"sweep_dir": str(sweep_dir), "plan": plan, "outcomes": [], "script": script, "executor": executor}
@@ -103,7 +111,8 @@ def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "loc
         if unknown:
             raise TwoclocksError(f"run(s) {unknown} are not in {sweep_dir}/sweep.json")
         all_runs = [r for r in all_runs if r["name"] in runs]
-    queued = active_jobs(sweep_dir, "probe") if executor == "slurm" else {}
+    jobs = job_states(sweep_dir, "probe") if executor == "slurm" else {}
+    queued = {n: js.describe() for n, js in jobs.items() if js.active}
     plan = []
     for r in all_runs:
         run_dir = sweep_dir / r["name"]
@@ -114,11 +123,15 @@ def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "loc
             plan.append({"name": r["name"], "status": "queued", "detail": queued[r["name"]]})
         else:
             arch = _read_meta(run_dir).get("config", {}).get("arch", "dit")
-            cov = ", ".join(f"{p} " + (f"n/a ({need} only)" if (need := getattr(_probe(p), "arch", None))
-                                       and need != arch else _cube_coverage(run_dir, getattr(_probe(p), "cube", p)))
+            cov = ", ".join(f"{p} " + (f"n/a ({'/'.join(_probe(p).archs)} only)" if not _probe(p).applies_to(arch)
+                                       else _cube_coverage(run_dir, _probe(p).cube))
                             for p in probes)
-            plan.append({"name": r["name"], "status": "ready", "detail": cov})
-    todo = [p for p in plan if p["status"] == "ready"]
+            js = jobs.get(r["name"])
+            if js is not None and js.failed:  # its last probe job failed: shown, and submitted again
+                plan.append({"name": r["name"], "status": "failed", "detail": f"{cov}; {js.describe()}"})
+            else:
+                plan.append({"name": r["name"], "status": "ready", "detail": cov})
+    todo = [p for p in plan if p["status"] in ("ready", "failed")]
     script = slurm_script(sweep_dir, spec.slurm, len(todo), max_parallel) if executor == "slurm" and todo else None
     report = {"sweep_dir": str(sweep_dir), "plan": plan, "outcomes": [], "script": script, "executor": executor}
     if dry_run:

@@ -1,5 +1,6 @@
 """Sweeps: spec expansion, a 2 G x 3 N local sweep that is interrupted and completed, the SLURM path
 (submitit's sbatch script + a job run through submitit), probe fan-out, collect's tau_mem fits, lazy open."""
+import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from twoclocks import TwoclocksError
 from twoclocks.cli import app
-from twoclocks.sweep import (PROBES, RunTask, execute, expand, load_spec, open_sweep, plan_sweep, probe_all,
+from twoclocks.sweep import (RunTask, execute, expand, load_spec, open_sweep, plan_sweep, probe_all,
                              read_sweep, run_name, run_sweep, spec_from_options, submitit_folder)
 
 runner = CliRunner()
@@ -79,10 +80,14 @@ def test_run_status_of_directories(tmp_path):
     assert run_status(tmp_path / "cut", {})[0] == "conflict"  # not ours: never deleted
 
 
-def test_probe_registry_points_at_real_functions():
-    for name, probe in PROBES.items():
-        fn = probe.resolve()  # imports the module lazily; fails if the function is missing
-        assert callable(fn), name
+def test_probe_registry_declares_every_probe():
+    from twoclocks.probes.registry import all_probes
+    probes = all_probes()
+    assert {"samples", "markov", "dsm-spectrum", "ce"} <= {p.name for p in probes}
+    for p in probes:  # each computes something, has a schema and a CLI command
+        assert (p.compute is not None) != (p.derive is not None), p.name
+        assert p.schema is not None and p.schema.name == p.cube, p.name
+        assert runner.invoke(app, [p.name, "--help"]).exit_code == 0, p.name
 
 
 # ------------------------------------------------------------------- a local sweep, killed and re-run
@@ -221,10 +226,21 @@ def designed_tau(group, n_train):
     return int(GRID_STEPS[GRID_STEPS >= target][0])
 
 
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+def fake_samples_probe():
+    """A stand-in samples probe (registered in place of the real one) writing designed curves."""
+    from twoclocks.probes.registry import Probe
+    return Probe(name="samples", cube="samples", help="fake", options=NoOptions, schema=None, uses_network=False,
+                 derive=lambda run, opts: fake_samples(run.path))
+
+
 def fake_samples(run_dir, progress=False):
-    """A stand-in samples probe writing designed curves: memorization 0.5 from tau_mem on, accuracy
-    0.95 from tau_mem / 4 on (a real probe on 12-step runs never memorizes)."""
-    from twoclocks.store import write_dataset
+    """Designed curves: memorization 0.5 from tau_mem on, accuracy 0.95 from tau_mem / 4 on (a real
+    probe on 12-step runs never memorizes)."""
     cfg = json.loads((Path(run_dir) / "config.json").read_text())["config"]
     tau = designed_tau(cfg["group"], cfg["n_train"])
     mem = np.where(GRID_STEPS >= tau, 0.5, 0.0)
@@ -234,14 +250,16 @@ def fake_samples(run_dir, progress=False):
                      "group_acc": ("step", acc, {"long_name": "g", "units": "1"}),
                      "group_mem": ("step", mem, {"long_name": "g", "units": "1"})},
                     coords={"step": GRID_STEPS}, attrs={"source_steps": json.dumps(GRID_STEPS.tolist())})
-    write_dataset(ds, Path(run_dir) / "probes" / "samples.zarr")
     fake_samples.calls.append(Path(run_dir).name)
+    return ds
 
 
 def test_probe_all_collect_and_open(sweep_dir, monkeypatch, tmp_path):
     d = sweep_dir["dir"]
+    from twoclocks.probes import registry
+    registry.all_probes()  # the built-ins are loaded: the fake replaces the real samples probe
     fake_samples.calls = []
-    monkeypatch.setitem(PROBES, "samples", fake_samples)
+    monkeypatch.setitem(registry._REGISTRY, "samples", fake_samples_probe())
     rep = probe_all(d, ["samples"], executor="debug", progress=False)
     assert sorted(fake_samples.calls) == sorted(NAMES)  # one task per run
     assert all(o["state"] == "done" for o in rep["outcomes"])

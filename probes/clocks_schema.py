@@ -1,0 +1,74 @@
+"""The schemas of the derived cross-run cubes: ``clocks`` (`twoclocks-probe clocks --out`) and
+``collect`` (`twoclocks-probe collect`, SWEEP_DIR/collect.zarr). Both are written through
+:func:`twoclocks.store.write_derived`, which checks them against these declarations."""
+from __future__ import annotations
+
+from twoclocks.probes.clocks import FIT_KEYS, LOSS_CLOCKS
+from twoclocks.schema import CubeSchema, Var, coord
+
+__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "CLOCK_VARS", "FIT_VARS"]
+
+
+def _is_config_field(name: str) -> bool:
+    from twoclocks.training.config import TrainConfig
+    return name in TrainConfig.__dataclass_fields__
+
+
+_R = ("run",)
+CLOCK_VARS = {
+    "tau_rule": Var(_R, "float64", "rule clock: first step with sample accuracy >= acc_threshold for k evaluations "
+                                   "(NaN: see tau_rule_status)", "steps"),
+    "tau_mem": Var(_R, "float64", "memorization clock: first step with sample memorization > the threshold for k "
+                                  "evaluations (NaN: see tau_mem_status)", "steps"),
+    "tau_mem_censored_at": Var(_R, "float64", "tau_mem not reached: the step it is known to exceed "
+                                              "(right-censoring point; NaN when reached)", "steps"),
+    "window": Var(_R, "float64", "innovation window length tau_mem - tau_rule", "steps"),
+    "tau_rule_raw": Var(_R, "float64", "tau_rule before discarding it when after tau_mem", "steps"),
+    "tau_rule_status": Var(_R, "str", "tau_rule status", None),
+    "tau_mem_status": Var(_R, "str", "tau_mem status", None),
+    "window_status": Var(_R, "str", "innovation window status", None),
+    "mem_threshold": Var(_R, "float64", "sample memorization threshold used (attrs mem_threshold_policy)"),
+    "mem_baseline": Var(_R, "float64", "uniform-valid sample memorization N/|valid|"),
+    "last_step": Var(_R, "float64", "last evaluated step", "steps"),
+    "n_evals": Var(_R, "int64", "number of evaluated checkpoints"),
+    "notes": Var(_R, "str", "notes on the clocks", None),
+    **{name: Var(_R, "float64", f"loss-based {name[:-5]} from the DSM probe", "steps") for name in LOSS_CLOCKS},
+}
+
+
+def _fit_var(key: str, long: str) -> Var:
+    if key in ("censored_at", "censored_n", "ml_status"):
+        return Var(("fit",), "str", long + (" (JSON list)" if key != "ml_status" else ""), None)
+    if key in ("n", "n_runs", "n_censored"):
+        return Var(("fit",), "int64", long)
+    return Var(("fit",), "float64", long, "steps" if key.startswith("c") else "1")
+
+
+FIT_VARS = {
+    "fit_index": Var(_R, "int64", "index of the run's power-law fit group (-1: none)"),
+    "fit_label": Var(("fit",), "str", "what the group's runs share", None),
+    **{f"fit_{key}": _fit_var(key, long) for key, long in FIT_KEYS.items()},
+}
+_COORDS = {"run": coord("run"), "fit": Var(("fit",), "int64", "power-law fit group")}
+
+CLOCKS_SCHEMA = CubeSchema(
+    "clocks", doc="The two clocks and the innovation window per run, and the tau_mem = c N^alpha fits over runs "
+                  "equal in everything but N (plain log-log and right-censored maximum likelihood; "
+                  "docs/science.md#clocks). Every config field is a coordinate on `run`.",
+    coords=_COORDS, data_vars={**CLOCK_VARS, **FIT_VARS}, extra_coords=_is_config_field)
+
+COLLECT_SCHEMA = CubeSchema(
+    "collect", doc="One Dataset over the runs of a sweep: the clocks cube's variables plus the final metrics and "
+                   "fit membership; the grid axes are coordinates on `run`.",
+    coords={**_COORDS, "run_dir": Var(_R, "str", "run directory", None)},
+    data_vars={**CLOCK_VARS, **FIT_VARS,
+               "fit_pooled_over": Var(("fit",), "str", "config fields pooled over (empty: none)", None),
+               "fit_member": Var(("fit", "run"), "bool", "run is in the fit group"),
+               "final_step": Var(_R, "float64", "last evaluated checkpoint step", "steps"),
+               "final_sample_acc": Var(_R, "float64", "sample accuracy at the last evaluated step"),
+               "final_sample_mem": Var(_R, "float64", "sample memorization at the last evaluated step"),
+               "final_group_acc": Var(_R, "float64", "group accuracy at the last evaluated step"),
+               "final_group_mem": Var(_R, "float64", "group memorization at the last evaluated step"),
+               "final_loss": Var(_R, "float64", "training loss at the last log interval (EDM loss for dit, "
+                                                "cross-entropy for gpt)")},
+    extra_coords=_is_config_field)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -151,6 +152,26 @@ def probe(
     text = p.summary(ds)
     if text:
         typer.echo(text)
+
+
+def commands_markdown() -> str:
+    """The README's command table, from the commands themselves (probe rows from the registry):
+    ``python -c 'from twoclocks.cli import commands_markdown as c; print(c())'``."""
+    import typer.main
+    from twoclocks.probes.registry import all_probes
+    probes = {p.name: p for p in all_probes() if p.options.__module__ in __import__(
+        "twoclocks.probes.registry", fromlist=["BUILTIN_MODULES"]).BUILTIN_MODULES}
+    group = typer.main.get_command(app)
+    rows = ["| command | writes | what |", "|---|---|---|"]
+    for name, cmd in group.commands.items():
+        args = " ".join(p.name.upper() if p.required else f"[{p.name.upper()}]"
+                        for p in cmd.params if p.param_type_name == "argument")
+        what = (cmd.help or "").strip().split("\n\n")[0].replace("\n", " ")
+        p = probes.get(name)
+        writes = f"`probes/{p.cube}.zarr`" if p else ""
+        what = re.sub(r",? -> probes/\S+\.zarr", "", what).replace("|", "/")
+        rows.append(f"| `{f'{name} {args}'.strip()}` | {writes} | {what} |")
+    return "\n".join(rows) + "\n"
 
 
 def _register_probe_commands() -> None:

@@ -26,13 +26,54 @@ from twoclocks import TwoclocksError
 from twoclocks.data import make_encoding, make_rule
 from twoclocks.training.config import SCHEMA_VERSION, TrainConfig
 
-__all__ = ["Run", "open_run", "checkpoint_name", "save_atomic", "load_checkpoint", "resolve_device"]
+__all__ = ["Run", "open_run", "checkpoint_name", "checkpoint_steps", "last_checkpoint", "save_atomic",
+           "write_json_atomic", "load_checkpoint", "read_config", "read_meta", "resolve_device", "RESUME_MAY_CHANGE",
+           "CONFIG_FILE", "DATA_STORE", "CHECKPOINT_DIR", "RESUME_FILE", "LOG_FILE", "PROBE_DIR"]
 
+CONFIG_FILE, DATA_STORE, CHECKPOINT_DIR, RESUME_FILE, LOG_FILE, PROBE_DIR = (
+    "config.json", "data.zarr", "checkpoints", "resume.pt", "log.jsonl", "probes")
 CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
+#: config fields a resumed run may change; every other field must equal the stored config
+RESUME_MAY_CHANGE = frozenset({"steps", "device", "bf16", "log_every", "resume_every", "compile"})
 
 
 def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}.pt"
+
+
+def checkpoint_steps(run_dir) -> list[int]:
+    """Sorted steps of a run's saved checkpoint files (reads only the directory listing)."""
+    d = Path(run_dir) / CHECKPOINT_DIR
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in d.iterdir() if (m := CKPT_RE.match(p.name)))
+
+
+def last_checkpoint(run_dir) -> int | None:
+    """The step of a run's last saved checkpoint (None: none yet)."""
+    steps = checkpoint_steps(run_dir)
+    return steps[-1] if steps else None
+
+
+def read_meta(run_dir) -> dict:
+    """config.json as stored (config, schema version, package version, paper/assumed status), with a
+    one-line error when it cannot be read."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TwoclocksError(f"{run_dir} is not a twoclocks run (no {CONFIG_FILE}); "
+                             "create one with `twoclocks-probe train RUN_DIR`") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise TwoclocksError(f"{path} cannot be read ({e}); move the run away to start it over") from None
+
+
+def write_json_atomic(path, obj) -> None:
+    """JSON to a temp file in the same directory, then a rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -74,14 +115,9 @@ def load_checkpoint(path: Path, device="cpu") -> dict:
 
 
 def read_config(path: Path) -> tuple[TrainConfig, dict]:
-    cfg_path = Path(path) / "config.json"
-    if not cfg_path.is_file():
-        raise TwoclocksError(f"{path} is not a twoclocks run (no config.json); "
-                             "create one with `twoclocks-probe train RUN_DIR`")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise TwoclocksError(f"{cfg_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    """The run's TrainConfig and config.json, checked against the schema version this package reads."""
+    cfg_path = Path(path) / CONFIG_FILE
+    meta = read_meta(path)
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise TwoclocksError(f"{cfg_path} has schema version {meta.get('schema_version')}, this twoclocks "
                              f"reads version {SCHEMA_VERSION}")
@@ -101,7 +137,7 @@ class Run:
     # ---- data
     @cached_property
     def data(self) -> xr.Dataset:
-        store = self.path / "data.zarr"
+        store = self.path / DATA_STORE
         if not store.exists():
             raise TwoclocksError(f"{self.path} has no data.zarr; the run was not fully created, "
                                  "re-create it with `twoclocks-probe train RUN_DIR --force`")
@@ -134,14 +170,12 @@ class Run:
     # ---- checkpoints
     @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINT_DIR
 
     @property
     def steps(self) -> list[int]:
         """Sorted steps of the saved checkpoints."""
-        if not self.checkpoint_dir.is_dir():
-            return []
-        return sorted(int(m.group(1)) for p in self.checkpoint_dir.iterdir() if (m := CKPT_RE.match(p.name)))
+        return checkpoint_steps(self.path)
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoint_dir / checkpoint_name(step)
@@ -222,7 +256,7 @@ class Run:
             return generate(self, source, dev, batch_size, seeds)
 
     def probe_path(self, name: str) -> Path:
-        return self.path / "probes" / f"{name}.zarr"
+        return self.path / PROBE_DIR / f"{name}.zarr"
 
     def provenance(self) -> dict:
         """Attrs every probe output carries (JSON-serialisable)."""

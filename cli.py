@@ -88,7 +88,7 @@ def probe_command(probe):
                         annotation=str))
     if "precision" in common:
         params.append(P("precision", P.KEYWORD_ONLY, annotation=str, default=typer.Option(
-            "fp32", "--precision", help=COMMON_HELP["precision"])))
+            "auto", "--precision", help=COMMON_HELP["precision"])))
     if "force" in common:
         params.append(P("force", P.KEYWORD_ONLY, default=typer.Option(False, "--force", help=COMMON_HELP["force"]),
                         annotation=bool))
@@ -128,7 +128,7 @@ def probe(
     steps: Optional[str] = typer.Option(None, "--steps", help=COMMON_HELP["steps"]),
     denoiser: Optional[str] = typer.Option(None, "--denoiser", help=COMMON_HELP["denoiser"]),
     device: str = typer.Option("auto", "--device", help=COMMON_HELP["device"]),
-    precision: str = typer.Option("fp32", "--precision", help=COMMON_HELP["precision"]),
+    precision: str = typer.Option("auto", "--precision", help=COMMON_HELP["precision"]),
     force: bool = typer.Option(False, "--force", help=COMMON_HELP["force"]),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):

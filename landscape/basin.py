@@ -9,14 +9,21 @@ ends per anchor x_a (a train sample):
 - ``nearest_train``: the nearest other train sample by Hamming distance (ties: lowest index).
 
 At each point, with the denoiser output D = D(x(alpha); s): ``exact_match`` = [sign(D) == x_a at every
-pixel], ``hamming`` = #{pixels: sign(D) != x_a}, ``l2`` = ||D - x_a||. Over the anchors: the mean and a
+cell], ``hamming`` = #{cells: sign(D) != x_a}, ``l2`` = ||D - x_a||. Over the anchors: the mean and a
 percentile-bootstrap 5-95% interval (scipy.stats.bootstrap, fixed seed), and ``basin_radius`` = the
 first alpha >= 0 on the grid at which the mean exact match is below 0.5 (NaN: never within the grid).
 
 Cube ``probes/basin.zarr`` (``basin-DENOISER.zarr`` for a reference), per-anchor variables with dims
-(step, anchor, sigma, direction, alpha).
+(step, anchor, sigma, direction, alpha): the union of every (step, anchor, sigma) ever computed, with the
+``computed`` mask (:mod:`twoclocks.landscape.geometry`, keyed cubes). In the stored cube the summaries
+over anchors are over the anchors computed at every (step, sigma) of the cube (``summarized``; none:
+NaN); a call returns its request (steps x anchors x sigmas) with the summaries over the requested
+anchors. The probe: ``twoclocks-probe basin`` or :data:`PROBE` / :func:`run_basin`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
@@ -25,21 +32,26 @@ from scipy import stats
 
 from twoclocks import TwoclocksError
 from twoclocks.data import bits as _bits
-from twoclocks.landscape.geometry import (GEOMETRY_VERSION, as_run, check_anchors, check_sigmas,
-                                          face_geometry, run_keyed_probe, steps_spec)
-from twoclocks.probes.common import resolve_sources
+from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSION, KEYED_COORDS, KEYS, MASK,
+                                          MODEL_UNITS, LandscapeOptions, anchor_spec, complete_anchors, face_geometry,
+                                          jobs, keyed_merge, keyed_piece, keyed_select, keyed_todo, request,
+                                          resolve_anchors, steps_spec)
+from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.schema import CubeSchema, Var
 
 __all__ = ["run_basin", "basin_profiles", "basin_ends", "nearest_other_train", "summarize", "bootstrap_mean",
-           "basin_radius", "basin_summary", "alpha_grid", "DIRECTIONS", "BASIN_SIGMAS", "DEFAULT_N_ANCHORS"]
+           "basin_radius", "basin_summary", "alpha_grid", "DIRECTIONS", "BASIN_SIGMAS", "DEFAULT_N_ANCHORS",
+           "BasinOptions", "SCHEMA", "PROBE"]
 
 DIRECTIONS = ("h1_invalid", "h2_valid_novel", "nearest_train")
 BASIN_SIGMAS = (0.2, 0.5, 1.0, 2.0)
 DEFAULT_N_ANCHORS = 64
 VARS = {
-    "exact_match": ("sign(D(x; s)) equals x_a at every pixel", "1"),
-    "hamming": ("Hamming distance of sign(D(x; s)) to x_a (a zero output counts as a mismatch)", "pixels"),
-    "l2": ("||D(x; s) - x_a||", "model-space unit"),
+    "exact_match": ("sign(D(x; s)) equals x_a at every cell", "1"),
+    "hamming": ("Hamming distance of sign(D(x; s)) to x_a (a zero output counts as a mismatch)", "cells"),
+    "l2": ("||D(x; s) - x_a||", MODEL_UNITS),
 }
+CONFIDENCE = 0.9  # of the bootstrap intervals: 5% and 95% bounds
 
 
 def alpha_grid(n_alpha: int = 41, lo: float = -0.5, hi: float = 1.5) -> np.ndarray:
@@ -69,9 +81,8 @@ def basin_ends(run, anchors):
     nn, nn_d = nearest_other_train(run.cells("train"), anchors)
     x_nn = run.x("train")[nn].astype(np.float64)
     coords = {k: v for k, v in face.to_coords().items() if not k.startswith("vertex")}
-    coords["nearest_index"] = ("anchor", nn, {"long_name": "train index of the nearest other train sample "
-                                                           "(ties: lowest index)"})
-    coords["nearest_hamming"] = ("anchor", nn_d, {"long_name": "Hamming distance to that sample", "units": "pixels"})
+    coords["nearest_index"] = ("anchor", nn, NEAREST_COORDS["nearest_index"].attrs())
+    coords["nearest_hamming"] = ("anchor", nn_d, NEAREST_COORDS["nearest_hamming"].attrs())
     return face.x_a, np.stack([face.x_c, face.x_b, x_nn], 1), coords
 
 
@@ -104,19 +115,6 @@ def basin_profiles(D, x_a: np.ndarray, ends: np.ndarray, job_anchor, job_sigma, 
     shape = (len(ja), n_dir, n_al)
     ham = ham.cpu().numpy().reshape(shape)
     return {"exact_match": ham == 0, "hamming": ham, "l2": l2.cpu().numpy().reshape(shape)}
-
-
-def _piece(anchors, coords, step, sigma, vals, alphas) -> xr.Dataset:
-    dims = ("step", "anchor", "sigma", "direction", "alpha")
-    data = {k: (dims, vals[k][None, :, None], {"long_name": ln, "units": un}) for k, (ln, un) in VARS.items()}
-    c = {"step": ("step", [step], {"long_name": "training step (-1: the reference denoiser)"}),
-         "anchor": ("anchor", np.asarray(anchors), {"long_name": "train sample index of x_a"}),
-         "sigma": ("sigma", [sigma], {"long_name": "noise level s", "units": "model-space unit"}),
-         "direction": ("direction", list(DIRECTIONS), {"long_name": "end of the line: h1_invalid = x_c, "
-                       "h2_valid_novel = x_b, nearest_train = nearest other train sample"}),
-         "alpha": ("alpha", alphas, {"long_name": "position on the line x_a + alpha (x_end - x_a)", "units": "1"}),
-         **coords}
-    return xr.Dataset(data, coords=c)
 
 
 def basin_radius(mean_exact: xr.DataArray) -> xr.DataArray:
@@ -187,45 +185,192 @@ def summarize(ds: xr.Dataset, n_resamples: int = 1000, confidence: float = 0.9, 
     return ds
 
 
+# ---------------------------------------------------------------------------------------- the probe
+@dataclass(frozen=True)
+class BasinOptions(LandscapeOptions):
+    """Options of the basin probe: the request (anchors, noise levels; :class:`LandscapeOptions`, 64
+    anchors by default), the alpha grid and the bootstrap of the summaries, which define the cube."""
+    DEFAULT_N: ClassVar[int] = DEFAULT_N_ANCHORS
+
+    n_anchors: Optional[int] = option(None, "The first n train samples (a uniform random subset: the train set "
+                                            f"is stored in draw order). [default: {DEFAULT_N_ANCHORS}]",
+                                      cli_type=Optional[int], identity=False)
+    n_alpha: int = option(41, "Points on each line, alpha from -0.5 to 1.5.")
+    alpha_range: tuple = option((-0.5, 1.5), "The alpha grid's ends (lo < 0 <= hi).", cli=False)
+    n_resamples: int = option(1000, "Bootstrap resamples of the intervals over anchors.", cli=False)
+    bootstrap_seed: int = option(0, "Seed of the bootstrap resamples.", cli=False)
+    batch_size: int = option(16384, "Points per network call.", identity=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        try:
+            lo, hi = (float(a) for a in self.alpha_range)
+        except (TypeError, ValueError):
+            raise TwoclocksError(f"alpha_range must be two numbers (lo, hi), got {self.alpha_range!r}") from None
+        n = self.n_alpha
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2 or not lo < 0 <= hi:
+            raise TwoclocksError(f"need --n-alpha >= 2 and an alpha range with lo < 0 <= hi, got {n} "
+                                 f"points over [{lo}, {hi}]")
+        for name in ("n_resamples", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise TwoclocksError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+            object.__setattr__(self, name, int(v))
+        object.__setattr__(self, "n_alpha", int(n))
+        object.__setattr__(self, "alpha_range", (lo, hi))
+        object.__setattr__(self, "bootstrap_seed", int(self.bootstrap_seed))
+
+
+@dataclass
+class _State:
+    anchors: tuple
+    x_a: np.ndarray
+    ends: np.ndarray
+    anchor_coords: dict
+    alphas: np.ndarray
+
+
+def _alphas(opts) -> np.ndarray:
+    return alpha_grid(opts.n_alpha, *opts.alpha_range)
+
+
+def _setup(ctx):
+    req = request(ctx)
+    x_a, ends, coords = basin_ends(ctx.run, req.anchors)
+    return _State(req.anchors, x_a, ends, {k: (("anchor",), v[1]) for k, v in coords.items()}, _alphas(ctx.opts))
+
+
+def _compute(ctx, st, source, step, todo):
+    order = jobs(todo)
+    vals = basin_profiles(ctx.D(source), st.x_a, st.ends, [p for p, _ in order], [s for _, s in order], st.alphas,
+                          ctx.device, ctx.opts.batch_size)
+    return keyed_piece(step, st.anchors, todo, vals, {"direction": list(DIRECTIONS), "alpha": st.alphas}, SCHEMA,
+                       st.anchor_coords)
+
+
+DERIVED = tuple(f"{k}_{s}" for k in VARS for s in ("mean", "lo", "hi")) + ("basin_radius", "summarized")
+
+
+def _bootstrap_note(opts) -> str:
+    return (f"scipy.stats.bootstrap percentile over anchors, {opts.n_resamples} resamples, confidence {CONFIDENCE}, "
+            f"seed {opts.bootstrap_seed}; one anchor: lo = hi = mean")
+
+
+def _summaries(ds: xr.Dataset, anchors, opts) -> xr.Dataset:
+    """``ds`` (no derived variables) with the summaries over ``anchors`` (every (step, sigma) computed)."""
+    if len(anchors):
+        s = summarize(ds[list(VARS)].sel(anchor=list(anchors)), opts.n_resamples, CONFIDENCE, opts.bootstrap_seed)
+        for name in DERIVED[:-1]:
+            ds[name] = s[name].reset_coords(drop=True)
+    else:  # no anchor computed everywhere: the summaries are undefined
+        tmpl = ds["l2"].isel(anchor=0, drop=True).astype(np.float64)
+        for name in DERIVED[:-2]:
+            ds[name] = xr.full_like(tmpl, np.nan).reset_coords(drop=True)
+        ds["basin_radius"] = ds["exact_match_mean"].isel(alpha=0, drop=True)
+    return ds
+
+
+def _attrs(ctx, n_summarized: int) -> dict:
+    return {"description": "denoiser basins along lines from a train sample to its neighbours (SPEC.md Basin 1D)",
+            "geometry": GEOMETRY_VERSION, "denoiser": ctx.denoiser or "checkpoint", "n_anchors": int(n_summarized),
+            "bootstrap": _bootstrap_note(ctx.opts)}
+
+
+def _finalize(ds, ctx):
+    """The stored cube's summaries: over the anchors computed at every (step, sigma) of the cube."""
+    keep = complete_anchors(ds)
+    ds = _summaries(ds.drop_vars([v for v in DERIVED if v in ds.variables]), keep, ctx.opts)
+    ds["summarized"] = ("anchor", np.isin(ds["anchor"].values, keep))
+    ds.attrs.update(_attrs(ctx, len(keep)))
+    return ds
+
+
+def _select(ds, ctx):
+    """The request, with the summaries over the requested anchors (the stored ones when the cube
+    summarizes exactly these anchors: every (step, sigma) cell is bootstrapped with the same resamples,
+    so recomputing them gives the same intervals up to floating-point rounding)."""
+    req = request(ctx)
+    stored = ds["anchor"].values[ds["summarized"].values] if "summarized" in ds else None
+    reuse = stored is not None and [int(a) for a in stored] == list(req.anchors)
+    out = keyed_select(ds, ctx, drop=("summarized",) if reuse else DERIVED)
+    if not reuse:
+        out = _summaries(out, req.anchors, ctx.opts)
+    out.attrs.update(_attrs(ctx, len(req.anchors)))
+    return SCHEMA.apply(out)
+
+
+NEAREST_COORDS = {
+    "nearest_index": Var(("anchor",), "int64", "train index of the nearest other train sample (ties: lowest index)"),
+    "nearest_hamming": Var(("anchor",), "int64", "Hamming distance to that sample", "cells"),
+}
+_Q = (1 - CONFIDENCE) / 2
+_PER_ANCHOR = KEYS + ("direction", "alpha")
+_SUMMARY = ("step", "sigma", "direction", "alpha")
+SCHEMA = CubeSchema("basin", doc="Denoiser basins along lines from each anchor train sample toward its "
+                                 "Hamming-1 invalid, Hamming-2 valid-novel and nearest train neighbours "
+                                 "(SPEC.md Basin 1D): the union of every (step, anchor, sigma) computed so far "
+                                 "(`computed`), with means and bootstrap intervals over the anchors computed at "
+                                 "every (step, sigma) (`summarized`).", coords={
+    **KEYED_COORDS,
+    "direction": Var(("direction",), "str", "end of the line: h1_invalid = x_c, h2_valid_novel = x_b, "
+                                            "nearest_train = nearest other train sample", None),
+    "alpha": Var(("alpha",), "float64", "position on the line x_a + alpha (x_end - x_a)"),
+    **{k: FACE_COORDS[k] for k in ("group", "bit_i", "bit_j")},
+    **NEAREST_COORDS,
+}, data_vars={
+    "exact_match": Var(_PER_ANCHOR, "bool", VARS["exact_match"][0], VARS["exact_match"][1]),
+    "hamming": Var(_PER_ANCHOR, "int32", VARS["hamming"][0], VARS["hamming"][1]),
+    "l2": Var(_PER_ANCHOR, "float32", VARS["l2"][0], VARS["l2"][1]),
+    **{f"{k}_{suffix}": Var(_SUMMARY, "float64", f"{what}: {ln}", un)
+       for k, (ln, un) in VARS.items()
+       for suffix, what in (("mean", "mean over anchors of"),
+                            ("lo", f"bootstrap {100 * _Q:g}% bound of the mean of"),
+                            ("hi", f"bootstrap {100 * (1 - _Q):g}% bound of the mean of"))},
+    "basin_radius": Var(("step", "sigma", "direction"), "float64", "basin radius: first alpha >= 0 where the mean "
+                        "exact match over anchors drops below 0.5 (NaN: not within the alpha grid)"),
+    MASK: COMPUTED,
+    "summarized": Var(("anchor",), "bool", "the anchor enters the summaries over anchors (computed at every step "
+                                           "and sigma of the cube)"),
+})
+
+
+def _figures():
+    from twoclocks.plotting.landscape import plot_basin
+
+    def draw(c):
+        basin = c["basin"]
+        if "summarized" in basin and basin["summarized"].any():
+            basin = basin.sel(anchor=basin["summarized"].values)   # the anchors the summaries are over
+        return plot_basin(basin)
+    return (FigureSpec("basin", ("basin",), draw),)
+
+
+PROBE = register(Probe(
+    name="basin", cube="basin", options=BasinOptions, schema=SCHEMA,
+    help="1D basin profiles from train samples toward their H1-invalid, H2-valid-novel and nearest train "
+         "neighbours -> probes/basin.zarr, with means over anchors and the basin radius.",
+    archs=("dit",), references=("ideal-rule", "ideal-cube", "memorize"),
+    resolve=resolve_anchors, setup=_setup, compute=_compute, todo=keyed_todo,
+    merge=keyed_merge(SCHEMA, derived=DERIVED),
+    finalize=_finalize, select=_select,
+    params=lambda ctx: {"geometry": GEOMETRY_VERSION, "directions": list(DIRECTIONS)},
+    summary=lambda ds: basin_summary(ds), figures=_figures,
+))
+
+
 def run_basin(run, anchors=None, sigmas=BASIN_SIGMAS, steps=None, denoiser: str | None = None,
               n_alpha: int = 41, alpha_range=(-0.5, 1.5), device: str = "auto", force: bool = False,
               batch_size: int = 16384, n_resamples: int = 1000, seed: int = 0,
-              progress: bool = True) -> xr.Dataset:
+              progress: bool = True, **common) -> xr.Dataset:
     """Basin profiles for ``anchors`` (train indices; default: the first 64, which are a uniform random
     subset since the train set is stored in draw order) x ``sigmas`` at the chosen checkpoints
-    (``steps``: a ``--steps`` spec or a list of steps) or a reference ``denoiser``; store and return the cube with the
-    summaries over anchors. Pieces already stored are reused; the cube is the request."""
-    lo, hi = (float(a) for a in alpha_range)
-    if int(n_alpha) < 2 or not lo < 0 <= hi:
-        raise TwoclocksError(f"need --n-alpha >= 2 and an alpha range with lo < 0 <= hi, got {n_alpha} "
-                             f"points over [{lo}, {hi}]")
-    run = as_run(run)
-    name, sources = resolve_sources(run, "basin", steps_spec(steps), denoiser)
-    n_train = len(run.cells("train"))
-    anchors = check_anchors(range(min(DEFAULT_N_ANCHORS, n_train)) if anchors is None else anchors, n_train)
-    sigmas = check_sigmas(sigmas)
-    x_a, ends, coords = basin_ends(run, anchors)
-    alphas = alpha_grid(int(n_alpha), lo, hi)
-
-    def compute(D, step, todo, dev):
-        jobs = [(p, sg) for sg, ps in todo.items() for p in ps]
-        vals = basin_profiles(D, x_a, ends, [p for p, _ in jobs], [sg for _, sg in jobs], alphas, dev,
-                              batch_size)
-        out, k = {}, 0
-        for sg, ps in todo.items():
-            sub = {c: (v[0], np.asarray(v[1])[ps], *v[2:]) for c, v in coords.items()}
-            out[sg] = _piece(np.asarray(anchors)[ps], sub, step, sg, {n: a[k:k + len(ps)] for n, a in vals.items()},
-                             alphas)
-            k += len(ps)
-        return out
-
-    attrs = {"description": "denoiser basins along lines from a train sample to its neighbours (SPEC.md Basin 1D)",
-             "geometry": GEOMETRY_VERSION, "denoiser": denoiser or "checkpoint"}
-    params = {"n_alpha": int(n_alpha), "alpha_range": [lo, hi], "directions": list(DIRECTIONS),
-              "geometry": GEOMETRY_VERSION}
-    return run_keyed_probe(run, name, params, sources, anchors, sigmas, compute, device=device, force=force,
-                           progress=progress, finalize=lambda d: summarize(d, n_resamples, seed=seed),
-                           extra_attrs=attrs)
+    (``steps``: a ``--steps`` spec or a list of steps) or a reference ``denoiser``; store them and return
+    the request with the summaries over its anchors: ``PROBE(run, ...)``. Cells already stored are reused
+    (only new anchors, noise levels or steps are evaluated); ``force`` recomputes everything."""
+    chosen = {} if anchors is None else {"anchors": anchor_spec(anchors)}
+    return PROBE(run, **chosen, sigma=sigmas, steps=steps_spec(steps), denoiser=denoiser, n_alpha=n_alpha,
+                 alpha_range=tuple(alpha_range), device=device, force=force, batch_size=batch_size,
+                 n_resamples=n_resamples, bootstrap_seed=seed, progress=progress, **common)
 
 
 def basin_summary(ds: xr.Dataset, direction: str = "h2_valid_novel") -> str:

@@ -13,27 +13,36 @@ of side 2 (in model space x = 2b - 1). Plane coordinates: origin at the face cen
 m = (x_a + x_b)/2 = (x_c + x_d)/2, e_u = unit(x_b - x_a), e_v = the Gram-Schmidt rest of x_c - x_a.
 In them the vertices sit at a = (-sqrt2, 0), b = (sqrt2, 0), c = (0, sqrt2), d = (0, -sqrt2).
 
-Keyed pieces (:func:`piece_index`, :func:`complete_steps`, :func:`combine_request`): a landscape
-probe stores one :class:`twoclocks.store.Cube` piece per (step, sigma) holding the anchors computed
-so far; a new anchor rewrites that piece as the union (atomic), a new sigma or step adds a piece.
-The assembled cube is the request (steps x anchors x sigmas), cut from the cached pieces.
+Keyed cubes (the rest of this module): both landscape probes store ONE cube over the union of what
+was ever computed, keyed by (step, anchor, sigma), with a boolean ``computed`` mask over those keys. A
+call asks for steps x anchors x sigmas (the anchors and noise levels are request options, not part of
+the cube's identity): :func:`keyed_todo` finds the (sigma -> anchors) a step still lacks,
+the probe evaluates them in one batched call and returns them as one piece (:func:`keyed_piece`, a
+length-1 ``step`` dim), :func:`keyed_merge` overlays the stored cube and the pieces (later parts win
+where they computed a cell; int and bool arrays keep their dtype, holes are filled explicitly) and
+:func:`keyed_select` cuts the call's request from the cube. So a second call with other anchors or
+noise levels reuses every cell already computed and evaluates only the new ones.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
+from typing import ClassVar, List, Optional
 
 import numpy as np
 import xarray as xr
 
 from twoclocks import TwoclocksError
 from twoclocks.data import bits as _bits
-from twoclocks.probes.common import step_key
-from twoclocks.progress import track
-from twoclocks.store import Cube
+from twoclocks.probes.registry import option
+from twoclocks.schema import Var, coord
 
 __all__ = ["Face", "choose_pairs", "face_geometry", "faces_from_cells", "parse_anchors", "check_anchors",
-           "check_sigmas", "parse_sigmas", "piece_key", "piece_index", "write_anchors", "complete_steps",
-           "combine_request", "run_keyed_probe", "as_run", "steps_spec", "VERTICES"]
+           "check_sigmas", "parse_sigmas", "anchor_spec", "range_spec", "as_run", "steps_spec", "VERTICES",
+           "GEOMETRY_VERSION", "LandscapeOptions", "Request", "request", "resolve_anchors", "jobs", "keyed_todo",
+           "keyed_piece", "keyed_merge", "keyed_select", "complete_anchors", "fill_value", "KEYS", "MASK",
+           "MODEL_UNITS", "KEYED_COORDS", "FACE_COORDS"]
 
 VERTICES = ("a", "b", "c", "d")
 GEOMETRY_VERSION = "first-valid-novel-pair-v1"
@@ -73,15 +82,12 @@ class Face:
     def to_coords(self) -> dict:
         """Per-anchor xarray coords: the chosen group and bits, the vertices' plane coordinates."""
         uv = self.coords(self.vertices)
-        return {"group": ("anchor", self.group, {"long_name": "rule group of the face"}),
-                "bit_i": ("anchor", self.bit_i, {"long_name": "bit flipped alone in x_c (flattened index)"}),
-                "bit_j": ("anchor", self.bit_j, {"long_name": "bit flipped alone in x_d (flattened index)"}),
-                "vertex_u": (("anchor", "vertex"), uv[..., 0].astype(np.float64),
-                             {"long_name": "u coordinate of the face vertex", "units": "model space"}),
-                "vertex_v": (("anchor", "vertex"), uv[..., 1].astype(np.float64),
-                             {"long_name": "v coordinate of the face vertex", "units": "model space"}),
-                "vertex": ("vertex", list(VERTICES),
-                           {"long_name": "face vertex: a anchor, b H2 valid-novel, c/d H1 invalid (bit i / j)"})}
+        return {"group": ("anchor", self.group, FACE_COORDS["group"].attrs()),
+                "bit_i": ("anchor", self.bit_i, FACE_COORDS["bit_i"].attrs()),
+                "bit_j": ("anchor", self.bit_j, FACE_COORDS["bit_j"].attrs()),
+                "vertex_u": (("anchor", "vertex"), uv[..., 0].astype(np.float64), FACE_COORDS["vertex_u"].attrs()),
+                "vertex_v": (("anchor", "vertex"), uv[..., 1].astype(np.float64), FACE_COORDS["vertex_v"].attrs()),
+                "vertex": ("vertex", list(VERTICES), FACE_COORDS["vertex"].attrs())}
 
 
 def _binary_check(run):
@@ -232,71 +238,291 @@ def check_sigmas(sigmas) -> list[float]:
     return out
 
 
-# ----------------------------------------------------------------------------- keyed pieces
-def piece_key(step: int, sigma: float) -> str:
-    return f"{step_key(step)}_sigma{sigma:.6g}"
+# ----------------------------------------------------------------------------- shared declarations
+#: model-space quantities (positions, distances, noise levels) carry these units everywhere
+MODEL_UNITS = coord("sigma").units
+#: the keys of a landscape cube, in the order of its per-anchor arrays
+KEYS = ("step", "anchor", "sigma")
+#: the boolean variable over :data:`KEYS` that says which cells hold computed values
+MASK = "computed"
+
+KEYED_COORDS = {"step": coord("step"), "anchor": coord("anchor"), "sigma": coord("sigma")}
+FACE_COORDS = {
+    "group": Var(("anchor",), "int64", "rule group of the face"),
+    "bit_i": Var(("anchor",), "int64", "bit flipped alone in x_c (flattened cell index)"),
+    "bit_j": Var(("anchor",), "int64", "bit flipped alone in x_d (flattened cell index)"),
+    "vertex": Var(("vertex",), "str", "face vertex: a anchor, b H2 valid-novel, c/d H1 invalid (bit i / j)", None),
+    "vertex_u": Var(("anchor", "vertex"), "float64", "u coordinate of the face vertex", MODEL_UNITS),
+    "vertex_v": Var(("anchor", "vertex"), "float64", "v coordinate of the face vertex", MODEL_UNITS),
+}
+COMPUTED = Var(KEYS, "bool", "the cell (step, anchor, sigma) holds computed values (elsewhere: NaN for floats, "
+                             "-1 for integers, False for booleans)")
 
 
-def piece_index(cube) -> dict[str, set[int]]:
-    """{piece key: anchors it holds}, read from the pieces' coords only (lazy open)."""
-    out = {}
-    for k in cube.done():
-        with xr.open_zarr(cube.parts / f"{k}.zarr", consolidated=True) as ds:
-            out[k] = set(int(a) for a in ds["anchor"].values)
-    return out
-
-
-def write_anchors(cube, index: dict, key: str, ds: xr.Dataset) -> None:
-    """Store new anchors of one (step, sigma) piece: the union with what the piece already holds."""
-    if key in index:
-        with xr.open_zarr(cube.parts / f"{key}.zarr", consolidated=True) as old:
-            old = old.load()
-        keep = old.sel(anchor=sorted(index[key] - set(int(a) for a in ds["anchor"].values)))
-        ds = xr.concat([keep, ds], dim="anchor", data_vars="all", coords="different",
-                       compat="equals").sortby("anchor") if keep.sizes["anchor"] else ds
-    cube.write(key, ds)
-    index[key] = set(int(a) for a in ds["anchor"].values)
-
-
-def complete_steps(index: dict, steps, sigmas, anchors) -> list[int]:
-    """The steps whose pieces hold every requested (sigma, anchor)."""
-    want = set(anchors)
-    return [s for s in steps if all(want <= index.get(piece_key(s, sg), set()) for sg in sigmas)]
-
-
-def combine_request(steps, sigmas, anchors):
-    """A ``combine`` for :meth:`Cube.assemble`: cut the request (steps x anchors x sigmas) from the pieces."""
-    def combine(pieces):
-        by = {(int(p["step"].values[0]), float(p["sigma"].values[0])): p for p in pieces}
-        rows = [xr.concat([by[(s, sg)].sel(anchor=list(anchors)) for sg in sigmas], dim="sigma",
-                          data_vars="minimal", coords="minimal", compat="override") for s in steps]
-        return xr.concat(rows, dim="step", data_vars="minimal", coords="minimal", compat="override")
-    return combine
-
-
-def run_keyed_probe(run, name: str, params: dict, sources, anchors, sigmas, compute, *, device,
-                    force: bool = False, progress: bool = True, finalize=None, extra_attrs=None):
-    """The loop both landscape probes share. For each (step, source) it asks ``compute(D, step, todo)``
-    for the (sigma -> anchor positions) not yet stored, all in one batched evaluation, and stores one
-    piece per (step, sigma); in a ``finally`` it assembles the request from the steps that are complete
-    (so an interrupt leaves a valid cube of the finished steps). Returns the assembled Dataset."""
-    from twoclocks.run import resolve_device
-    cube = Cube(run, name, params, force=force)
-    index = piece_index(cube)
-    dev = resolve_device(device)
-    pos = {a: k for k, a in enumerate(anchors)}
-    ds = None
+def anchor_spec(anchors) -> str:
+    """An ``--anchors`` spec ('3,5,9') from integers (a list, range or array); a spec string is kept."""
+    if isinstance(anchors, str):
+        return anchors
     try:
-        for step, source in track(sources, name, total=len(sources), enabled=progress):
-            todo = {sg: [pos[a] for a in anchors if a not in index.get(piece_key(step, sg), set())]
-                    for sg in sigmas}
-            todo = {sg: v for sg, v in todo.items() if v}
-            if todo:
-                for sg, piece in compute(run.denoiser(source, dev), step, todo, dev).items():
-                    write_anchors(cube, index, piece_key(step, sg), piece)
-    finally:
-        done = complete_steps(index, [s for s, _ in sources], sigmas, anchors)
-        if done:
-            ds = cube.assemble(combine=combine_request(done, sigmas, anchors), finalize=finalize,
-                               extra_attrs=extra_attrs)
-    return ds
+        vals = [int(a) for a in (np.atleast_1d(anchors) if np.isscalar(anchors) else list(anchors))]
+    except (TypeError, ValueError):
+        raise TwoclocksError(f"anchors must be train indices (integers), got {anchors!r}") from None
+    if not vals:
+        raise TwoclocksError("no anchor given; give train indices, e.g. anchors=[0, 5]")
+    return ",".join(str(a) for a in vals)
+
+
+# ----------------------------------------------------------------------------- options and request
+def _opt_int(value, flag: str, lo: int | None = None):
+    if value is None:
+        return None
+    try:
+        ok = not isinstance(value, bool) and float(value) == int(value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise TwoclocksError(f"{flag} must be an integer, got {value!r}")
+    if lo is not None and int(value) < lo:
+        raise TwoclocksError(f"{flag} must be at least {lo}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class LandscapeOptions:
+    """The request options both landscape probes share: which anchors (one of ``anchor``, ``anchors``,
+    ``n_anchors``; resolved against the run's train set when the probe runs) and which noise levels.
+    They are not part of the cube's identity (``identity=False``): a call with other anchors or noise
+    levels reuses the cells already computed and evaluates only the new ones."""
+    DEFAULT_N: ClassVar[int] = 1
+    DEFAULT_SIGMAS: ClassVar[tuple] = (0.2, 0.5, 1.0, 2.0)
+
+    anchor: Optional[int] = option(None, "One anchor: a train sample index (0..N-1).", cli_type=Optional[int],
+                                   identity=False)
+    anchors: Optional[str] = option(None, "Anchors as a range or list: '0:64' (python range), '3,5,17', or a mix "
+                                          "'0:4,17'.", identity=False)
+    n_anchors: Optional[int] = option(None, "The first n train samples (a uniform random subset: the train set is "
+                                            "stored in draw order). [default: 1]", cli_type=Optional[int],
+                                      identity=False)
+    sigma: tuple = option(None, "Noise levels, comma-separated or repeated: '0.2,0.5,1,2'. [default: 0.2,0.5,1,2]",
+                          cli_type=Optional[List[str]], identity=False)
+
+    def __post_init__(self):
+        if sum(v is not None for v in (self.anchor, self.anchors, self.n_anchors)) > 1:
+            raise TwoclocksError("give only one of --anchor, --anchors and --n-anchors")
+        object.__setattr__(self, "anchor", _opt_int(self.anchor, "--anchor"))
+        object.__setattr__(self, "n_anchors", _opt_int(self.n_anchors, "--n-anchors", 1))
+        if self.anchors is not None:
+            object.__setattr__(self, "anchors", anchor_spec(self.anchors))
+        sig = self.sigma
+        if sig is not None and (isinstance(sig, (str, int, float)) or np.isscalar(sig)):
+            sig = [sig]
+        object.__setattr__(self, "sigma", tuple(parse_sigmas(list(sig) if sig is not None else None,
+                                                             self.DEFAULT_SIGMAS)))
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one call asks for: anchors (sorted train indices) and noise levels (sorted)."""
+    anchors: tuple
+    sigmas: tuple
+
+
+def range_spec(anchors) -> str:
+    """A compact ``--anchors`` spec of sorted distinct indices: runs as python ranges ('0:64,70,72:75')."""
+    out, a = [], list(anchors)
+    i = 0
+    while i < len(a):
+        j = i
+        while j + 1 < len(a) and a[j + 1] == a[j] + 1:
+            j += 1
+        out.append(f"{a[i]}:{a[j] + 1}" if j - i >= 2 else ",".join(str(x) for x in a[i:j + 1]))
+        i = j + 1
+    return ",".join(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _anchors(n_train: int, anchor, anchors, n_anchors, default_n: int) -> tuple:
+    return tuple(parse_anchors(n_train, anchor, anchors, n_anchors, default_n=default_n))
+
+
+def _request_anchors(opts, run) -> tuple:
+    return _anchors(len(run.cells("train")), opts.anchor, opts.anchors, opts.n_anchors, type(opts).DEFAULT_N)
+
+
+def resolve_anchors(opts, ctx):
+    """The probes' ``resolve`` hook: the anchor options resolved against the run's train set (N), as the
+    exact sorted train indices in ``anchors`` (a compact spec; ``anchor`` and ``n_anchors`` cleared).
+    Errors (an anchor outside 0..N-1) come before anything is read or computed."""
+    return dataclasses.replace(opts, anchor=None, anchors=range_spec(_request_anchors(opts, ctx.run)), n_anchors=None)
+
+
+def request(ctx) -> Request:
+    """The call's :class:`Request` (anchors resolved against the run's train set, noise levels)."""
+    return Request(_request_anchors(ctx.opts, ctx.run), tuple(ctx.opts.sigma))
+
+
+# ----------------------------------------------------------------------------- keyed cubes
+def fill_value(dtype):
+    """The value of a cell not computed: NaN (floats), False (booleans), -1 (signed ints), 0 (unsigned)."""
+    dtype = np.dtype(dtype)
+    return {"f": np.nan, "c": np.nan, "b": False, "i": -1, "u": 0}.get(dtype.kind, None)
+
+
+def jobs(todo: dict) -> list[tuple[int, float]]:
+    """The (anchor position, sigma) pairs of a todo {sigma: [anchor positions]}, in evaluation order."""
+    return [(p, sg) for sg in sorted(todo) for p in todo[sg]]
+
+
+def keyed_todo(existing, step: int, ctx):
+    """{sigma: [positions into the request's anchors]} the cube lacks at ``step`` (None: complete)."""
+    req = request(ctx)
+    everything = {sg: list(range(len(req.anchors))) for sg in req.sigmas}
+    if existing is None or "step" not in existing.dims:
+        return everything
+    steps = [int(s) for s in existing["step"].values]
+    if int(step) not in steps:
+        return everything
+    if MASK in existing:
+        comp = existing[MASK].sel(step=int(step)).transpose("anchor", "sigma").values.astype(bool)
+    else:  # a cube without the mask holds computed values everywhere
+        comp = np.ones((existing.sizes["anchor"], existing.sizes["sigma"]), bool)
+    have_a = {int(a): k for k, a in enumerate(existing["anchor"].values)}
+    have_s = {float(s): k for k, s in enumerate(existing["sigma"].values)}
+    ai = np.array([have_a.get(a, -1) for a in req.anchors])
+    out = {}
+    for sg in req.sigmas:
+        j = have_s.get(float(sg))
+        ok = np.zeros(len(ai), bool) if j is None else (ai >= 0) & comp[np.maximum(ai, 0), j]
+        missing = np.flatnonzero(~ok).tolist()
+        if missing:
+            out[sg] = missing
+    return out or None
+
+
+def keyed_piece(step: int, anchors, todo: dict, values: dict, tail: dict, schema, anchor_coords: dict | None = None,
+                coords: dict | None = None) -> xr.Dataset:
+    """One piece (a length-1 ``step`` dim) holding the cells of ``todo`` ({sigma: [anchor positions]}).
+
+    ``values``: name -> array (n_jobs, *tail sizes) in :func:`jobs` order; ``tail``: the trailing dims
+    of those arrays -> their coordinate values; ``anchor_coords``: name -> (dims, array over the
+    request's ``anchors``, first dim ``anchor``); ``coords``: further coordinates as they are. Cells of
+    the rectangle (anchors x sigmas of the piece) not in ``todo`` hold :func:`fill_value` and are
+    False in the ``computed`` mask. Dtypes are the schema's."""
+    pos = sorted({p for ps in todo.values() for p in ps})
+    sig = sorted(todo)
+    a_of, s_of = {p: k for k, p in enumerate(pos)}, {s: k for k, s in enumerate(sig)}
+    order = jobs(todo)
+    ja = np.array([a_of[p] for p, _ in order], np.int64)
+    js = np.array([s_of[s] for _, s in order], np.int64)
+    head = (1, len(pos), len(sig))
+    mask = np.zeros(head, bool)
+    mask[0, ja, js] = True
+    tail_dims = tuple(tail)
+    data = {MASK: (KEYS, mask)}
+    for name, v in values.items():
+        v = np.asarray(v)
+        dt = np.dtype(schema.data_vars[name].dtype)
+        arr = np.full(head + v.shape[1:], fill_value(dt), dt)
+        arr[0, ja, js] = v
+        data[name] = (KEYS + tail_dims, arr)
+    c = {"step": ("step", np.array([int(step)], np.int64)),
+         "anchor": ("anchor", np.asarray(anchors, np.int64)[pos]),
+         "sigma": ("sigma", np.asarray(sig, np.float64))}
+    c.update({d: (d, np.asarray(vals)) for d, vals in tail.items()})
+    for name, (dims, arr) in (anchor_coords or {}).items():
+        c[name] = (dims, np.asarray(arr)[pos])
+    c.update(coords or {})
+    return xr.Dataset(data, coords=c)
+
+
+def keyed_merge(schema, derived=()):
+    """A ``merge`` for a keyed cube: the union over (step, anchor, sigma) of the parts (the stored cube
+    first, then the pieces), overlaying each part where its ``computed`` mask is True (a later part
+    wins a cell computed twice: pieces merged again after an interrupted compaction change nothing).
+
+    Variables over all three keys are overlaid cell by cell, allocated with the schema's dtype and
+    :func:`fill_value` (so int and bool arrays never turn float); variables over ``anchor`` without
+    ``step`` or ``sigma`` (the face of each anchor) are per-anchor constants, later part wins;
+    variables over some but not all keys, and the names in ``derived``, are derived and dropped
+    (``finalize`` recomputes them); variables without any key come from the first part."""
+    declared = {**schema.coords, **schema.data_vars}
+    drop = set(derived)
+
+    def dtype_of(name, fallback):
+        spec = declared.get(name)
+        return np.dtype(spec.dtype) if spec is not None and spec.dtype != "str" else fallback
+
+    def merge(parts: list[xr.Dataset]) -> xr.Dataset:
+        parts = [p for p in parts if all(k in p.dims for k in KEYS)]
+        if not parts:
+            return xr.Dataset()
+        keys = {k: np.unique(np.concatenate([np.asarray(p[k].values) for p in parts])) for k in KEYS}
+        shape = tuple(len(keys[k]) for k in KEYS)
+        arrays, dims, as_coord, other = {}, {}, {}, {}
+        attrs = {}
+        for p in parts:
+            attrs.update(p.attrs)
+            idx = {k: np.searchsorted(keys[k], p[k].values) for k in KEYS}
+            cells = np.ix_(idx["step"], idx["anchor"], idx["sigma"])
+            m = (p[MASK].transpose(*KEYS).values.astype(bool) if MASK in p.variables
+                 else np.ones(tuple(p.sizes[k] for k in KEYS), bool))
+            every = bool(m.all())
+            for name, var in p.variables.items():
+                if name in KEYS or name in drop:
+                    continue
+                vd = var.dims
+                if all(k in vd for k in KEYS):
+                    rest = tuple(d for d in vd if d not in KEYS)
+                    v = var.transpose(*KEYS, *rest).values
+                    if name not in arrays:
+                        dt = dtype_of(name, v.dtype)
+                        arrays[name] = np.full(shape + v.shape[3:], fill_value(dt), dt)
+                        dims[name], as_coord[name] = KEYS + rest, name in p.coords
+                    if every:
+                        arrays[name][cells] = v
+                    else:
+                        sub = arrays[name][cells]
+                        sub[m] = v[m]
+                        arrays[name][cells] = sub
+                elif "anchor" in vd and "step" not in vd and "sigma" not in vd:
+                    rest = tuple(d for d in vd if d != "anchor")
+                    v = var.transpose("anchor", *rest).values
+                    if name not in arrays:
+                        dt = dtype_of(name, v.dtype)
+                        arrays[name] = np.full((shape[1],) + v.shape[1:], fill_value(dt), dt)
+                        dims[name], as_coord[name] = ("anchor",) + rest, name in p.coords
+                    arrays[name][idx["anchor"]] = v
+                elif not any(k in vd for k in KEYS) and name not in other:
+                    other[name] = (var, name in p.coords)
+                # else: derived over some of the keys (summaries): dropped, finalize recomputes it
+        coords = {k: (k, keys[k]) for k in KEYS}
+        data = {}
+        for name, arr in arrays.items():
+            (coords if as_coord[name] else data)[name] = (dims[name], arr)
+        for name, (var, is_coord) in other.items():
+            (coords if is_coord else data)[name] = var
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+    return merge
+
+
+def complete_anchors(ds: xr.Dataset) -> np.ndarray:
+    """The anchors computed at every (step, sigma) of ``ds`` (all anchors of a cube without the mask)."""
+    if MASK not in ds:
+        return np.asarray(ds["anchor"].values)
+    full = ds[MASK].all(("step", "sigma")).values
+    return np.asarray(ds["anchor"].values)[full]
+
+
+def keyed_select(ds: xr.Dataset, ctx, drop=()) -> xr.Dataset:
+    """The call's request (its steps x anchors x sigmas) cut from the cube, loaded, without the mask
+    (and the variables in ``drop``)."""
+    req = request(ctx)
+    sub = ds.sel(step=[int(s) for s in ctx.steps], anchor=list(req.anchors), sigma=list(req.sigmas))
+    if MASK in sub:
+        m = sub[MASK].values
+        if not m.all():
+            raise TwoclocksError(f"{int((~m).sum())} of {m.size} requested cells are missing from the cube "
+                                 "(an interrupted call?); run the same command again to complete them")
+    gone = [v for v in (MASK, *drop) if v in sub.variables]
+    return sub.drop_vars(gone).load()
+

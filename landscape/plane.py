@@ -9,20 +9,29 @@ level s, and per point x:
 - ``attraction`` = <D(x; s) - (x_a + x_b)/2, unit(x_b - x_a)>: negative pulls toward x_a, positive
   toward x_b.
 
-Cube ``probes/plane.zarr`` (``plane-DENOISER.zarr`` for a reference), dims (step, anchor, sigma, u, v).
+Cube ``probes/plane.zarr`` (``plane-DENOISER.zarr`` for a reference), dims (step, anchor, sigma, u, v):
+the union of every (step, anchor, sigma) ever computed with its grid, with the ``computed`` mask (see
+:mod:`twoclocks.landscape.geometry`, keyed cubes). A call returns its request (steps x anchors x sigmas).
+The probe: ``twoclocks-probe plane`` or :data:`PROBE` / :func:`run_plane`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import xarray as xr
 
 from twoclocks import TwoclocksError
-from twoclocks.landscape.geometry import (GEOMETRY_VERSION, Face, as_run, check_anchors, check_sigmas,
-                                          face_geometry, run_keyed_probe, steps_spec)
-from twoclocks.probes.common import resolve_sources
+from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSION, KEYED_COORDS, KEYS, MASK,
+                                          MODEL_UNITS, VERTICES, Face, LandscapeOptions, anchor_spec, complete_anchors,
+                                          face_geometry, jobs, keyed_merge, keyed_piece, keyed_select, keyed_todo,
+                                          request, resolve_anchors, steps_spec)
+from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.schema import CubeSchema, Var
 
-__all__ = ["run_plane", "plane_fields", "plane_grid", "PLANE_SIGMAS", "FIELDS", "plane_summary"]
+__all__ = ["run_plane", "plane_fields", "plane_grid", "PLANE_SIGMAS", "FIELDS", "plane_summary", "PlaneOptions",
+           "SCHEMA", "PROBE"]
 
 PLANE_SIGMAS = (0.2, 0.5, 1.0, 2.0)
 #: Default half-width of the grid: the vertices sit at distance sqrt(2) = 1.41 from the centre, so
@@ -30,11 +39,11 @@ PLANE_SIGMAS = (0.2, 0.5, 1.0, 2.0)
 DEFAULT_EXTENT = 2.0
 
 FIELDS = {
-    "score_norm": ("norm of the score (D(x; s) - x) / s^2 over all dimensions", "1 / model-space unit"),
-    "score_u": ("score component along u = unit(x_b - x_a)", "1 / model-space unit"),
-    "score_v": ("score component along v (in-plane, toward x_c)", "1 / model-space unit"),
+    "score_norm": ("norm of the score (D(x; s) - x) / s^2 over all dimensions", f"1 / {MODEL_UNITS}"),
+    "score_u": ("score component along u = unit(x_b - x_a)", f"1 / {MODEL_UNITS}"),
+    "score_v": ("score component along v (in-plane, toward x_c)", f"1 / {MODEL_UNITS}"),
     "attraction": ("<D(x; s) - (x_a + x_b)/2, unit(x_b - x_a)>: negative toward x_a, positive toward x_b",
-                   "model-space unit"),
+                   MODEL_UNITS),
 }
 
 
@@ -72,55 +81,119 @@ def plane_fields(D, face: Face, job_anchor, job_sigma, u: np.ndarray, v: np.ndar
     return out.cpu().numpy().reshape(len(ja), nu, nv, 4)
 
 
-def _piece(face: Face, step: int, sigma: float, vals: np.ndarray, u, v) -> xr.Dataset:
-    """One (step, sigma) piece for the anchors of ``face``; vals (n_anchor, nu, nv, 4)."""
-    data = {k: (("step", "anchor", "sigma", "u", "v"), vals[None, :, None, :, :, n].astype(np.float32),
-                {"long_name": ln, "units": un}) for n, (k, (ln, un)) in enumerate(FIELDS.items())}
-    coords = {"step": ("step", [step], {"long_name": "training step (-1: the reference denoiser)"}),
-              "anchor": ("anchor", face.anchor, {"long_name": "train sample index of x_a"}),
-              "sigma": ("sigma", [sigma], {"long_name": "noise level s", "units": "model-space unit"}),
-              "u": ("u", u, {"long_name": "plane coordinate along unit(x_b - x_a) from the face centre",
-                             "units": "model-space unit"}),
-              "v": ("v", v, {"long_name": "plane coordinate toward x_c, orthogonal to u, from the face centre",
-                             "units": "model-space unit"}),
-              **face.to_coords()}
-    return xr.Dataset(data, coords=coords)
+# ---------------------------------------------------------------------------------------- the probe
+@dataclass(frozen=True)
+class PlaneOptions(LandscapeOptions):
+    """Options of the plane probe: the request (anchors, noise levels; :class:`LandscapeOptions`), and the
+    grid, which defines the cube."""
+    grid: int = option(81, "Grid points per axis.")
+    extent: float = option(DEFAULT_EXTENT, "The grid spans -extent..extent on both plane axes (vertices at "
+                                           "distance sqrt(2) = 1.41 from the face centre).")
+    batch_size: int = option(16384, "Grid points per network call.", identity=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.grid, bool) or not isinstance(self.grid, (int, np.integer)) or self.grid < 3:
+            raise TwoclocksError(f"--grid must be at least 3 points per axis, got {self.grid}")
+        try:
+            extent = float(self.extent)
+        except (TypeError, ValueError):
+            extent = float("nan")
+        if not np.isfinite(extent) or extent <= 0:
+            raise TwoclocksError(f"--extent must be a positive number, got {self.extent}")
+        bs = self.batch_size
+        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+            raise TwoclocksError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        object.__setattr__(self, "grid", int(self.grid))
+        object.__setattr__(self, "extent", extent)
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+
+
+@dataclass
+class _State:
+    anchors: tuple
+    face: Face
+    u: np.ndarray
+    anchor_coords: dict
+
+
+def _setup(ctx):
+    req = request(ctx)
+    face = face_geometry(ctx.run, req.anchors)
+    c = face.to_coords()
+    anchor_coords = {k: (v[0] if isinstance(v[0], tuple) else (v[0],), v[1]) for k, v in c.items() if k != "vertex"}
+    return _State(req.anchors, face, plane_grid(ctx.opts.grid, ctx.opts.extent), anchor_coords)
+
+
+def _compute(ctx, st, source, step, todo):
+    order = jobs(todo)
+    vals = plane_fields(ctx.D(source), st.face, [p for p, _ in order], [s for _, s in order], st.u, st.u,
+                        ctx.device, ctx.opts.batch_size)
+    return keyed_piece(step, st.anchors, todo, {k: vals[..., n] for n, k in enumerate(FIELDS)},
+                       {"u": st.u, "v": st.u}, SCHEMA, st.anchor_coords, {"vertex": ("vertex", list(VERTICES))})
+
+
+def _attrs(ctx) -> dict:
+    return {"description": "denoiser vector field on the plane of a hypercube face through a train sample "
+                           "(SPEC.md Plane 2D)",
+            "geometry": GEOMETRY_VERSION + ": first (group, i<j) whose double flip is valid and not a train "
+                        "sample; origin at the face centre, a=(-sqrt2,0) b=(sqrt2,0) c=(0,sqrt2) d=(0,-sqrt2)",
+            "denoiser": ctx.denoiser or "checkpoint"}
+
+
+def _finalize(ds, ctx):
+    ds.attrs.update(_attrs(ctx))
+    return ds
+
+
+def _select(ds, ctx):
+    return keyed_select(ds, ctx)
+
+
+_FIELD_DIMS = KEYS + ("u", "v")
+SCHEMA = CubeSchema("plane", doc="The denoiser field on the plane of a hypercube face through each anchor train "
+                                 "sample (docs/science.md, SPEC.md Plane 2D): the union of every (step, anchor, "
+                                 "sigma) computed so far, `computed` saying which cells hold values.", coords={
+    **KEYED_COORDS,
+    "u": Var(("u",), "float64", "plane coordinate along unit(x_b - x_a) from the face centre", MODEL_UNITS),
+    "v": Var(("v",), "float64", "plane coordinate toward x_c, orthogonal to u, from the face centre", MODEL_UNITS),
+    **FACE_COORDS,
+}, data_vars={
+    **{k: Var(_FIELD_DIMS, "float32", ln, un) for k, (ln, un) in FIELDS.items()},
+    MASK: COMPUTED,
+})
+
+
+def _figures():
+    from twoclocks.plotting.landscape import plot_plane
+
+    def draw(c):
+        plane = c["plane"]
+        full = complete_anchors(plane)
+        return plot_plane(plane.sel(anchor=full) if len(full) else plane)
+    return (FigureSpec("plane", ("plane",), draw),)
+
+
+PROBE = register(Probe(
+    name="plane", cube="plane", options=PlaneOptions, schema=SCHEMA,
+    help="Denoiser vector field on the plane of a hypercube face through a train sample -> probes/plane.zarr.",
+    archs=("dit",), references=("ideal-rule", "ideal-cube", "memorize"),
+    resolve=resolve_anchors, setup=_setup, compute=_compute, todo=keyed_todo, merge=keyed_merge(SCHEMA),
+    finalize=_finalize, select=_select, params=lambda ctx: {"geometry": GEOMETRY_VERSION},
+    summary=lambda ds: plane_summary(ds), figures=_figures,
+))
 
 
 def run_plane(run, anchors=(0,), sigmas=PLANE_SIGMAS, steps=None, denoiser: str | None = None,
               grid: int = 81, extent: float = DEFAULT_EXTENT, device: str = "auto", force: bool = False,
-              batch_size: int = 16384, progress: bool = True) -> xr.Dataset:
+              batch_size: int = 16384, progress: bool = True, **common) -> xr.Dataset:
     """Evaluate the plane fields for ``anchors`` (train indices) x ``sigmas`` at the chosen checkpoints
-    (``steps``: a ``--steps`` spec or a list of steps) or a reference ``denoiser``; store and return the cube
-    (dims step, anchor, sigma, u, v). Pieces already stored are reused; the cube is the request."""
-    if int(grid) < 3:
-        raise TwoclocksError(f"--grid must be at least 3 points per axis, got {grid}")
-    if not np.isfinite(extent) or extent <= 0:
-        raise TwoclocksError(f"--extent must be a positive number, got {extent}")
-    run = as_run(run)
-    name, sources = resolve_sources(run, "plane", steps_spec(steps), denoiser)
-    anchors = check_anchors(anchors, len(run.cells("train")))
-    sigmas = check_sigmas(sigmas)
-    face = face_geometry(run, anchors)
-    u = v = plane_grid(int(grid), float(extent))
-
-    def compute(D, step, todo, dev):
-        jobs = [(p, sg) for sg, ps in todo.items() for p in ps]
-        vals = plane_fields(D, face, [p for p, _ in jobs], [sg for _, sg in jobs], u, v, dev, batch_size)
-        out, k = {}, 0
-        for sg, ps in todo.items():
-            out[sg] = _piece(face.take(ps), step, sg, vals[k:k + len(ps)], u, v)
-            k += len(ps)
-        return out
-
-    attrs = {"description": "denoiser vector field on the plane of a hypercube face through a train sample "
-                            "(SPEC.md Plane 2D)",
-             "geometry": GEOMETRY_VERSION + ": first (group, i<j) whose double flip is valid and not a train "
-                         "sample; origin at the face centre, a=(-sqrt2,0) b=(sqrt2,0) c=(0,sqrt2) d=(0,-sqrt2)",
-             "denoiser": denoiser or "checkpoint"}
-    return run_keyed_probe(run, name, {"grid": int(grid), "extent": float(extent), "geometry": GEOMETRY_VERSION},
-                           sources, anchors, sigmas, compute, device=device, force=force, progress=progress,
-                           extra_attrs=attrs)
+    (``steps``: a ``--steps`` spec or a list of steps) or a reference ``denoiser``; store them and return
+    the request (dims step, anchor, sigma, u, v): ``PROBE(run, ...)``. Cells already stored are reused
+    (only new anchors, noise levels or steps are evaluated); ``force`` recomputes everything."""
+    return PROBE(run, anchors=anchor_spec(anchors), sigma=sigmas, steps=steps_spec(steps), denoiser=denoiser,
+                 grid=grid, extent=extent, device=device, force=force, batch_size=batch_size, progress=progress,
+                 **common)
 
 
 def plane_summary(ds: xr.Dataset) -> str:

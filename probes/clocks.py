@@ -137,11 +137,15 @@ class MemThreshold:
         return (f"adaptive: b + {self.t:g} (1 - b), b = N/|valid| (uniform-valid sample memorization); "
                 f"{self.t:g} where |valid| is unknown" if self.adaptive else f"fixed: {self.t:g}")
 
-    def attrs(self, baseline: float = np.nan) -> dict:
-        """Attrs for every cube that depends on the threshold; ``mem_threshold`` is the value for
-        ``baseline`` (NaN in the value when the baseline differs per run: see the per-run variable)."""
+    def attrs(self, baseline: float = np.nan, per_run: bool = False) -> dict:
+        """Attrs for every cube that depends on the threshold, e.g. {"mem_threshold_policy": "adaptive",
+        "mem_threshold_t": 0.1, "mem_threshold": 0.156, "mem_threshold_formula": ...}: ``mem_threshold``
+        is the value for the run's ``baseline`` (NaN: unknown, then t); ``per_run``: a cube over several
+        runs with their own baselines, ``mem_threshold`` "per run" for the adaptive policy (the per-run
+        values go in a variable)."""
+        value = ("per run" if self.adaptive else float(self.t)) if per_run else self.value(baseline)
         return {"mem_threshold_policy": self.policy, "mem_threshold_t": float(self.t),
-                "mem_threshold": self.value(baseline), "mem_threshold_formula": self.formula()}
+                "mem_threshold": value, "mem_threshold_formula": self.formula()}
 
     def phrase(self, baseline: float = np.nan, value: float | None = None) -> str:
         """A short phrase for summary lines, e.g. 'tau_mem at adaptive threshold 0.156' (``value``: the
@@ -496,11 +500,11 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
     ds["fit_label"] = ("fit", np.array(labels, dtype=str), {"long_name": "what the group's runs share"})
     for name, (dims, arr, attrs) in fit_dataset(fits).items():
         ds[name] = (dims, arr, attrs)
-    base = float(col("mem_baseline")[0]) if len(rows) == 1 else np.nan
     ds.attrs.update({
         "probe": "clocks", "twoclocks_version": twoclocks.__version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "k": k, "acc_threshold": acc_threshold, **pol.attrs(base), "mem_adaptive": int(pol.adaptive),
+        "k": k, "acc_threshold": acc_threshold, "mem_adaptive": int(pol.adaptive),
+        **(pol.attrs(float(col("mem_baseline")[0])) if len(rows) == 1 else pol.attrs(per_run=True)),
         "mem_threshold_rule": pol.formula(),
         "fit_method": ("least squares of ln tau_mem on ln n_train (scipy.stats.linregress; censored runs dropped) "
                        "and right-censored maximum likelihood (Tobit on ln tau_mem, scipy.optimize; "

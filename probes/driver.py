@@ -30,13 +30,15 @@ COMPACT_EVERY = 64        # pieces between compactions of a long call (bounds th
 COMPACT_SECONDS = 600.0   # ... or seconds
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """fp32, bf16, or auto: bf16 where it was measured to keep the probes' results (CUDA with bf16
-    support), fp32 elsewhere. See docs/science.md#precision."""
+def resolve_precision(precision: str, device: torch.device, probe=None, arch: str | None = None) -> str:
+    """fp32, bf16, or auto: bf16 on a GPU with bf16 support for a probe and architecture on which bf16
+    was measured to keep the results (``probe.bf16_archs``, from benchmarks/bench_precision.py), fp32
+    everywhere else (on the CPU bf16 did not make the tiny models' probes faster)."""
     if precision not in PRECISIONS:
         raise TwoclocksError(f"unknown --precision {precision!r}; choose fp32, bf16 or auto")
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        ok = probe is None or arch in getattr(probe, "bf16_archs", ())
+        return "bf16" if ok and device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return precision
 
 
@@ -74,7 +76,7 @@ def _as_run(run):
 
 
 def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: str = "auto",
-              precision: str = "fp32", force: bool = False, progress: bool = True, overlap: bool | None = None,
+              precision: str = "auto", force: bool = False, progress: bool = True, overlap: bool | None = None,
               **options) -> xr.Dataset:
     """Compute (or complete) ``probe``'s cube on ``run`` and return it (module docstring)."""
     from twoclocks.progress import track
@@ -102,8 +104,10 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
         steps = ",".join(str(int(s)) for s in steps)
     name, sources = resolve_sources(run, probe.cube, steps, denoiser)
     dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
+    prec = resolve_precision(precision, dev, probe, arch)
     ctx = Context(run, opts, dev, prec, denoiser, tuple(s for s, _ in sources))
+    if probe.resolve is not None:
+        ctx.opts = opts = probe.resolve(opts, ctx)
     params = probe.identity(opts, ctx)
     if probe.uses_network:
         params["precision"] = prec

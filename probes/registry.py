@@ -48,7 +48,8 @@ COMMON_OPTIONS = {
     "steps": "Checkpoints to use: all (default), last, '0,100,2000' or '100:5000'.",
     "denoiser": "A reference instead of checkpoints (writes NAME-DENOISER.zarr with step -1).",
     "device": "auto, cpu or cuda.",
-    "precision": "Network arithmetic: fp32, bf16 or auto (bf16 where measured to agree with fp32).",
+    "precision": "Network arithmetic: fp32, bf16, or auto: bf16 on a GPU where it was measured to keep this "
+                 "probe's results, fp32 otherwise.",
     "force": "Recompute everything, discarding stored results of this probe.",
     "progress": "Show a progress bar on stderr.",
 }
@@ -133,7 +134,10 @@ class Probe:
     step, ctx)`` decides it; None: the step is done). ``extra_pieces(ctx, state)`` may add pieces not
     tied to a step (computed once; ``extra_done(cube)`` says whether the cube has them). ``merge`` combines the stored cube and the pieces; ``finalize(ds,
     state)`` adds derived variables at every assembly; ``select(ds, state)`` cuts the answer to this
-    call's request; ``params(ctx)`` adds entries to the cube's identity. A derived probe (no checkpoints of its own) sets ``derive(run, opts) -> Dataset``
+    call's request; ``params(ctx)`` adds entries to the cube's identity; ``resolve(opts, ctx) -> opts``
+    fills options whose default depends on the run or the device ('auto' sizes) before anything else.
+    ``bf16_archs``: the architectures on which bf16 network calls were measured to keep this probe's
+    results (benchmarks/bench_precision.py); ``--precision auto`` uses bf16 there on a GPU. A derived probe (no checkpoints of its own) sets ``derive(run, opts) -> Dataset``
     instead."""
     name: str
     cube: str
@@ -154,8 +158,10 @@ class Probe:
     figures: tuple = ()
     derive: Callable | None = None
     params: Callable | None = None
+    resolve: Callable | None = None
     needs: tuple = ()
     uses_network: bool = True
+    bf16_archs: tuple = ()
 
     # ---- options
     def option_fields(self) -> list[dataclasses.Field]:

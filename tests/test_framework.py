@@ -290,3 +290,26 @@ def test_no_module_level_import_cycle():
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+# ------------------------------------------------------------------------------------- one threshold policy
+@pytest.mark.parametrize("mem_adaptive", [None, False, True])
+def test_plot_and_clocks_agree_on_tau_mem(tiny_run, tmp_path, mem_adaptive):
+    """A designed samples cube whose memorization passes the fixed 0.1 at step 300 and the adaptive
+    threshold (baseline 0.3: 0.37) at step 1000: the clocks table and the figure give the same tau_mem
+    for every threshold choice, and the default is the same for both."""
+    from twoclocks.plotting.samples import _clock_values
+    from twoclocks.probes.clocks import compute_clocks
+    from twoclocks.store import write_dataset
+    run = _copy(tiny_run, tmp_path)
+    steps = np.array([0, 100, 200, 300, 400, 600, 1000, 1500, 2000, 3000])
+    mem = np.array([0, 0, 0.05, 0.2, 0.25, 0.3, 0.5, 0.6, 0.7, 0.8])
+    ds = get_probe("samples").schema.example({"step": len(steps), "seed": 4, "cell": 16, "eps": 2, "subset": 3,
+                                              "state_label": 4})
+    ds = ds.assign_coords(step=steps).assign(sample_mem=("step", mem), sample_acc=("step", np.full(10, 0.95)),
+                                             uniform_valid_sample_mem=0.3)
+    write_dataset(ds, run / "probes" / "samples.zarr")
+    table = compute_clocks([run], mem_adaptive=mem_adaptive)
+    figure = _clock_values(ds, None, mem_adaptive)
+    assert float(table["tau_mem"][0]) == figure["tau_mem"]
+    assert figure["tau_mem"] == (300 if mem_adaptive is False else 1000)

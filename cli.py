@@ -248,8 +248,16 @@ def info(run_dir: Path = RUN_DIR_ARG):
     typer.echo("splits     " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + f", bank {run.n_seeds} seeds")
     st = run.steps
     typer.echo(f"checkpoints {len(st)}" + (f": {st[0]} .. {st[-1]}" if st else ""))
-    probes = sorted(p.name for p in (run.path / "probes").glob("*.zarr")) if (run.path / "probes").is_dir() else []
-    typer.echo(f"probes     {', '.join(probes) if probes else 'none'}")
+    probes = sorted((run.path / "probes").glob("*.zarr")) if (run.path / "probes").is_dir() else []
+    typer.echo(f"probes     {', '.join(p.name for p in probes) if probes else 'none'}")
+    old = [p.name for p in probes if (p / ".zgroup").exists() or (p / ".zmetadata").exists()]
+    pending = sorted(n for p in (run.path / "probes").glob(".*.parts")
+                     if f"{(n := p.name[1:-len('.parts')])}.zarr" not in old) if probes else []
+    if old:
+        typer.echo(f"old format {', '.join(old)}: zarr 2 from twoclocks 0.1, readable as is; running the probe "
+                   "again (same options) rewrites it as zarr 3 and compacts its .parts")
+    if pending:
+        typer.echo(f"unfinished {', '.join(pending)}: pieces of an interrupted probe; run it again to complete")
     assumed = [k for k, v in run.meta.get("status", {}).items() if v == "assumed"]
     typer.echo(f"assumed    {', '.join(assumed)}")
 

@@ -36,6 +36,8 @@ from twoclocks import TwoclocksError
 __all__ = ["CubeStore", "write_dataset", "open_cube", "write_derived", "provenance", "CHUNK_BYTES", "jsonable"]
 
 CHUNK_BYTES = 4 << 20  # target bytes per chunk along `step`
+#: identity entries added after twoclocks 0.1, with the value every older cube was computed with
+LEGACY_PARAMS = {"precision": "fp32"}
 ZARR_FORMAT = 3
 
 
@@ -209,6 +211,8 @@ class CubeStore:
 
     def _check_params(self) -> None:
         stored = self._stored_params()
+        if stored is not None:  # cubes written before an option existed were computed with its old value
+            stored = {**{k: v for k, v in LEGACY_PARAMS.items() if k in self.params}, **stored}
         if stored is None or stored == self.params:
             return
         diff = sorted(k for k in set(stored) | set(self.params) if stored.get(k) != self.params.get(k))

@@ -211,5 +211,6 @@ PROBE = register(Probe(
     help="GPT runs: per-position next-token cross-entropy on train / heldout / hypercube -> probes/ce.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"), setup=_setup, compute=_compute,
     finalize=_finalize_cube, summary=summarize, figures=_figures,
+    params=lambda ctx: {"splits": list(SPLITS), "subset_salt": SUBSET_SALT},
     bf16_archs=("gpt",),  # bench_precision on the GPT demo run: CE within 0.004 nats of fp32
 ))

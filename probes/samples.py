@@ -36,7 +36,7 @@ from twoclocks import TwoclocksError
 from dataclasses import dataclass
 
 from twoclocks.probes.memo import GroupIndex, TrainIndex
-from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
@@ -241,7 +241,7 @@ class SamplesOptions:
     eps: tuple = option(DEFAULT_EPS, "Quantization thresholds for invalid_frac, e.g. '0.01,0.05,0.1'.",
                         cli_type=str)
     eps_state: float = option(DEFAULT_EPS_STATE, "A sample is in state invalid_value when q(x) > this.")
-    batch_size: int = option(4096, "Samples generated per network call.")
+    batch_size: int = option(4096, "Samples generated per network call.", identity=False)
 
     def __post_init__(self):
         object.__setattr__(self, "eps", tuple(sorted(set(parse_eps(self.eps)) | {float(self.eps_state)})))
@@ -262,6 +262,14 @@ def _compute(ctx, ev, source, step, todo):
 
 def _baselines(ctx, ev):
     return {"baselines": ev.baselines()}
+
+
+def _merge(parts):
+    """concat_steps; steps stored by twoclocks 0.1 have no nonfinite_count: -1 (not recorded) there."""
+    ds = concat_steps(parts)
+    if "nonfinite_count" in ds and ds["nonfinite_count"].isnull().any():
+        ds["nonfinite_count"] = ds["nonfinite_count"].fillna(-1).astype(np.int64)
+    return ds
 
 
 def _finalize(ds, ctx):
@@ -328,7 +336,8 @@ SCHEMA = CubeSchema("samples", doc="The fixed noise bank sampled at each checkpo
     "subset_count": Var(("step", "subset"), "int64", "number of samples in the subset"),
     "state_count": Var(("step", "state_label"), "int64", "number of samples per state"),
     "state_frac": Var(("step", "state_label"), "float64", "fraction of samples per state"),
-    "nonfinite_count": Var(("step",), "int64", "number of samples with a non-finite coordinate (NaN or inf)"),
+    "nonfinite_count": Var(("step",), "int64", "number of samples with a non-finite coordinate (NaN or inf; -1: "
+                                               "not recorded, a step stored by twoclocks 0.1)"),
     "chance_group_acc": Var((), "float64", "group accuracy of uniform random cells (chance)"),
     "chance_sample_acc": Var((), "float64", "sample accuracy of uniform random cells (chance)"),
     "uniform_valid_sample_mem": Var((), "float64", "sample memorization of a uniform-valid sampler, N / |valid|"),
@@ -351,6 +360,7 @@ PROBE = register(Probe(
     help="Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"),
     setup=_setup, compute=_compute, extra_pieces=_baselines, extra_done=lambda ds: "chance_sample_acc" in ds,
+    merge=_merge,
     finalize=_finalize, summary=lambda ds: "\n".join(summary_lines(ds)), figures=_figures,
     bf16_archs=("dit",),  # bench_precision on the demo run: 100% identical DiT samples; GPT 99.2% (< 99.5%)
 ))

@@ -29,7 +29,10 @@ def _wrap_errors(fn):
         except TwoclocksError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            if hasattr(e, "exit_code"):  # training.train.Preempted: state saved at a step boundary
+                typer.echo(str(e), err=True)  # "preempted by SIGTERM at step N: state saved; resume with --resume"
+                raise typer.Exit(e.exit_code)  # 128 + signal: 143 SIGTERM, 140 SIGUSR2, 130 Ctrl-C
             typer.echo("interrupted: finished work is saved; run the same command again to resume", err=True)
             raise typer.Exit(130)
     return wrapper

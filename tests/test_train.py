@@ -68,6 +68,10 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, graceful):
         assert _same(_weights(tmp_path / "full", step), _weights(tmp_path / "cut", step)), step
     logs = [json.loads(l)["step"] for l in (tmp_path / "cut/log.jsonl").read_text().splitlines()]
     assert logs == sorted(set(logs))  # no duplicated log lines after resuming
+    # the unfinished log interval is part of the resume state: the same loss lines as uninterrupted
+    losses = [[(d["step"], d["loss"]) for d in map(json.loads, (tmp_path / r / "log.jsonl").read_text().splitlines())]
+              for r in ("full", "cut")]
+    assert losses[0] == losses[1]
 
 
 def test_resume_extends_training(tmp_path):

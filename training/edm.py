@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["SIGMA_DATA", "Preconditioned", "edm_loss", "edm_weight", "karras_sigmas", "heun_sample",
-           "Denoiser"]
+__all__ = ["SIGMA_DATA", "Preconditioned", "edm_loss", "edm_draw", "edm_loss_at", "edm_weight",
+           "karras_sigmas", "heun_sample", "Denoiser"]
 
 SIGMA_DATA = 0.5
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -56,10 +56,21 @@ def edm_loss(denoiser: Denoiser, x: torch.Tensor, generator: torch.Generator | N
 
     The random draws come from ``generator`` in a fixed order (sigma first, then n), so a run that
     restores the generator's state continues exactly."""
-    b = x.shape[0]
-    log_s = torch.randn(b, device=x.device, generator=generator) * p_std + p_mean
-    sigma = log_s.exp()
-    n = torch.randn(x.shape, device=x.device, generator=generator)
+    sigma, n = edm_draw(x, generator, p_mean, p_std)
+    return edm_loss_at(denoiser, x, sigma, n, sigma_data)
+
+
+def edm_draw(x: torch.Tensor, generator: torch.Generator | None = None, p_mean: float = -1.2,
+             p_std: float = 1.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random part of :func:`edm_loss`: sigma (B,) with ln s ~ N(p_mean, p_std^2), then n like x."""
+    log_s = torch.randn(x.shape[0], device=x.device, generator=generator) * p_std + p_mean
+    return log_s.exp(), torch.randn(x.shape, device=x.device, generator=generator)
+
+
+def edm_loss_at(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, n: torch.Tensor,
+                sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """The deterministic part of :func:`edm_loss`, at given noise levels ``sigma`` and noises ``n``
+    (the trainer compiles this and draws the randomness outside)."""
     d = denoiser(x + sigma[:, None] * n, sigma)
     return (edm_weight(sigma, sigma_data)[:, None] * (d.float() - x) ** 2).mean()
 

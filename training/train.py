@@ -36,7 +36,8 @@ import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.data import make_encoding, make_rule, make_splits
 from twoclocks.store import write_dataset
-from twoclocks.run import checkpoint_name, load_checkpoint, read_config, resolve_device, save_atomic
+from twoclocks.run import (CHECKPOINT_DIR, CONFIG_FILE, DATA_STORE, LOG_FILE, RESUME_FILE, RESUME_MAY_CHANGE,
+                           checkpoint_name, load_checkpoint, read_config, resolve_device, save_atomic, write_json_atomic)
 from twoclocks.training.config import TrainConfig, config_json, save_schedule
 from twoclocks.training.edm import edm_draw, edm_loss_at
 from twoclocks.training.models import build_model, training_data
@@ -89,24 +90,24 @@ def create_run(run_dir: Path, cfg: TrainConfig, user_set: set[str]) -> None:
                           {"long_name": "fixed sampling uniforms (symbol chosen by inverse CDF at u)"})
     ds = ds.assign_coords(seed=np.arange(cfg.n_noise))
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_dataset(ds, run_dir / "data.zarr")
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    write_dataset(ds, run_dir / DATA_STORE)
+    (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
     # config.json last: its presence marks a complete run directory
-    cfg_tmp = run_dir / ".config.json.tmp"
+    cfg_tmp = run_dir / f".{CONFIG_FILE}.tmp"
     cfg_tmp.write_text(config_json(cfg, user_set, twoclocks.__version__))
-    cfg_tmp.replace(run_dir / "config.json")
+    cfg_tmp.replace(run_dir / CONFIG_FILE)
 
 
 def prepare_run_dir(run_dir, overrides: dict, resume: bool, force: bool) -> TrainConfig:
     """Resolve the config for a new run, a resumed one, or a forced restart."""
     run_dir = Path(run_dir)
-    is_run = (run_dir / "config.json").is_file()
+    is_run = (run_dir / CONFIG_FILE).is_file()
     if resume:
         if not is_run:
             raise TwoclocksError(f"--resume: {run_dir} is not a run (no config.json); drop --resume to start one")
         cfg, meta = read_config(run_dir)
         stored = cfg.to_dict()
-        changeable = {"steps", "device", "bf16", "log_every", "resume_every", "compile"}
+        changeable = RESUME_MAY_CHANGE
         clash = {k: v for k, v in overrides.items() if k not in changeable and stored.get(k) != v}
         if clash:
             k, v = next(iter(clash.items()))
@@ -116,7 +117,7 @@ def prepare_run_dir(run_dir, overrides: dict, resume: bool, force: bool) -> Trai
             setattr(cfg, k, overrides[k])
         if overrides.keys() & changeable:
             meta["config"] = cfg.to_dict()
-            (run_dir / "config.json").write_text(json.dumps(meta, indent=2))
+            write_json_atomic(run_dir / CONFIG_FILE, meta)
         return cfg
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
@@ -237,8 +238,8 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
     device = resolve_device(cfg.device)
     rule = make_rule(cfg.rule_spec())
     enc = make_encoding(cfg.encoding, rule.n_symbols, **cfg.encoding_params)
-    ckpt_dir = run_dir / "checkpoints"
-    cells = xr.open_zarr(run_dir / "data.zarr", consolidated=True)["train"].values
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    cells = xr.open_zarr(run_dir / DATA_STORE, consolidated=True)["train"].values
 
     # --- model, optimizer, randomness; the loss of the current log interval is summed on the device
     model = build_model(cfg, rule, enc).to(device)
@@ -246,15 +247,15 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed + 1)
     step, loss_sum, loss_count = 0, torch.zeros((), dtype=torch.float64, device=device), 0
-    if resume and (ckpt_dir / "resume.pt").exists():
-        state = load_checkpoint(ckpt_dir / "resume.pt", device)
+    if resume and (ckpt_dir / RESUME_FILE).exists():
+        state = load_checkpoint(ckpt_dir / RESUME_FILE, device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"].cpu())
         step = int(state["step"])
         if "loss_sum" in state:  # the unfinished log interval (older resume files lack it)
             loss_sum, loss_count = state["loss_sum"].to(device), int(state["loss_count"])
-        _truncate_log(run_dir / "log.jsonl", step)
+        _truncate_log(run_dir / LOG_FILE, step)
 
     # --- the whole train set lives on the device; batches are drawn with replacement
     data = training_data(cfg, cells, enc, device)
@@ -268,12 +269,12 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
             save_atomic({"step": step, "model": model.state_dict()}, ckpt_dir / checkpoint_name(step))
         save_atomic({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "rng": gen.get_state(), "loss_sum": loss_sum, "loss_count": loss_count},
-                    ckpt_dir / "resume.pt")
+                    ckpt_dir / RESUME_FILE)
         saved = step
 
     if step == 0:
         save(0)
-    log = open(run_dir / "log.jsonl", "a")
+    log = open(run_dir / LOG_FILE, "a")
     bar = _progress(progress, cfg.steps, step)
     t0, at_boundary = time.time(), True
     try:

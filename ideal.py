@@ -1,13 +1,41 @@
-"""Exact ideal denoisers E[x | y = x + s n] (SPEC.md), with the denoiser call signature D(y, sigma).
+"""Exact reference denoisers E[x | y = x + s n] (SPEC.md), with the denoiser call signature D(y, sigma),
+for every rule and every encoding.
 
-- hypercube (uniform on {-1,1}^D): E[x_i | y] = tanh(y_i / s^2);
-- group parity: per group, with t_j = tanh(y_j / s^2) and c = (-1)^G,
-  E[x_i | y] = (t_i + c prod_{j != i} t_j) / (1 + c prod_j t_j);
-- memorizing (the empirical train distribution): sum_n softmax_n(-||y - x_n||^2 / (2 s^2)) x_n.
+Each cell d holds a symbol k whose model-space code is c_k (``encoding.codes``: +-1 for binary,
+levels in [-1, 1] for scalar, one-hot vectors, optionally shifted by -1/K, for onehot). The Gaussian
+likelihood of y factorizes over cells, so with the per-cell symbol log-weights
+
+    L[d, k] = (<y_d, c_k> - |c_k|^2 / 2) / s^2        (= -|y_d - c_k|^2 / (2 s^2) + a constant per cell)
+
+(:func:`symbol_logits`) the posterior of the cells is prior(cells) prod_d exp(L[d, cell_d]) and
+
+    E[x_d | y] = sum_k P(cell_d = k | y) c_k.
+
+The references differ in the prior (all exact; :func:`reference_denoiser` builds them):
+- ``ideal-cube``: uniform on all K^D images, P(cell_d = k | y) = softmax_k L[d, k]; for binary codes
+  E[x_i | y] = tanh(y_i / s^2) (:func:`hypercube_denoiser`).
+- ``ideal-rule``: uniform on the rule's valid set; the marginals P(cell_d = k | y) come from
+  :func:`rule_log_marginals`: group parity by log-space scans per group (binary codes: SPEC.md's
+  (t_i + c prod_{j != i} t_j) / (1 + c prod_j t_j), t = tanh(y / s^2), c = (-1)^G;
+  :func:`parity_denoiser`), the count rules by a forward-backward pass over the count of ones along
+  each line (global-K: a mixture over K), the row-only Latin square by a sum over each row's n!
+  permutations; rules without such a form (Latin squares, Sudoku) by the softmax over their
+  enumerated valid set, which is the memorizing denoiser of the valid set, when it has at most
+  ``data.rules.MAX_ENUMERATE`` images, and are refused (TwoclocksError) otherwise.
+- ``memorize``: the empirical train distribution, sum_n softmax_n(-||y - x_n||^2 / (2 s^2)) x_n
+  (:func:`memorizing_denoiser`), exact for any encoding.
+
+The same marginals with hard evidence (log-weight 0 for a known cell's symbol, -inf for the others,
+0 for unknown cells) are the ideal autoregressive model p*(c_t | c_<t) of the GPT references
+(``training.gpt.ideal_rule_logprobs``). Where no valid image agrees with the evidence the marginals
+are uniform over the K symbols.
 
 They are the test oracles for the sampler and probes and the references of the DSM spectrum.
 """
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 import torch
@@ -15,7 +43,10 @@ import torch
 from twoclocks import TwoclocksError
 
 __all__ = ["hypercube_denoiser", "parity_denoiser", "parity_denoiser_closed_form",
-           "memorizing_denoiser", "REFERENCES", "reference_denoiser"]
+           "memorizing_denoiser", "REFERENCES", "reference_denoiser", "symbol_logits",
+           "rule_log_marginals", "has_closed_form", "posterior_denoiser", "infer_encoding"]
+
+MAX_PERM_N = 7  # the row-only Latin square's closed form sums over n! permutations per row (5040)
 
 
 def _col(sigma, y):
@@ -45,39 +76,48 @@ def parity_denoiser_closed_form(group: int):
     return D
 
 
-def parity_denoiser(group: int):
-    """Exact posterior mean under the uniform distribution on even-parity groups, numerically stable.
+def _parity_group_logweights(L: torch.Tensor, group: int) -> torch.Tensor:
+    """Unnormalized log marginals (B, D, 2) of the bits under the uniform prior on even-parity groups,
+    from per-bit log-weights L (B, D, 2) (column 0: bit 0 / x = -1, column 1: bit 1 / x = +1).
 
-    Same quantity as SPEC.md's closed form, computed in log space: for each group and each bit i,
-    the log partition functions of the other bits with product +1 and -1 (prefix/suffix scans of
-    log-sum-exp pairs), then E[x_i] = tanh((l_+ - l_-) / 2) with
-    l_+ = a_i + log Z_rest[prod = c], l_- = -a_i + log Z_rest[prod = -c], a = y / s^2, c = (-1)^G.
-    """
+    Log space, numerically stable, exact: for each group and bit i, the log partition functions of
+    the group's other bits with product prod x_j = +1 and -1 (prefix/suffix scans of log-sum-exp
+    pairs); bit i = 1 (x_i = +1) needs the others' product c = (-1)^G, bit 0 needs -c. The one
+    equation behind :func:`parity_denoiser` and the parity ideal rule model."""
     c_pos = group % 2 == 0  # c = +1 for even G
+    B = L.shape[0]
+    lm, lp = (L[..., 0].reshape(B, -1, group), L[..., 1].reshape(B, -1, group))
 
     def combine(p, q):  # (log Z[+1], log Z[-1]) of two independent sets -> of their union
         return (torch.logaddexp(p[0] + q[0], p[1] + q[1]), torch.logaddexp(p[0] + q[1], p[1] + q[0]))
 
+    zero = torch.zeros_like(lp[..., 0])
+    empty = (zero, torch.full_like(zero, -torch.inf))
+    pre, acc = [empty], empty
+    for j in range(group - 1):
+        acc = combine(acc, (lp[..., j], lm[..., j]))
+        pre.append(acc)
+    suf, acc = [empty], empty
+    for j in range(group - 1, 0, -1):
+        acc = combine(acc, (lp[..., j], lm[..., j]))
+        suf.append(acc)
+    suf = suf[::-1]
+    rest = [combine(pre[i], suf[i]) for i in range(group)]
+    rest_p = torch.stack([r[0] for r in rest], -1)
+    rest_m = torch.stack([r[1] for r in rest], -1)
+    want_p, want_m = (rest_p, rest_m) if c_pos else (rest_m, rest_p)
+    return torch.stack([lm + want_m, lp + want_p], -1).reshape(L.shape)
+
+
+def parity_denoiser(group: int):
+    """Exact posterior mean under the uniform distribution on even-parity groups, binary codes, numerically
+    stable: SPEC.md's closed form computed in log space (:func:`_parity_group_logweights` with
+    L = (-a, a), a = y / s^2), E[x_i] = tanh((l_+ - l_-) / 2)."""
     def D(y, sigma):
         yf = y.to(torch.float64)
-        a = (yf / _col(sigma, yf) ** 2).reshape(y.shape[0], -1, group)
-        single = (a, -a)  # one bit: log weight of x = +1 (product +1) and x = -1 (product -1)
-        zero = torch.zeros_like(a[..., 0])
-        empty = (zero, torch.full_like(zero, -torch.inf))
-        pre, acc = [empty], empty
-        for j in range(group - 1):
-            acc = combine(acc, (single[0][..., j], single[1][..., j]))
-            pre.append(acc)
-        suf, acc = [empty], empty
-        for j in range(group - 1, 0, -1):
-            acc = combine(acc, (single[0][..., j], single[1][..., j]))
-            suf.append(acc)
-        suf = suf[::-1]
-        rest_p = torch.stack([combine(pre[i], suf[i])[0] for i in range(group)], -1)
-        rest_m = torch.stack([combine(pre[i], suf[i])[1] for i in range(group)], -1)
-        want_p, want_m = (rest_p, rest_m) if c_pos else (rest_m, rest_p)
-        out = torch.tanh(((a + want_p) - (-a + want_m)) / 2)
-        return out.reshape(y.shape).to(y.dtype)
+        a = (yf / _col(sigma, yf) ** 2).reshape(y.shape[0], -1)
+        u = _parity_group_logweights(torch.stack([-a, a], -1), group)
+        return torch.tanh((u[..., 1] - u[..., 0]) / 2).reshape(y.shape).to(y.dtype)
     return D
 
 
@@ -127,21 +167,192 @@ def memorizing_denoiser(train_x: torch.Tensor, chunk: int = 8192, max_elems: int
     return D
 
 
+# ----------------------------------------------------------------------------- every rule, every encoding
+def symbol_logits(y: torch.Tensor, sigma, codes) -> torch.Tensor:
+    """(B, D, K) float64 per-cell symbol log-weights L[d, k] = (<y_d, c_k> - |c_k|^2 / 2) / s^2 of
+    model-space points y (B, D * C) (cell-major: y[:, d*C + j] is channel j of cell d) under the codes
+    (K, C) (module docstring)."""
+    codes = (codes.to(device=y.device, dtype=torch.float64) if torch.is_tensor(codes)
+             else torch.as_tensor(np.asarray(codes), dtype=torch.float64, device=y.device))
+    K, C = codes.shape
+    yf = y.to(torch.float64).reshape(y.shape[0], -1, C)
+    s2 = _col(sigma, yf).reshape(-1, 1, 1) ** 2
+    return (yf @ codes.T - 0.5 * (codes ** 2).sum(1)) / s2
+
+
+def _normalize(u: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over the last axis from unnormalized log-weights; uniform where all are -inf."""
+    z = torch.logsumexp(u, -1, keepdim=True)
+    out = u - z
+    bad = ~torch.isfinite(z).expand_as(u)
+    return torch.where(bad, torch.full_like(u, -math.log(u.shape[-1])), out)
+
+
+def _count_lines(l0: torch.Tensor, l1: torch.Tensor, allowed) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lines of w bits whose count of ones must be in ``allowed``: from per-bit log-weights l0, l1
+    (B, lines, w), the log partition function (B, lines) and the unnormalized log marginals
+    (B, lines, w, 2), exact, by a forward-backward pass over the count c of ones:
+    F_{j+1}[c] = logaddexp(F_j[c] + l0_j, F_j[c-1] + l1_j), F_0 = [0, -inf, ...];
+    R_w[c] = 0 if c is allowed else -inf, R_j[c] = logaddexp(l0_j + R_{j+1}[c], l1_j + R_{j+1}[c+1]);
+    log P(bit j = v) = logsumexp_c F_j[c] + l_v,j + R_{j+1}[c + v] - log Z."""
+    B, n, w = l0.shape
+    ninf = torch.tensor(-torch.inf, dtype=l0.dtype, device=l0.device)
+    pad = ninf.expand(B, n, 1)
+    F = [torch.cat([torch.zeros_like(pad), ninf.expand(B, n, w)], -1)]      # (B, n, w+1) counts 0..w
+    for j in range(w):
+        f = F[-1]
+        F.append(torch.logaddexp(f + l0[..., j:j + 1], torch.cat([pad, f[..., :-1]], -1) + l1[..., j:j + 1]))
+    ok = torch.zeros(w + 1, dtype=torch.bool, device=l0.device)
+    ok[[k for k in allowed if 0 <= k <= w]] = True
+    R = [None] * (w + 1)
+    R[w] = torch.where(ok, torch.zeros_like(F[0]), ninf)
+    for j in range(w - 1, -1, -1):
+        r = R[j + 1]
+        R[j] = torch.logaddexp(l0[..., j:j + 1] + r, l1[..., j:j + 1] + torch.cat([r[..., 1:], pad], -1))
+    up = [torch.cat([R[j + 1][..., 1:], pad], -1) for j in range(w)]      # R_{j+1}[c + 1]
+    u = torch.stack([torch.stack([torch.logsumexp(F[j] + l0[..., j:j + 1] + R[j + 1], -1),
+                                  torch.logsumexp(F[j] + l1[..., j:j + 1] + up[j], -1)], -1)
+                     for j in range(w)], -2)
+    return torch.logsumexp(F[w] + R[w], -1), u
+
+
+def _exclusive_sums(x: torch.Tensor) -> torch.Tensor:
+    """out[..., r] = sum of x[..., r'] over r' != r (no subtraction, so -inf entries are safe)."""
+    zero = torch.zeros_like(x[..., :1])
+    pre = torch.cat([zero, torch.cumsum(x, -1)[..., :-1]], -1)
+    suf = torch.cat([torch.cumsum(x.flip(-1), -1)[..., :-1].flip(-1), zero], -1)
+    return pre + suf
+
+
+def _row_perm_logweights(L: torch.Tensor, n: int, chunk: int = 64) -> torch.Tensor:
+    """Rows that are permutations of 0..n-1: unnormalized log marginals (B, n*n, n) from L (B, n*n, n),
+    summing over each row's n! permutations (weight of a permutation: sum_j L[row, j, perm_j])."""
+    perms = torch.as_tensor(np.array(list(itertools.permutations(range(n)))), device=L.device)   # (n!, n)
+    cols = torch.arange(n, device=L.device)
+    # for cell j and symbol s, the permutations with perm_j = s: (n, n, (n-1)!)
+    idx = torch.stack([torch.stack([torch.nonzero(perms[:, j] == v)[:, 0] for v in range(n)]) for j in range(n)])
+    out = []
+    for lo in range(0, L.shape[0], chunk):
+        Lr = L[lo:lo + chunk].reshape(-1, n, n, n)                          # (b, row, cell, symbol)
+        W = Lr[:, :, cols, perms].sum(-1)                                    # (b, row, n!)
+        out.append(torch.logsumexp(W[:, :, idx], -1))                        # (b, row, cell, symbol)
+    return torch.cat(out).reshape(L.shape)
+
+
+def has_closed_form(rule) -> bool:
+    """Whether :func:`rule_log_marginals` has an exact closed form for ``rule`` (None: the cube)."""
+    from twoclocks.data.count_rules import ExactK, _RowCountRule
+    from twoclocks.data.latin import RowLatin
+    from twoclocks.data.rules import GroupParity
+    if rule is None or isinstance(rule, (GroupParity, ExactK, _RowCountRule)):
+        return True
+    return isinstance(rule, RowLatin) and rule.n <= MAX_PERM_N
+
+
+def rule_log_marginals(rule, L: torch.Tensor) -> torch.Tensor:
+    """(B, D, K) log P(cell_d = k | evidence) under the uniform prior on ``rule``'s valid set (``None``:
+    on all K^D images) and independent per-cell evidence exp(L[d, k]) (L (B, D, K), -inf allowed),
+    exact (module docstring). Uniform over the symbols where no valid image agrees with the evidence.
+    Rules without a closed form (:func:`has_closed_form`) raise TwoclocksError."""
+    from twoclocks.data.count_rules import ExactK, GlobalK, _RowCountRule
+    from twoclocks.data.latin import RowLatin
+    from twoclocks.data.rules import GroupParity
+    L = torch.as_tensor(L).to(torch.float64)
+    B = L.shape[0]
+    if rule is None:
+        return torch.log_softmax(L, -1)
+    if L.shape[1:] != (rule.D, rule.n_symbols):
+        raise ValueError(f"expected (B, {rule.D}, {rule.n_symbols}) log-weights, got {tuple(L.shape)}")
+    if isinstance(rule, GroupParity):
+        return _normalize(_parity_group_logweights(L, rule.G))
+    if isinstance(rule, ExactK):
+        _, u = _count_lines(L[..., 0].reshape(B, 1, -1), L[..., 1].reshape(B, 1, -1), (rule.k,))
+        return _normalize(u.reshape(B, rule.D, 2))
+    if isinstance(rule, GlobalK):   # uniform on the union over K of the row-K sets (disjoint)
+        l0, l1 = (L[..., v].reshape(B, rule.height, rule.width) for v in (0, 1))
+        terms = []
+        for k in rule.ks:
+            z, u = _count_lines(l0, l1, (k,))                     # (B, h), (B, h, w, 2)
+            terms.append(_exclusive_sums(z)[..., None, None] + u)  # times the other rows' sums
+        return _normalize(torch.logsumexp(torch.stack(terms), 0).reshape(B, rule.D, 2))
+    if isinstance(rule, _RowCountRule):   # row-K, row-variable-K: independent rows
+        l0, l1 = (L[..., v].reshape(B, rule.height, rule.width) for v in (0, 1))
+        _, u = _count_lines(l0, l1, rule.ks)
+        return _normalize(u.reshape(B, rule.D, 2))
+    if isinstance(rule, RowLatin) and rule.n <= MAX_PERM_N:
+        return _normalize(_row_perm_logweights(L, rule.n))
+    raise TwoclocksError(f"no closed-form posterior for rule {rule.name!r}")
+
+
+def posterior_denoiser(rule, encoding):
+    """E[x | y] under the uniform prior on ``rule``'s valid set (``None``: on all K^D images) for any
+    encoding: sum_k P(cell_d = k | y) c_k with the marginals of :func:`rule_log_marginals`."""
+    codes_np = np.asarray(encoding.codes, dtype=np.float64)
+    cache: dict = {}
+
+    def D(y, sigma):
+        if y.device not in cache:
+            cache.clear()
+            cache[y.device] = torch.as_tensor(codes_np, device=y.device)
+        codes = cache[y.device]
+        p = rule_log_marginals(rule, symbol_logits(y, sigma, codes)).exp()
+        return (p @ codes).reshape(y.shape).to(y.dtype)
+    return D
+
+
+def _binary_codes(encoding) -> bool:
+    c = np.asarray(encoding.codes, dtype=np.float64)
+    return c.shape == (2, 1) and np.array_equal(c[:, 0], [-1.0, 1.0])
+
+
+def infer_encoding(rule, train_x):
+    """The encoding of model-space data ``train_x`` (n, P) for ``rule``: one channel per cell -> scalar
+    (binary for 2 symbols, the same codes), K channels -> one-hot, zero-mean when values are negative.
+    TwoclocksError when the data is not made of that encoding's codes."""
+    from twoclocks.data.encodings import make_encoding
+    x = np.asarray(train_x, dtype=np.float64)
+    K, D = rule.n_symbols, rule.D
+    if x.ndim != 2 or x.shape[1] % D:
+        raise TwoclocksError(f"train data of shape {x.shape} does not fit rule {rule!r} ({D} cells)")
+    C = x.shape[1] // D
+    if C == 1:
+        enc = make_encoding("scalar", K)
+    elif C == K:
+        enc = make_encoding("onehot", K, zero_mean=bool(x.size and x.min() < 0))
+    else:
+        raise TwoclocksError(f"train data has {C} channels per cell; rule {rule!r} has {K} symbols")
+    cells = x.reshape(len(x), D, C)
+    dist = np.abs(cells[:, :, None, :] - enc.codes[None, None]).max(-1).min(-1) if len(x) else np.zeros(0)
+    if dist.size and dist.max() > 1e-5:
+        raise TwoclocksError(f"cannot tell the encoding of the train data for rule {rule!r}; pass encoding=")
+    return enc
+
+
 REFERENCES = ("ideal-rule", "ideal-cube", "memorize")
 
 
-def reference_denoiser(name: str, rule, train_x):
-    """The named reference denoiser for a run's rule and train set (model space)."""
-    if name == "ideal-cube":
-        if rule.n_symbols != 2:
-            raise TwoclocksError("the ideal-cube reference needs a binary rule")
-        return hypercube_denoiser()
+def reference_denoiser(name: str, rule, train_x, encoding=None):
+    """The named reference denoiser (module docstring) for a run's rule, train set (model space) and
+    encoding (``None``: inferred from ``train_x``, :func:`infer_encoding`). Exact for every rule and
+    encoding, or refused with a TwoclocksError that says which reference to use instead."""
+    if name not in REFERENCES:
+        raise TwoclocksError(f"unknown reference denoiser {name!r}; choose one of {', '.join(REFERENCES)}")
     if name == "memorize":
         return memorizing_denoiser(torch.as_tensor(np.asarray(train_x)))
-    if name == "ideal-rule":
-        from twoclocks.data.rules import GroupParity
-        if not isinstance(rule, GroupParity):
-            raise TwoclocksError(f"the ideal-rule denoiser has a closed form only for group parity, "
-                                 f"not {rule.name!r}; use --denoiser memorize or ideal-cube")
+    encoding = infer_encoding(rule, train_x) if encoding is None else encoding
+    binary = _binary_codes(encoding)
+    if name == "ideal-cube":
+        return hypercube_denoiser() if binary else posterior_denoiser(None, encoding)
+    from twoclocks.data.rules import GroupParity
+    if binary and isinstance(rule, GroupParity):
         return parity_denoiser(rule.G)
-    raise TwoclocksError(f"unknown reference denoiser {name!r}; choose one of {', '.join(REFERENCES)}")
+    if has_closed_form(rule):
+        return posterior_denoiser(rule, encoding)
+    try:
+        valid = rule.enumerate_valid()
+    except TwoclocksError:
+        from twoclocks.data.rules import MAX_ENUMERATE
+        raise TwoclocksError(f"no exact ideal-rule reference for {rule!r}: no closed form, and its valid set "
+                             f"({rule.valid_set_size or 'size unknown'}) is too large to enumerate (limit "
+                             f"{MAX_ENUMERATE}); use --denoiser memorize or ideal-cube") from None
+    return memorizing_denoiser(torch.as_tensor(encoding.encode(valid)))

@@ -13,7 +13,7 @@ import numpy as np
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import RULES, Rule
 
-__all__ = ["ExactK", "RowK", "RowVariableK", "GlobalK"]
+__all__ = ["ExactK", "RowK", "RowVariableK", "GlobalK", "line_determined"]
 
 
 def _k_subsets(k: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -24,6 +24,26 @@ def _k_subsets(k: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray
     u = rng.random(np.shape(k) + (size,))
     ranks = u.argsort(axis=-1).argsort(axis=-1)
     return (ranks < np.asarray(k)[..., None]).astype(np.uint8)
+
+
+def line_determined(width: int, ks) -> np.ndarray:
+    """(width,) bool, closed form for one line of ``width`` bits whose count of ones must lie in ``ks``:
+    bit j is determined by the bits before it iff for every reachable count c of ones among bits
+    0..j-1 (some allowed k has c <= k <= c + width - j) only one value v of bit j keeps a completion
+    (some allowed k has c + v <= k <= c + v + width - j - 1). E.g. a fixed count 0 < k < width fixes
+    only the last bit; k = 0 or k = width fixes every bit."""
+    ks = np.asarray(sorted(set(int(k) for k in ks)))
+    det = np.ones(width, dtype=bool)
+    for j in range(width):
+        rest = width - j
+        for c in range(j + 1):
+            if not ((ks >= c) & (ks <= c + rest)).any():
+                continue                                   # no valid line has this prefix count
+            options = sum(bool(((ks >= c + v) & (ks <= c + v + rest - 1)).any()) for v in (0, 1))
+            if options > 1:
+                det[j] = False
+                break
+    return det
 
 
 def _check_ks(ks, lo: int, hi: int, what: str) -> tuple[int, ...]:
@@ -51,6 +71,12 @@ class ExactK(Rule):
     @property
     def valid_set_size(self):
         return comb(self.D, self.k)
+
+    @property
+    def determined_positions(self):
+        """Closed form (:func:`line_determined` over all D cells): the last cell when 0 < K < D,
+        every cell when K is 0 or D."""
+        return line_determined(self.D, (self.k,))
 
     def sample(self, n, rng):
         return _k_subsets(np.full(n, self.k), self.D, rng)
@@ -90,6 +116,12 @@ class _RowCountRule(Rule):
     @property
     def constraint_names(self):
         return [f"row{r}" for r in range(self.height)]
+
+    @property
+    def determined_positions(self):
+        """Closed form: rows are independent lines whose count lies in ``ks`` (:func:`line_determined`):
+        for a fixed 0 < k < width the last cell of each row."""
+        return np.tile(line_determined(self.width, self.ks), self.height)
 
     def constraints(self, cells):
         return self._row_ok(self.row_counts(cells))
@@ -171,6 +203,14 @@ class GlobalK(_RowCountRule):
     @property
     def constraint_names(self):
         return super().constraint_names + ["rows_equal"]
+
+    @property
+    def determined_positions(self):
+        """Closed form: the first row is a line with its count in ``ks``; it fixes K, so every later row
+        is a line with count K, determined where it is so for every K in ``ks``
+        (:func:`line_determined`)."""
+        later = np.logical_and.reduce([line_determined(self.width, (k,)) for k in self.ks])
+        return np.concatenate([line_determined(self.width, self.ks), np.tile(later, self.height - 1)])
 
     def sample(self, n, rng):
         sizes = [comb(self.width, k) ** self.height for k in self.ks]  # exact ints, maybe huge

@@ -30,6 +30,14 @@ class Encoding(ABC):
     def qdist(self, x: np.ndarray) -> np.ndarray:
         """(n,) L-inf distance of each sample to the nearest valid code (a cube vertex for binary)."""
 
+    @property
+    def codes(self) -> np.ndarray:
+        """(n_symbols, channels) float64: the model-space code of each symbol (row k = cell value k).
+        A cell's model-space values are always one of these rows; the exact reference denoisers
+        (``twoclocks.ideal``) work from them, so they are exact for every encoding."""
+        return self.encode(np.arange(self.n_symbols)[:, None]).astype(np.float64).reshape(
+            self.n_symbols, self.channels)
+
     def to_dict(self) -> dict:
         return {"name": self.name}
 

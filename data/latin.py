@@ -6,12 +6,14 @@ cells (a row, a column or a block) is a permutation of 0..n-1.
 from __future__ import annotations
 
 import logging
+import itertools
+from functools import lru_cache
 from math import factorial, gcd
 
 import numpy as np
 
 from twoclocks import TwoclocksError
-from twoclocks.data.rules import RULES, Rule
+from twoclocks.data.rules import MAX_ENUMERATE, RULES, Rule, determined_from_valid
 
 __all__ = ["LatinSquare", "RowLatin", "Sudoku", "LATIN_SQUARE_COUNTS"]
 
@@ -30,6 +32,49 @@ SUDOKU_CYCLIC_SUPPORT = {(4, 2, 2): 192, (6, 2, 3): 311040, (6, 3, 2): 311040}
 def _random_perms(rng: np.random.Generator, m: int, n: int) -> np.ndarray:
     """(m, n) i.i.d. uniform permutations of 0..n-1 (argsort of i.i.d. uniforms)."""
     return rng.random((m, n)).argsort(axis=1)
+
+
+@lru_cache(maxsize=8)
+def _grids(n: int, block_rows: int = 1, block_cols: int = 0, first_identity: bool = False) -> np.ndarray:
+    """(M, n*n) uint8, lexicographic: every n x n grid whose rows and columns are permutations of
+    0..n-1 (and, with ``block_cols`` > 0, whose block_rows x block_cols blocks are too), built row by
+    row: each partial grid is extended by every permutation that repeats no symbol of a column (or
+    block) above it (symbol sets as bit masks). ``first_identity``: only the grids whose first row is
+    0..n-1 (1/n! of them: relabelling the symbols maps the grids with any first row onto these).
+    Cached; read-only."""
+    perms = np.array(list(itertools.permutations(range(n))), dtype=np.uint8)
+    bit = (np.int64(1) << perms.astype(np.int64))                       # (P, n) one bit per cell's symbol
+    n_blocks = n // block_cols if block_cols else 0
+    pblock = np.stack([bit[:, b * block_cols:(b + 1) * block_cols].sum(1) for b in range(n_blocks)], 1) \
+        if n_blocks else None                                            # (P, n_blocks) symbols per block
+    rect = perms[:1, None, :] if first_identity else perms[:, None, :]
+    for r in range(1, n):
+        colmask = (np.int64(1) << rect.astype(np.int64)).sum(1)          # (M, n) symbols used per column
+        ok = np.ones((len(rect), len(perms)), dtype=bool)
+        for j in range(n):
+            ok &= (colmask[:, j:j + 1] & bit[None, :, j]) == 0
+        if n_blocks and r % block_rows:
+            top = r - r % block_rows                                     # first row of the current band
+            band = (np.int64(1) << rect[:, top:r].astype(np.int64))      # (M, rows in band, n)
+            for b in range(n_blocks):
+                used = band[:, :, b * block_cols:(b + 1) * block_cols].sum((1, 2))
+                ok &= (used[:, None] & pblock[None, :, b]) == 0
+        i, k = np.nonzero(ok)
+        rect = np.concatenate([rect[i], perms[k][:, None, :]], axis=1)
+    out = rect.reshape(len(rect), n * n)
+    out.setflags(write=False)
+    return out
+
+
+def _determined_by_relabelling(n: int, normalized: np.ndarray) -> np.ndarray:
+    """Determined positions of a symbol-relabelling-invariant set of n x n grids whose first rows are
+    all the permutations, from its members with first row 0..n-1 (``normalized``): two grids sharing
+    a prefix that covers the first row are relabelled by the same permutation, so positions >= n
+    are decided on ``normalized``; in the first row (any permutation) only the last cell is fixed."""
+    det = determined_from_valid(normalized)
+    det[:n - 1] = False
+    det[n - 1] = True
+    return det
 
 
 def _is_perm(lines: np.ndarray) -> np.ndarray:
@@ -93,6 +138,16 @@ class RowLatin(_PermutationRule):
         det[:, -1] = True
         return det.ravel()
 
+    def enumerate_valid(self, limit=None):
+        """Every grid of permutation rows, (n!)^n of them (lexicographic)."""
+        limit = MAX_ENUMERATE if limit is None else int(limit)
+        if self.valid_set_size > limit:
+            raise TwoclocksError(f"cannot enumerate the valid set of {self!r}: {self.valid_set_size} valid "
+                                 f"images (limit {limit}); use a smaller n")
+        perms = np.array(list(itertools.permutations(range(self.n))), dtype=np.uint8)
+        idx = np.array(list(itertools.product(range(len(perms)), repeat=self.n)), dtype=np.int64)
+        return perms[idx].reshape(len(idx), self.D)
+
     def sample(self, m, rng):
         return _random_perms(rng, m * self.n, self.n).reshape(m, self.D).astype(np.uint8)
 
@@ -109,7 +164,7 @@ class LatinSquare(_PermutationRule):
     ``sampler_support_size`` = (n!)^3 / (n^2 phi(n)) squares, i.e. all of them for n <= 3, 432 of 576
     for n = 4, 17280 of 161280 (10.7%) for n = 5 and 5184000 of 812851200 (0.64%) for n = 6;
     squares outside that class have probability 0. Cells determined by their raster prefix: the
-    last cell of each row and the whole last row."""
+    last cell of each row and the whole last row (and, for n <= 3, more: :attr:`determined_positions`)."""
 
     name = "latin"
     families = ("row", "col")
@@ -125,9 +180,25 @@ class LatinSquare(_PermutationRule):
 
     @property
     def determined_positions(self):
+        """The last cell of each row and the whole last row; for n <= 3 more (n = 3: also the centre,
+        as the second row is one of two cyclic shifts of the first, told apart by its first cell),
+        found by brute force over the valid set. For n = 4, 5 (brute force, tests/test_correctness_rules.py)
+        and n = 6 (brute force over the 1128960 squares with first row 0..5) no other cell is
+        determined; for n > 6 this closed form is assumed to continue."""
+        if self.n <= 3:
+            return _determined_by_relabelling(self.n, _grids(self.n, first_identity=True))
         det = np.zeros((self.n, self.n), dtype=bool)
         det[:, -1] = det[-1, :] = True
         return det.ravel()
+
+    def enumerate_valid(self, limit=None):
+        """Every Latin square (lexicographic); n <= 5 (161280 squares for n = 5)."""
+        limit = MAX_ENUMERATE if limit is None else int(limit)
+        size = self.valid_set_size
+        if size is None or size > limit:
+            raise TwoclocksError(f"cannot enumerate the valid set of {self!r}: {size or 'too many'} valid "
+                                 f"images (limit {limit}); use a smaller n")
+        return _grids(self.n)
 
     def sample(self, m, rng):
         n = self.n
@@ -144,8 +215,8 @@ class Sudoku(LatinSquare):
     in the isotopy class of the cyclic square only, ``sampler_support_size`` of them (6x6, 2x3:
     311040 of 28200960 = 1.1%; 4x4, 2x2: 192 of 288), not over all Sudokus. The exact acceptance
     rate is 0.06 for 6x6 with 2x3 blocks (4/9 for 4x4); the measured rate of the last
-    :meth:`sample` call is in ``last_acceptance_rate`` (also logged at INFO). Determined cells:
-    those of a Latin square plus the last cell of each block."""
+    :meth:`sample` call is in ``last_acceptance_rate`` (also logged at INFO). Determined cells: see
+    :attr:`determined_positions`."""
 
     name = "sudoku"
     families = ("row", "col", "block")
@@ -180,9 +251,34 @@ class Sudoku(LatinSquare):
 
     @property
     def determined_positions(self):
-        det = super().determined_positions.reshape(self.n, self.n)
+        """Brute force over the valid set (via the grids with first row 0..n-1, as relabelling symbols
+        maps Sudokus onto Sudokus): for 6x6 with 2x3 blocks, the Latin-square cells (last column, last
+        row), the last cell of each block and also cells (4, 3), (4, 4), whose values the columns above
+        force once the bottom-left block's first row is known. Blocks of one row or column: a Latin
+        square. Where the grids are too many to enumerate (n > 6), the cells known in closed form (the
+        Latin-square ones and the last cell of each block), a subset of the determined ones (logged)."""
+        if self.br == 1 or self.bc == 1:
+            return super().determined_positions
+        size = self.valid_set_size
+        if size is not None and size // factorial(self.n) <= MAX_ENUMERATE:
+            return _determined_by_relabelling(self.n, _grids(self.n, self.br, self.bc, first_identity=True))
+        log.warning("%r: too many grids to find the determined cells by brute force; using the Latin-square "
+                    "cells and the last cell of each block, which may miss some", self)
+        det = np.zeros((self.n, self.n), dtype=bool)
+        det[:, -1] = det[-1, :] = True
         det[self.br - 1::self.br, self.bc - 1::self.bc] = True   # last cell of each block
         return det.ravel()
+
+    def enumerate_valid(self, limit=None):
+        """Every Sudoku (lexicographic), when there are at most ``limit`` (4x4: 288; 6x6: too many)."""
+        if self.br == 1 or self.bc == 1:
+            return super().enumerate_valid(limit)
+        limit = MAX_ENUMERATE if limit is None else int(limit)
+        size = self.valid_set_size
+        if size is None or size > limit:
+            raise TwoclocksError(f"cannot enumerate the valid set of {self!r}: {size or 'too many'} valid "
+                                 f"images (limit {limit}); use a smaller n")
+        return _grids(self.n, self.br, self.bc)
 
     def sample(self, m, rng):
         if m <= 0:

@@ -16,7 +16,27 @@ import numpy as np
 
 from twoclocks import TwoclocksError
 
-__all__ = ["Rule", "GroupParity", "RULES", "make_rule"]
+__all__ = ["Rule", "GroupParity", "RULES", "make_rule", "determined_from_valid", "MAX_ENUMERATE"]
+
+#: the most valid images :meth:`Rule.enumerate_valid` returns (brute-force references and checks)
+MAX_ENUMERATE = 1 << 18
+
+
+def determined_from_valid(valid: np.ndarray) -> np.ndarray:
+    """(D,) bool, brute force: position p is determined iff every two rows of ``valid`` (all the valid
+    images) that agree on columns 0..p-1 also agree on column p. Sorting the rows lexicographically
+    puts the rows that share a prefix next to each other, so p is free iff some two neighbours first
+    differ exactly at p."""
+    valid = np.asarray(valid)
+    if valid.ndim != 2:
+        raise ValueError(f"expected (M, D) valid images, got shape {valid.shape}")
+    det = np.ones(valid.shape[1], dtype=bool)
+    if len(valid) < 2:
+        return det
+    rows = np.unique(valid, axis=0)                      # sorted lexicographically, distinct
+    diff = rows[1:] != rows[:-1]
+    det[np.unique(diff.argmax(axis=1))] = False          # first differing column of each neighbour pair
+    return det
 
 
 # ----------------------------------------------------------------------------- rules
@@ -75,9 +95,37 @@ class Rule(ABC):
 
     @property
     def determined_positions(self) -> np.ndarray:
-        """(D,) bool: cells whose value is fixed by the cells before them in raster order, for every
-        valid example (the last bit of each parity group). Used by the GPT cross-entropy probe."""
-        return np.zeros(self.D, dtype=bool)
+        """(D,) bool: the cells whose value is fixed by the cells before them in raster order, in
+        every valid example: position p is determined iff no two valid images share cells 0..p-1
+        and differ at p (over the rule's whole valid set, not only what its sampler draws). Used by
+        the GPT cross-entropy probe. Rules give it in closed form where one exists; this default
+        is brute force over :meth:`enumerate_valid` (:func:`determined_from_valid`)."""
+        return determined_from_valid(self.enumerate_valid())
+
+    def enumerate_valid(self, limit: int | None = None) -> np.ndarray:
+        """(M, D) uint8: every valid image, in lexicographic order of the cells. The default walks all
+        n_symbols^D images (in chunks) and keeps the valid ones; it refuses (TwoclocksError) when
+        that exceeds ``limit`` images (default :data:`MAX_ENUMERATE`) to check or to return."""
+        limit = MAX_ENUMERATE if limit is None else int(limit)
+        K, D = self.n_symbols, self.D
+        if K ** D > 16 * limit:
+            raise TwoclocksError(f"cannot enumerate the valid set of {self!r}: {K}^{D} images to check "
+                                 f"(limit {16 * limit}); use a smaller image")
+        size = self.valid_set_size
+        if size is not None and size > limit:
+            raise TwoclocksError(f"cannot enumerate the valid set of {self!r}: {size} valid images "
+                                 f"(limit {limit}); use a smaller image")
+        weights = K ** np.arange(D - 1, -1, -1, dtype=np.int64)
+        out, chunk = [], 1 << 16
+        for lo in range(0, K ** D, chunk):
+            idx = np.arange(lo, min(lo + chunk, K ** D), dtype=np.int64)
+            cells = ((idx[:, None] // weights) % K).astype(np.uint8)
+            out.append(cells[self.is_valid(cells)])
+        valid = np.concatenate(out) if out else np.zeros((0, D), np.uint8)
+        if len(valid) > limit:
+            raise TwoclocksError(f"cannot enumerate the valid set of {self!r}: {len(valid)} valid images "
+                                 f"(limit {limit}); use a smaller image")
+        return valid
 
     def to_dict(self) -> dict:
         return {"name": self.name, "height": self.height, "width": self.width}
@@ -122,6 +170,7 @@ class GroupParity(Rule):
 
     @property
     def determined_positions(self) -> np.ndarray:
+        """Closed form: the last bit of each group (its parity is fixed); with G = 1 every bit (0)."""
         det = np.zeros(self.D, dtype=bool)
         det[self.G - 1::self.G] = True
         return det

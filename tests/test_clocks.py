@@ -72,7 +72,7 @@ def test_adaptive_memorization_threshold():
     assert mem_threshold_for(np.nan, 0.1, adaptive=True) == 0.1
     mem = step_curve(104, 0.0, 0.3) + step_curve(704, 0.0, 0.3)    # 0.3 after rule learning, 0.6 after 704
     acc = step_curve(104)
-    fixed = clocks_from_curves(STEPS, acc, mem, baseline=b)
+    fixed = clocks_from_curves(STEPS, acc, mem, baseline=b, mem_adaptive=False)   # adaptive is the default
     adaptive = clocks_from_curves(STEPS, acc, mem, baseline=b, mem_adaptive=True)
     assert fixed["tau_mem"] == 104.0 and "mem-adaptive" in fixed["notes"]
     assert adaptive["tau_mem"] == 704.0 and adaptive["mem_threshold"] == pytest.approx(0.325)

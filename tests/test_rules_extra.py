@@ -193,9 +193,12 @@ def test_determined_positions_layout():
     assert RowLatin(4).determined_positions.sum() == 4
     assert LatinSquare(5).determined_positions.sum() == 9
     det = Sudoku().determined_positions.reshape(6, 6)
-    assert det[5].all() and det[:, 5].all() and det[1, 2] and det[3, 2] and det.sum() == 13
-    for r in (ExactK(), RowK()):
-        assert not r.determined_positions.any()
+    # issue 13: brute force also finds cells (4, 3) and (4, 4) determined (13 -> 15 cells)
+    assert det[5].all() and det[:, 5].all() and det[1, 2] and det[3, 2] and det[4, 3] and det[4, 4]
+    assert det.sum() == 15
+    # issue 13: the count rules fix their last cell (exact-K) / the last cell of each row (row-K)
+    assert np.flatnonzero(ExactK().determined_positions).tolist() == [35]
+    assert RowK().determined_positions.reshape(6, 6)[:, 5].all() and RowK().determined_positions.sum() == 6
 
 
 def test_breakdown():

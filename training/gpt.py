@@ -20,9 +20,10 @@ bit = 1 iff u < p(1 | prefix) (SPEC.md). Batched over all seeds; incremental ove
 KV cache (one network call per position on one new token).
 
 Reference models (for ``run.generate('ideal-rule' | 'ideal-cube' | 'memorize')`` on a GPT run and for
-the cross-entropy probe): the ideal rule model (group parity: free bits fair coins, the last bit of
-each group the parity of the group's prefix), the uniform model, and the memorizing model (the
-empirical train distribution as an autoregressive model).
+the cross-entropy probe): the ideal rule model (the uniform distribution on the rule's valid set as an
+autoregressive model, every rule; for group parity: free bits fair coins, the last bit of each group
+the parity of the group's prefix), the uniform model, and the memorizing model (the empirical train
+distribution as an autoregressive model).
 """
 from __future__ import annotations
 
@@ -181,55 +182,106 @@ def inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return (p.shape[-1] - 1) - (u[..., None].to(q.dtype) >= q).sum(-1)
 
 
+def _finite_logits(logits: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the next-symbol logits are usable. A NaN logit makes every CDF comparison False, so
+    :func:`inverse_cdf` would silently pick symbol K-1; +inf logits give NaN probabilities. -inf is
+    fine (probability 0, as the reference models use)."""
+    return ~(torch.isnan(logits) | torch.isposinf(logits)).any(-1)
+
+
 @torch.inference_mode()
-def sample_fixed(model, uniforms: torch.Tensor) -> torch.Tensor:
+def sample_fixed(model, uniforms: torch.Tensor, return_finite: bool = False):
     """(B, D) uniforms -> (B, D) int64 cells, temperature 1, deterministic: the symbol at position t is
     the inverse CDF of p(. | prefix) at u[:, t]. A :class:`GPT` is run incrementally with a KV cache (one
-    call per position); any other model (a reference) is run on the whole prefix (:func:`sample_naive`)."""
+    call per position); any other model (a reference) is run on the whole prefix (:func:`sample_naive`).
+    ``return_finite``: also return (B,) bool, False for a sequence that met a NaN or +inf logit
+    anywhere (its cells are then meaningless: ``models.generate`` turns it into an all-NaN sample)."""
     if not isinstance(model, GPT):
-        return sample_naive(model, uniforms)
+        return sample_naive(model, uniforms, return_finite)
     b, d = uniforms.shape
     dev = uniforms.device
     cache = model.new_cache(b, dev, model.wte.weight.dtype)
     tok = torch.full((b, 1), model.K, dtype=torch.long, device=dev)
     out = torch.empty((b, d), dtype=torch.long, device=dev)
+    ok = torch.ones(b, dtype=torch.bool, device=dev)
     for t in range(d):
-        out[:, t] = inverse_cdf(model(tok, cache, t)[:, -1], uniforms[:, t])
+        logits = model(tok, cache, t)[:, -1]
+        ok &= _finite_logits(logits)
+        out[:, t] = inverse_cdf(logits, uniforms[:, t])
         tok = out[:, t:t + 1]
-    return out
+    return (out, ok) if return_finite else out
 
 
 @torch.inference_mode()
-def sample_naive(model, uniforms: torch.Tensor) -> torch.Tensor:
+def sample_naive(model, uniforms: torch.Tensor, return_finite: bool = False):
     """Same samples as :func:`sample_fixed` without a cache: the whole prefix is recomputed at every
     position (the reference the KV-cache sampler is tested and benchmarked against)."""
     b, d = uniforms.shape
     tokens = torch.full((b, 1), model.K, dtype=torch.long, device=uniforms.device)
+    ok = torch.ones(b, dtype=torch.bool, device=uniforms.device)
     for t in range(d):
-        s = inverse_cdf(model(tokens)[:, -1], uniforms[:, t])
+        logits = model(tokens)[:, -1]
+        ok &= _finite_logits(logits)
+        s = inverse_cdf(logits, uniforms[:, t])
         tokens = torch.cat([tokens, s[:, None]], dim=1)
-    return tokens[:, 1:]
+    return (tokens[:, 1:], ok) if return_finite else tokens[:, 1:]
 
 
 # ----------------------------------------------------------------------------- reference models
-def ideal_rule_logprobs(rule, cells) -> np.ndarray:
-    """(n, D, K) float64 log p*(c_t = k | c_<t) of the ideal rule model for group parity: each group is
-    uniform over its even patterns, so its first G-1 bits are fair coins (log 1/2) and its last bit is
-    the parity of the group's prefix (log 1 for it, -inf for the other bit). Groups are independent,
-    so on a prefix that already broke a group the model still applies to the current group."""
-    from twoclocks.data.rules import GroupParity
-    if not isinstance(rule, GroupParity):
-        raise TwoclocksError(f"the ideal autoregressive rule model has a closed form only for group parity, "
-                             f"not {rule.name!r}")
+def _prefix_evidence(cells: np.ndarray, K: int, t: int) -> torch.Tensor:
+    """(n, D, K) log-weights that know cells 0..t-1 (0 for the cell's symbol, -inf for the others)
+    and nothing about the rest (0)."""
+    n, D = cells.shape
+    ev = torch.zeros((n, D, K), dtype=torch.float64)
+    known = torch.full((n, t, K), -torch.inf, dtype=torch.float64)
+    known.scatter_(2, torch.as_tensor(cells[:, :t, None].astype(np.int64)), 0.0)
+    ev[:, :t] = known
+    return ev
+
+
+def _enumerated_ar(rule):
+    """The ideal rule model of a rule without closed-form marginals: the empirical distribution of its
+    enumerated valid set as an autoregressive model (cached per rule)."""
+    key = repr(rule)
+    if key not in _ENUMERATED:
+        try:
+            valid = rule.enumerate_valid()
+        except TwoclocksError:
+            from twoclocks.data.rules import MAX_ENUMERATE
+            raise TwoclocksError(f"no exact ideal autoregressive rule model for {rule!r}: no closed form, and its "
+                                 f"valid set ({rule.valid_set_size or 'size unknown'}) is too large to enumerate "
+                                 f"(limit {MAX_ENUMERATE}); use the memorize or ideal-cube reference") from None
+        _ENUMERATED.clear()
+        _ENUMERATED[key] = MemorizeAR(valid, rule.n_symbols)
+    return _ENUMERATED[key]
+
+
+_ENUMERATED: dict = {}
+
+
+def ideal_rule_logprobs(rule, cells, positions=None) -> np.ndarray:
+    """(n, D, K) float64 log p*(c_t = k | c_<t) of the ideal rule model: the uniform distribution on the
+    rule's valid set, as an autoregressive model, exact for every rule (or a TwoclocksError that says
+    why not). p*(c_t = k | c_<t) is the posterior marginal of cell t given the prefix as hard evidence
+    (``twoclocks.ideal.rule_log_marginals``): group parity: the first G-1 bits of a group are fair
+    coins, the last is the group prefix's parity; count rules: counts of completions; row-only Latin
+    squares: uniform over the symbols the row has not used. Rules without a closed form (Latin squares,
+    Sudoku) count completions in their enumerated valid set. Where no valid image has the prefix, p* is
+    uniform over the K symbols; factorized rules (parity groups, the rows of row-K / row-variable-K /
+    row-Latin) judge each group or row on its own, so a broken earlier group does not matter.
+    ``positions``: compute only these t (the others are NaN)."""
+    from twoclocks.ideal import has_closed_form, rule_log_marginals
     cells = np.asarray(cells).astype(np.int64)
-    n, G = cells.shape[0], rule.G
-    lp = np.full((n, rule.D, 2), -math.log(2.0))
-    groups = cells.reshape(n, rule.n_groups, G)
-    forced = groups[:, :, :-1].sum(axis=2) % 2  # (n, n_groups): the bit that makes the group even
-    last = lp[:, G - 1::G]  # view on the determined positions
-    last[...] = -np.inf
-    np.put_along_axis(last, forced[..., None], 0.0, axis=2)
-    return lp
+    n, K, D = cells.shape[0], rule.n_symbols, rule.D
+    if cells.ndim != 2 or cells.shape[1] != D:
+        raise TwoclocksError(f"expected (n, {D}) cells for rule {rule!r}, got shape {cells.shape}")
+    if not has_closed_form(rule):
+        return _enumerated_ar(rule).logprobs(cells[:, :D - 1])   # D positions from D-1 prefix cells
+    out = np.full((n, D, K), np.nan)
+    for t in (range(D) if positions is None else positions):
+        if n:
+            out[:, t] = rule_log_marginals(rule, _prefix_evidence(cells, K, t))[:, t].numpy()
+    return out
 
 
 class _ARReference(nn.Module):
@@ -250,13 +302,15 @@ class IdealRuleAR(_ARReference):
     def __init__(self, rule):
         super().__init__(rule.n_symbols)
         self.rule = rule
-        ideal_rule_logprobs(rule, np.zeros((0, rule.D), np.uint8))  # fails early for non-parity rules
+        from twoclocks.ideal import has_closed_form
+        if not has_closed_form(rule):
+            _enumerated_ar(rule)  # fails early (TwoclocksError) where there is no exact model
 
     def logprobs(self, cells):
         n, t = cells.shape
         full = np.zeros((n, self.rule.D), np.int64)
         full[:, :t] = cells
-        return ideal_rule_logprobs(self.rule, full)[:, :t + 1]
+        return ideal_rule_logprobs(self.rule, full, positions=range(min(t + 1, self.rule.D)))[:, :t + 1]
 
 
 class UniformAR(_ARReference):
@@ -299,8 +353,9 @@ class MemorizeAR(_ARReference):
 
 
 def reference_model(name: str, rule, train_cells) -> nn.Module:
-    """The autoregressive counterpart of a reference denoiser: 'ideal-rule', 'ideal-cube' (uniform),
-    'memorize' (empirical train distribution)."""
+    """The autoregressive counterpart of a reference denoiser, for every rule: 'ideal-rule' (uniform on
+    the valid set, :func:`ideal_rule_logprobs`; a TwoclocksError where no exact model exists: Latin
+    squares n >= 6, 6x6 Sudoku), 'ideal-cube' (uniform), 'memorize' (empirical train distribution)."""
     if name == "ideal-rule":
         return IdealRuleAR(rule)
     if name == "ideal-cube":

@@ -52,7 +52,9 @@ def generate(run, source, device: torch.device, batch_size: int = 4096, seeds=No
     dit: Heun sampling of the denoiser from the noise bank. gpt: autoregressive sampling driven by the
     uniform bank (KV cache); a reference name ('ideal-rule', 'ideal-cube', 'memorize') samples the
     matching autoregressive reference model with the same uniforms. The cells are encoded with the
-    run's encoding, so probes see the same model-space samples for both architectures."""
+    run's encoding, so probes see the same model-space samples for both architectures. A sample that
+    is not finite (dit: a NaN / inf coordinate; gpt: its sampling met a NaN or +inf logit) comes back
+    with NaN coordinates, which the samples probe scores as invalid (``SampleEvaluator``)."""
     cfg = run.config
     idx = np.arange(run.n_seeds) if seeds is None else np.asarray(seeds)
     out = []
@@ -68,7 +70,11 @@ def generate(run, source, device: torch.device, batch_size: int = 4096, seeds=No
     model = (reference_model(source, run.rule, run.cells("train")) if isinstance(source, str)
              else run.model(source, device))
     u = torch.as_tensor(run.uniforms[idx], device=device)
+    finite = []
     for k in range(0, len(idx), batch_size):
-        out.append(sample_fixed(model, u[k:k + batch_size]).cpu().numpy())
-    cells = np.concatenate(out)
-    return run.encoding.encode(cells)
+        cells, ok = sample_fixed(model, u[k:k + batch_size], return_finite=True)
+        out.append(cells.cpu().numpy())
+        finite.append(ok.cpu().numpy())
+    x = run.encoding.encode(np.concatenate(out))
+    x[~np.concatenate(finite)] = np.nan   # met a NaN / +inf logit: a non-finite sample, as a diverged DiT's
+    return x

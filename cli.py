@@ -49,6 +49,11 @@ DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 FORCE_OPT = typer.Option(False, "--force", help="Recompute everything, discarding stored results of this probe.")
 
 
+MEM_THRESHOLD_OPT = typer.Option(None, "--mem-threshold", help="t of the memorization threshold: adaptive b + t (1 - b) "
+                                 "above the uniform-valid baseline b = N/|valid|, or fixed t. [default: 0.1]")
+MEM_ADAPTIVE_OPT = typer.Option(None, "--mem-adaptive/--mem-fixed", help="Adaptive memorization threshold (the "
+                                "default, as the paper's Table 4 fits) or the fixed t.")
+
 # ------------------------------------------------------------------------------------ probe commands
 def _cli_type(f):
     """The command-line type of an options field: metadata cli_type, else from its default."""
@@ -270,7 +275,7 @@ def info(run_dir: Path = RUN_DIR_ARG):
 def demo(
     out_dir: Path = typer.Argument(Path("twoclocks-demo"), help="Where the demo run goes."),
     arch: str = typer.Option("dit", help="dit or gpt."),
-    steps: Optional[int] = typer.Option(None, help="Training steps. [default: 5000 for dit, 1000 for gpt]"),
+    steps: Optional[int] = typer.Option(None, help="Training steps. [default: 2000 for dit, 1000 for gpt]"),
     figures: bool = typer.Option(True, help="Draw the figures at the end."),
 ):
     """Train a tiny model on a small parity task on the CPU, probe it, and print what it found.
@@ -287,9 +292,8 @@ def clocks(
     run_dirs: List[Path] = typer.Argument(..., help="Run directories (each with probes/samples.zarr)."),
     k: int = typer.Option(3, "--k", help="Consecutive evaluations a threshold must hold for."),
     acc_threshold: float = typer.Option(0.9, "--acc-threshold", help="Sample accuracy threshold of tau_rule."),
-    mem_threshold: float = typer.Option(0.1, "--mem-threshold", help="Sample memorization threshold of tau_mem."),
-    mem_adaptive: bool = typer.Option(False, "--mem-adaptive", help="Threshold b + t (1 - b) above the "
-                                      "uniform-valid baseline b = N/|valid| (t = --mem-threshold)."),
+    mem_threshold: Optional[float] = MEM_THRESHOLD_OPT,
+    mem_adaptive: Optional[bool] = MEM_ADAPTIVE_OPT,
     pool: Optional[str] = typer.Option(None, "--pool", help="Config fields to pool over in the tau_mem ~ N "
                                        "fits, e.g. 'group'."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the clocks Dataset to FILE.zarr."),
@@ -388,8 +392,8 @@ def collect(
                              "fits (paper's Table 4: group); '' for none."),
     k: Optional[int] = typer.Option(None, "--k", help="Consecutive evaluations a clock threshold must hold for (default 3)."),
     acc_threshold: Optional[float] = typer.Option(None, "--acc-threshold", help="tau_rule accuracy threshold (default 0.9)."),
-    mem_threshold: Optional[float] = typer.Option(None, "--mem-threshold", help="tau_mem memorization threshold (default 0.1)."),
-    mem_adaptive: bool = typer.Option(False, "--mem-adaptive", help="Adaptive memorization threshold (see clocks)."),
+    mem_threshold: Optional[float] = MEM_THRESHOLD_OPT,
+    mem_adaptive: Optional[bool] = MEM_ADAPTIVE_OPT,
 ):
     """One Dataset over a sweep's runs: clocks, window, final accuracy / memorization, and the
     tau_mem = c N^alpha fits per group and pooled."""

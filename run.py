@@ -23,6 +23,7 @@ import torch
 import xarray as xr
 
 from twoclocks import TwoclocksError
+from twoclocks.store import open_cube
 from twoclocks.data import make_encoding, make_rule
 from twoclocks.training.config import SCHEMA_VERSION, TrainConfig
 
@@ -141,7 +142,7 @@ class Run:
         if not store.exists():
             raise TwoclocksError(f"{self.path} has no data.zarr; the run was not fully created, "
                                  "re-create it with `twoclocks-probe train RUN_DIR --force`")
-        return xr.open_zarr(store, consolidated=True).load()
+        return open_cube(store).load()
 
     def cells(self, split: str) -> np.ndarray:
         """(n, D) uint8 cells of a split: 'train', 'heldout' or 'hypercube'."""

@@ -176,7 +176,10 @@ def write_derived(ds: xr.Dataset, path, schema=None, run=None, name: str | None 
         name = name or schema.name
     if steps is None and "step" in ds.coords:
         steps = ds["step"].values
-    ds = ds.assign_attrs(provenance(run, name or Path(path).stem, params or {}, steps))
+    prov = provenance(run, name or Path(path).stem, params or {}, steps)
+    if steps is None and "source_steps" in ds.attrs:  # a cross-run cube names its sources itself
+        prov.pop("source_steps")
+    ds = ds.assign_attrs(prov)
     write_dataset(ds, path)
     return ds
 

@@ -1,7 +1,16 @@
 """Across-run figures: the clocks against G and N (with the power-law fit), and the memorization
-collapse in steps per example."""
+collapse in steps per example.
+
+- :func:`plot_clock_scaling` (Figs. 2C, 2D, 10): both clocks vs G and vs N with the least-squares fits;
+- :func:`plot_rule_vs_group` (Fig. 2C): tau_rule and tau_mem vs G, clocks not reached drawn as censored;
+- :func:`plot_mem_vs_n` (Fig. 2D, Table 4): tau_mem vs N with the least-squares and the censored
+  maximum-likelihood fits (alpha's interval), runs that never memorized drawn as censored;
+- :func:`plot_memorization_collapse` (Figs. 2H, 8): memorization vs step and vs steps per example;
+- :func:`plot_sweep`: the figures that apply to a sweep directory (:func:`sweep_figures`), into files.
+"""
 from __future__ import annotations
 
+import functools
 import json
 import textwrap
 
@@ -12,6 +21,7 @@ from twoclocks.plotting.style import (
     _seq_colors,
     _figure,
     _legend_outside,
+    _one_ax,
     _need,
     _root,
     _scalar,
@@ -330,28 +340,41 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, per_unit_g: float | None = 1
     return _root(fig)
 
 
+def _ml_fit(n, tm, cen) -> dict:
+    """probes.clocks.fit_power_law with the censoring steps (both fits), or the plain fit where that
+    function does not take them."""
+    from twoclocks.probes.clocks import fit_power_law
+    try:
+        return fit_power_law(n, tm, cen)
+    except TypeError:  # a fit_power_law without censoring
+        return fit_power_law(n, tm)
+
+
 def _group_fits(clocks, n, tm, cen) -> list[dict]:
-    """The tau_mem fits to draw: collect's ``fit_*`` variables when present (both fits when it stored
-    the censored one), else one fit over all runs computed here (probes.clocks.fit_power_law)."""
+    """The tau_mem fits to draw: collect's ``fit_*`` variables when present (its censored ML fit when
+    it stored one, else that fit computed here over the same group), else one fit over all runs
+    computed here (probes.clocks.fit_power_law)."""
     members, pooled = _fit_members(clocks)
     out = []
     if len(members):
+        ml_keys = ("c_ml", "alpha_ml", "alpha_ml_lo", "alpha_ml_hi", "level")
+        def value(f, key):
+            return float(f[f"fit_{key}"]) if f"fit_{key}" in f else np.nan
         for k in range(len(members)):
             f = clocks.isel(fit=k)
-            get = lambda key: float(f[f"fit_{key}"]) if f"fit_{key}" in f else np.nan  # noqa: E731
+            get = functools.partial(value, f)
             out.append({"members": members[k], "pooled": bool(pooled[k]),
                         "label": str(f["fit_label"].item()) if "fit_label" in f else f"fit {k}",
                         "c": get("c"), "alpha": get("alpha"), "r2": get("r2"),
                         "n": int(get("n")) if np.isfinite(get("n")) else int((members[k] & np.isfinite(tm)).sum()),
                         "c_ml": get("c_ml"), "alpha_ml": get("alpha_ml"), "alpha_ml_lo": get("alpha_ml_lo"),
                         "alpha_ml_hi": get("alpha_ml_hi"), "level": get("level")})
+            if "fit_alpha_ml" not in clocks:
+                m = members[k]
+                fit = _ml_fit(n[m], tm[m], cen[m])
+                out[-1].update({key: fit.get(key, np.nan) for key in ml_keys})
         return out
-    from twoclocks.probes.clocks import fit_power_law
-    try:
-        fit = fit_power_law(n, tm, cen)
-    except TypeError:  # a fit_power_law without censoring
-        fit = fit_power_law(n, tm)
-    return [{"members": np.ones(len(n), bool), "pooled": False, "label": "all runs", **fit}]
+    return [{"members": np.ones(len(n), bool), "pooled": False, "label": "all runs", **_ml_fit(n, tm, cen)}]
 
 
 @_styled
@@ -429,11 +452,12 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
         ax.set_xticks(nv, [f"{int(x)}" for x in nv])
     ax.set_xlabel(label(clocks.get("n_train"), "train set size N"))
     ax.set_ylabel("tau_mem (step)")
-    thr = ""
+    title = "tau_mem = c N^α (paper Fig. 2D, Table 4)"
     if "mem_threshold" in clocks:
         t = clocks["mem_threshold"].values.astype(float)
-        thr = f", threshold {np.nanmin(t):.3g}" + (f"-{np.nanmax(t):.3g}" if np.nanmax(t) > np.nanmin(t) + 1e-9 else "")
-    ax.set_title(f"Memorization clock vs data: tau_mem = c N^α (paper Table 4{thr})", fontsize="medium")
+        title += f"\nmemorization threshold {np.nanmin(t):.3g}" + (
+            f" to {np.nanmax(t):.3g}" if np.nanmax(t) > np.nanmin(t) + 1e-9 else "")
+    ax.set_title(title, fontsize="medium")
     _legend_outside(fig, handles, labels, fontsize="small")
     return _root(fig)
 
@@ -471,7 +495,7 @@ def plot_sweep(sweep_dir, out=None, formats=("png",), clocks: xr.Dataset | None 
     result = PlotResult()
     if clocks is None:
         if (sweep_dir / "collect.zarr").exists() and not collect_options:
-            clocks = xr.open_zarr(sweep_dir / "collect.zarr").load()
+            clocks = open_cube(sweep_dir / "collect.zarr").load()
             result.notes.append(f"clocks from {sweep_dir / 'collect.zarr'}")
         else:
             from twoclocks.sweep import collect

@@ -46,6 +46,7 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.store import open_cube
 
 __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
            "clocks_from_curves", "loss_clocks", "run_clocks", "compute_clocks", "fit_power_law",
@@ -216,7 +217,7 @@ def loss_clocks(run) -> dict:
     if not path.exists():
         return out
     try:
-        ds = xr.open_zarr(path, consolidated=True)
+        ds = open_cube(path)
     except Exception:  # a partly written or foreign store: no loss clocks rather than a failure
         return out
     for name in LOSS_CLOCKS:
@@ -235,7 +236,7 @@ def _samples_cube(run):
     if not path.exists():
         raise TwoclocksError(f"run {run.path} has no probes/samples.zarr; compute it first with "
                              f"`twoclocks-probe samples {run.path}`")
-    ds = xr.open_zarr(path, consolidated=True)
+    ds = open_cube(path)
     missing = [v for v in ("sample_acc", "sample_mem") if v not in ds]
     if missing:
         raise TwoclocksError(f"{path} lacks {', '.join(missing)}; recompute it with "
@@ -423,7 +424,8 @@ def fit_dataset(fits: list[dict], dim: str = "fit") -> dict:
 
 def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
                    mem_threshold: float | None = None, mem_adaptive: bool | None = None,
-                   pool=(), out: str | Path | None = None, policy: MemThreshold | str | None = None) -> xr.Dataset:
+                   pool=(), out: str | Path | None = None, policy: MemThreshold | str | None = None,
+                   pools=None) -> xr.Dataset:
     """Clocks of several runs as a Dataset with dim ``run`` (the run directories as its coordinate,
     every config value as a coordinate), and the power-law fits of tau_mem vs N (dim ``fit``, both
     fits of :func:`fit_power_law`, the censored runs included). ``pool``: config fields to pool over
@@ -479,27 +481,23 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         coords[f] = ("run", np.array([_coord_value(c[f]) for c in cfgs]), {"long_name": f"config: {f}"})
     ds = xr.Dataset(data, coords=coords)
 
-    # power-law fits per group of runs equal in everything but N, seeds, bookkeeping and `pool`
-    skip = set(NOT_GROUPING) | set(pool)
-    keys = [tuple((f, json.dumps(_coord_value(c[f]))) for f in fields if f not in skip) for c in cfgs]
-    groups = list(dict.fromkeys(keys))
-    varying = [f for f in fields if f not in skip and len({dict(kk)[f] for kk in groups}) > 1]
-    fits, labels, index = [], [], np.full(len(runs), -1)
-    tau, cen = col("tau_mem"), col("tau_mem_censored_at")
-    for key in groups:
-        members = [i for i, kk in enumerate(keys) if kk == key]
-        n = np.array([cfgs[i]["n_train"] for i in members], float)
-        if len(np.unique(n)) < 2:
-            continue
-        index[members] = len(fits)
-        fits.append(fit_power_law(n, tau[members], cen[members]))
-        labels.append(", ".join(f"{f}={json.loads(dict(key)[f])}" for f in varying) or "all runs")
-    ds["fit_index"] = ("run", index, {"long_name": "index of the run's power-law fit group (-1: none)",
+    # power-law fits per group of runs equal in everything but N, seeds, bookkeeping (and the pooled fields)
+    levels = [tuple(p) for p in pools] if pools is not None else [tuple(pool)]
+    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"))
+    index = np.full(len(runs), -1)
+    for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
+        index[f["members"]] = j
+    ds["fit_index"] = ("run", index, {"long_name": "index of the run's first power-law fit group (-1: none)",
                                       "units": "1"})
     ds = ds.assign_coords(fit=("fit", np.arange(len(fits)), {"long_name": "power-law fit group"}))
-    ds["fit_label"] = ("fit", np.array(labels, dtype=str), {"long_name": "what the group's runs share"})
+    ds["fit_label"] = ("fit", np.array([f["label"] for f in fits], dtype=str), {"long_name": "the group's runs"})
+    ds["fit_pooled_over"] = ("fit", np.array([f["pooled_over"] for f in fits], dtype=str),
+                             {"long_name": "config fields pooled over (empty: none)"})
+    ds["fit_member"] = (("fit", "run"), np.array([f["members"] for f in fits], bool).reshape(len(fits), len(runs)),
+                        {"long_name": "run is in the fit group", "units": "1"})
     for name, (dims, arr, attrs) in fit_dataset(fits).items():
         ds[name] = (dims, arr, attrs)
+    skip = set(NOT_GROUPING) | {f for level in levels for f in level}
     ds.attrs.update({
         "probe": "clocks", "twoclocks_version": twoclocks.__version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -510,15 +508,48 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
                        "and right-censored maximum likelihood (Tobit on ln tau_mem, scipy.optimize; "
                        "profile-likelihood interval for alpha)"),
         "fit_pooled_over": json.dumps(sorted(skip)),
-        "source_steps": json.dumps({str(r.path): int(row["n_evals"]) for r, row in zip(runs, rows)}),
+        "source_steps": json.dumps({str(r.path): [int(v) for v in _samples_cube(r)["step"].values] for r in runs}),
     })
     if out is not None:
-        from twoclocks.store import write_dataset
+        from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA
+        from twoclocks.store import write_derived
         out = Path(out)
         if out.suffix != ".zarr":
             raise TwoclocksError(f"--out {out}: give a path ending in .zarr")
-        write_dataset(ds, out)
+        ds = write_derived(ds, out, schema=CLOCKS_SCHEMA, params={
+            "k": k, "acc_threshold": acc_threshold, "mem_threshold_policy": pol.policy, "mem_threshold_t": pol.t,
+            "pools": [list(level) for level in levels]})
     return ds
+
+
+def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None) -> list[dict]:
+    """tau_mem = c N^alpha fits (:func:`fit_power_law`, both the plain and the censored one) over groups
+    of runs whose configs are equal in everything but N, seeds and bookkeeping (NOT_GROUPING) and the
+    fields of a pool level: one list of fits per level (e.g. () per model and G, ('group',) pooled over
+    G as in the paper's Table 4). A group needs >= 2 distinct N; a pooled group equal to an earlier one is
+    not repeated. Returns [{label, pooled_over, members (bool mask), **fit_power_law(...)}]."""
+    tau = np.asarray(tau, float)
+    cen = None if censored_at is None else np.asarray(censored_at, float)
+    fields = list(cfgs[0]) if cfgs else []
+    enc = [{f: json.dumps(_coord_value(c.get(f)), sort_keys=True) for f in fields} for c in cfgs]
+    fits, seen = [], set()
+    for pool in pools:
+        skip = set(NOT_GROUPING) | set(pool)
+        keys = [tuple((f, e[f]) for f in fields if f not in skip) for e in enc]
+        groups = list(dict.fromkeys(keys))
+        varying = [f for f in fields if f not in skip and len({dict(k)[f] for k in groups}) > 1]
+        for key in groups:
+            members = np.array([k == key for k in keys])
+            n = np.array([c["n_train"] for c in cfgs], float)[members]
+            if len(np.unique(n)) < 2 or members.tobytes() in seen:
+                continue
+            seen.add(members.tobytes())
+            label = ", ".join(f"{f}={json.loads(dict(key)[f])}" for f in varying) or "all runs"
+            if pool:
+                label += f" (pooled over {', '.join(pool)})"
+            fits.append({"label": label, "pooled_over": ",".join(pool), "members": members,
+                         **fit_power_law(n, tau[members], None if cen is None else cen[members])})
+    return fits
 
 
 def _fmt(v):

@@ -45,8 +45,10 @@ def _fit_var(key: str, long: str) -> Var:
 
 
 FIT_VARS = {
-    "fit_index": Var(_R, "int64", "index of the run's power-law fit group (-1: none)"),
-    "fit_label": Var(("fit",), "str", "what the group's runs share", None),
+    "fit_index": Var(_R, "int64", "index of the run's first power-law fit group (-1: none)"),
+    "fit_label": Var(("fit",), "str", "the group's runs", None),
+    "fit_pooled_over": Var(("fit",), "str", "config fields pooled over (empty: none)", None),
+    "fit_member": Var(("fit", "run"), "bool", "run is in the fit group"),
     **{f"fit_{key}": _fit_var(key, long) for key, long in FIT_KEYS.items()},
 }
 _COORDS = {"run": coord("run"), "fit": Var(("fit",), "int64", "power-law fit group")}
@@ -62,8 +64,6 @@ COLLECT_SCHEMA = CubeSchema(
                    "fit membership; the grid axes are coordinates on `run`.",
     coords={**_COORDS, "run_dir": Var(_R, "str", "run directory", None)},
     data_vars={**CLOCK_VARS, **FIT_VARS,
-               "fit_pooled_over": Var(("fit",), "str", "config fields pooled over (empty: none)", None),
-               "fit_member": Var(("fit", "run"), "bool", "run is in the fit group"),
                "final_step": Var(_R, "float64", "last evaluated checkpoint step", "steps"),
                "final_sample_acc": Var(_R, "float64", "sample accuracy at the last evaluated step"),
                "final_sample_mem": Var(_R, "float64", "sample memorization at the last evaluated step"),

@@ -53,7 +53,8 @@ Modules: ``spec`` (the spec and its grid), ``state`` (what is on disk: run state
 jobs.json, locks), ``executors`` (the per-run jobs and submitit's executors), ``runner`` (`sweep` and
 `probe-all`), ``collect`` (the cross-run Dataset).
 """
-from twoclocks.sweep.collect import collect, fit_groups, open_sweep
+from twoclocks.probes.clocks import fit_groups
+from twoclocks.sweep.collect import collect, open_sweep
 from twoclocks.sweep.executors import ProbeTask, RunTask, execute, slurm_parameters, slurm_script
 from twoclocks.sweep.runner import plan_sweep, probe_all, run_sweep
 from twoclocks.sweep.spec import EXECUTORS, SweepSpec, expand, load_spec, run_name, spec_from_dict, spec_from_options

@@ -34,6 +34,7 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.store import open_cube
 from twoclocks.data import make_encoding, make_rule, make_splits
 from twoclocks.store import write_dataset
 from twoclocks.run import (CHECKPOINT_DIR, CONFIG_FILE, DATA_STORE, LOG_FILE, RESUME_FILE, RESUME_MAY_CHANGE,
@@ -239,7 +240,7 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
     rule = make_rule(cfg.rule_spec())
     enc = make_encoding(cfg.encoding, rule.n_symbols, **cfg.encoding_params)
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    cells = xr.open_zarr(run_dir / DATA_STORE, consolidated=True)["train"].values
+    cells = open_cube(run_dir / DATA_STORE)["train"].values
 
     # --- model, optimizer, randomness; the loss of the current log interval is summed on the device
     model = build_model(cfg, rule, enc).to(device)

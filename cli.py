@@ -216,6 +216,10 @@ def train(
     saves_per_decade: Optional[int] = typer.Option(None, help="Checkpoints per factor of 10 in steps. [default: 20]"),
     seed: Optional[int] = typer.Option(None, help="Seed for data, initialisation and training. [default: 0]"),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda. [default: auto]"),
+    compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile the training step: auto (on CUDA, "
+                                          "with CUDA graphs; off on the CPU), off, on, graphs. [default: auto]"),
+    zero_mean: bool = typer.Option(False, "--zero-mean", help="One-hot encoding with zero-mean codes (the paper's "
+                                   "row-K and Sudoku runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its last saved state."),
     force: bool = typer.Option(False, "--force", help="Delete the run in RUN_DIR and start over."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -225,7 +229,11 @@ def train(
     overrides = {k_: v for k_, v in dict(arch=arch, rule=rule, side=side, group=group, encoding=encoding,
                  n_train=n_train, n_heldout=n_heldout, n_noise=n_noise, model=model, steps=steps, batch=batch,
                  lr=lr, weight_decay=weight_decay, saves_per_decade=saves_per_decade, seed=seed,
-                 device=device).items() if v is not None}
+                 device=device, compile=compile).items() if v is not None}
+    if zero_mean:
+        if encoding not in (None, "onehot"):
+            raise TwoclocksError(f"--zero-mean is for the one-hot encoding, not --encoding {encoding}")
+        overrides["encoding"], overrides["encoding_params"] = "onehot", {"zero_mean": True}
     rule_params = {}
     if k is not None:
         rule_params["k"] = k

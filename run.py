@@ -233,7 +233,7 @@ class Run:
         float computations and ignore it."""
         if isinstance(source, str):
             from twoclocks.ideal import reference_denoiser
-            return reference_denoiser(source, self.rule, self.x("train"))
+            return reference_denoiser(source, self.rule, self.x("train"), encoding=self.encoding)
         if self.config.arch != "dit":
             raise TwoclocksError(f"{self.path} is a {self.config.arch} run; this probe needs a diffusion (dit) run")
         net = self.model(source, device)

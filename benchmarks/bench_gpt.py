@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from twoclocks.data import GroupParity, make_splits
-from twoclocks.training.config import PRESETS
+from twoclocks.training.config import preset_for
 from twoclocks.training.gpt import GPT, GPTConfig, gpt_inputs, gpt_loss, sample_fixed, sample_naive
 
 
@@ -78,7 +78,7 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, 6x6 parity G=3 (D=36), "
           f"batch {args.batch}")
     for preset in args.presets.split(","):
-        depth, hidden, heads = PRESETS[preset]
+        depth, hidden, heads = preset_for("gpt", preset)
         steps = args.steps or (30 if preset == "tiny" else 3)
         model = GPT(GPTConfig(n_positions=rule.D, vocab=3, depth=depth, hidden=hidden, heads=heads))
         opt = torch.optim.AdamW(model.optim_groups(0.1), lr=3e-4)

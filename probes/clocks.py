@@ -59,7 +59,7 @@ DEFAULT_MEM_THRESHOLD = 0.1
 MEM_POLICIES = ("adaptive", "fixed")
 LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
 #: config fields that do not separate power-law groups (besides n_train): seeds and bookkeeping
-NOT_GROUPING = ("n_train", "seed", "data_seed", "steps", "device", "bf16", "log_every", "resume_every",
+NOT_GROUPING = ("n_train", "seed", "data_seed", "steps", "device", "bf16", "compile", "log_every", "resume_every",
                 "saves_per_decade", "n_heldout", "n_hypercube", "n_noise")
 
 

@@ -1,6 +1,6 @@
 """The samples probe: generate the fixed seed bank at each checkpoint and score every sample.
 
-SPEC.md, "Evaluating generated samples": for each checkpoint (or a reference denoiser) the bank of
+docs/science.md#samples: for each checkpoint (or a reference denoiser) the bank of
 fixed noises is sampled (``Run.generate``: Heun for DiT, fixed uniforms for GPT), and each sample gets
 
 - ``qdist`` q(x), the L-inf distance to the nearest code (cube vertex for binary encodings);
@@ -15,12 +15,17 @@ sample), nearest-neighbour Hamming summaries for all / rule-valid / rule-valid-n
 ``combinatorial_novelty`` and the state counts. Baselines (chance accuracy, memorization of a
 uniform-valid and a uniform-cube sampler) are scalar variables.
 
-Definitions chosen here (SPEC.md leaves them open):
+Definitions chosen here (the paper leaves them open; docs/science.md#samples):
 - ``eps_state`` = 0.1 by default: a sample is in state 0 when q > 0.1, i.e. some coordinate is more
   than 0.1 away from its code (5% of the distance between the binary codes -1 and +1).
-- Accuracy, memorization and the Hamming subsets use the decoded sample whatever q is (as SPEC.md's
-  sample_acc / sample_mem); ``state`` puts q first. Subsets: ``all``; ``valid`` = decoded sample is
-  rule-valid; ``valid_novel`` = rule-valid and not a train sample (nn_hamming > 0).
+- A sample with a non-finite coordinate (NaN or inf: a diverged DiT, or a GPT whose sampling met a NaN
+  or +inf logit) is in state 0 with q = inf, counted in ``invalid_frac`` at every eps and in
+  ``nonfinite_count``, and never rule-valid, memorized or novel (its ``sample`` is stored as 0 and its
+  ``nn_hamming`` as -1).
+- Accuracy, memorization and the Hamming subsets use the decoded sample whatever q is (as the paper's
+  sample accuracy / memorization); ``state`` puts q first. Subsets: ``all`` (finite samples);
+  ``valid`` = decoded sample is rule-valid; ``valid_novel`` = rule-valid and not a train sample
+  (nn_hamming > 0). ``combinatorial_novelty`` uses the same valid-novel population.
 - ``group_acc`` = mean over samples and over the rule's constraints of "constraint satisfied": per
   group parity for the parity rule (chance 1/2), per row / line for the other rules.
 - Rules without local groups (``rule.groups is None``): group memorization, its baselines and

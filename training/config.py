@@ -119,8 +119,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
+    compile: str = "auto"  # torch.compile the training step: auto (CUDA graphs on CUDA, off on the CPU), off, on, graphs
 
     def __post_init__(self):
+        if self.compile not in ("auto", "off", "on", "graphs"):
+            raise TwoclocksError(f"--compile must be one of auto, off, on, graphs, got {self.compile!r}")
         if self.arch not in ARCH_PRESETS:
             raise TwoclocksError(f"unknown architecture {self.arch!r}; choose dit or gpt")
         d, h, n = preset_for(self.arch, self.model)
@@ -178,10 +181,10 @@ STATUS = {
     "weight_decay": "paper", "beta1": "assumed", "beta2": "assumed", "sigma_data": "assumed",
     "p_mean": "paper", "p_std": "paper", "sampler_steps": "paper", "sigma_min": "paper",
     "sigma_max": "paper", "rho": "paper", "saves_per_decade": "assumed", "resume_every": "assumed",
-    "log_every": "assumed", "seed": "assumed", "device": "assumed", "bf16": "assumed",
+    "log_every": "assumed", "seed": "assumed", "device": "assumed", "bf16": "assumed", "compile": "assumed",
 }
 
-#: Where the paper (or, for our choices, SPEC.md) states each field's default; for the docs.
+#: Where the paper states each field's default (docs/science.md#config); "ours" for our choices.
 SOURCES = {
     "rule": "Sec. 2; App. B.4 (rule families)",
     "side": "Sec. 2 (6x6 images, D = 36)",
@@ -213,7 +216,7 @@ SOURCES = {
     "sigma_max": "App. B.3 (EDM sampler range)",
     "rho": "App. B.3 (EDM sampler)",
     "saves_per_decade": "ours (App. B.5: log-spaced checkpoints)",
-    "resume_every": "ours", "log_every": "ours", "seed": "ours", "device": "ours", "bf16": "ours",
+    "resume_every": "ours", "log_every": "ours", "seed": "ours", "device": "ours", "bf16": "ours", "compile": "ours",
 }
 
 

@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from twoclocks import TwoclocksError
@@ -139,28 +140,172 @@ def _job_name(sweep_dir) -> str:
     return f"twoclocks-{Path(sweep_dir).resolve().name}"
 
 
+# ------------------------------------------------------------------------------- SLURM job states
 ACTIVE_SLURM_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
-                       "REQUEUE_HOLD", "REQUEUE_FED")
+                       "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED")
+#: ended by SLURM or a user without an error of the run itself (the trainer saves on SIGTERM): a re-run
+#: submits it again
+STOPPED_SLURM_STATES = ("CANCELLED", "PREEMPTED", "DEADLINE", "REVOKED", "TIMEOUT")
+#: ended badly without a Python result (killed): reported as failed, with the log
+FAILED_SLURM_STATES = ("FAILED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL")
+#: the last error line of a task stopped by a signal (training/train.py Preempted, KeyboardInterrupt)
+_STOPPED_ERRORS = ("Preempted", "KeyboardInterrupt")
+
+
+@dataclass
+class JobState:
+    """What is known about the recorded SLURM job of one run: its SLURM ``state`` (squeue, else sacct;
+    'UNKNOWN' once SLURM has forgotten it), ``result`` of submitit's result file ('success' / 'error' /
+    None: none yet), ``error`` the last line of the error, ``log`` the job's stderr log."""
+    name: str
+    job_id: str
+    state: str = "UNKNOWN"
+    elapsed: str = ""
+    reason: str = ""
+    result: str | None = None
+    error: str = ""
+    log: Path | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_SLURM_STATES
+
+    @property
+    def failed(self) -> bool:
+        if self.active:
+            return False
+        if self.result == "error":
+            return not self.error.split(":")[0].endswith(_STOPPED_ERRORS)
+        return self.result is None and self.state in FAILED_SLURM_STATES
+
+    @property
+    def stopped(self) -> bool:
+        """Ended without finishing and without an error of its own (cancelled, preempted, forgotten)."""
+        return not self.active and not self.failed and self.result != "success"
+
+    def describe(self) -> str:
+        """One line: 'job 12_3 RUNNING 1:05', 'job 12_3 FAILED: ValueError: ...; log PATH', ..."""
+        if self.active:
+            extra = f" {self.elapsed}" if self.state == "RUNNING" and self.elapsed else ""
+            why = f" ({self.reason})" if self.state == "PENDING" and self.reason not in ("", "None") else ""
+            return f"job {self.job_id} {self.state}{extra}{why}"
+        log = f"; log {self.log}" if self.log is not None else ""
+        if self.failed:
+            state = self.state if self.state not in ("UNKNOWN", "COMPLETED") else "FAILED"
+            return f"job {self.job_id} {state}: {self.error or 'no error message'}{log}"
+        if self.stopped:
+            if self.state == "UNKNOWN":  # SLURM forgot it (no accounting): e.g. cancelled before it started
+                if self.log is None or not self.log.exists():
+                    return f"job {self.job_id} left the queue without starting (cancelled?)"
+                return f"job {self.job_id} ended without a result{log}"
+            return f"job {self.job_id} {self.state}" + (f" ({self.error})" if self.error else "")
+        return f"job {self.job_id} {self.state if self.state != 'UNKNOWN' else 'finished'}"
+
+
+def _recorded_jobs(sweep_dir, kind: str) -> dict[str, str]:
+    path = Path(sweep_dir) / "jobs.json"
+    if not path.is_file():
+        return {}
+    try:
+        recs = json.loads(path.read_text()).get(kind, {})
+    except json.JSONDecodeError as e:
+        raise TwoclocksError(f"{path} is not valid JSON ({e.msg}); move it away (queued jobs are then not "
+                             "recognised)") from None
+    return {n: str(r["job_id"]) for n, r in recs.items()}
+
+
+def _run(cmd: list[str]) -> str | None:
+    """stdout of a SLURM client command, None when it is missing or fails."""
+    import subprocess
+    try:
+        return subprocess.check_output(cmd, stderr=subprocess.DEVNULL, timeout=60).decode(errors="replace")
+    except (OSError, subprocess.SubprocessError, ValueError):  # ValueError: submitit's test mock
+        return None
+
+
+def slurm_states(job_ids) -> dict[str, tuple[str, str, str]]:
+    """{job id: (STATE, elapsed, reason)} for array tasks ('12_3') and plain jobs: squeue for the jobs
+    SLURM still holds in memory, sacct (if there is accounting) for the others. Unknown ids are left out."""
+    import shutil
+    ids = sorted(set(map(str, job_ids)))
+    if not ids:
+        return {}
+    base = sorted({i.split("_")[0] for i in ids})
+    out: dict[str, tuple[str, str, str]] = {}
+    if shutil.which("squeue"):
+        # -r: one line per array task; -t all: also jobs that ended within MinJobAge
+        text = _run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%M|%r", "-j", ",".join(base)])
+        for line in (text or "").splitlines():
+            parts = line.strip().split("|")
+            if len(parts) == 4 and parts[0] in ids:
+                out[parts[0]] = (parts[1].split()[0], parts[2], parts[3])
+    missing = [i for i in ids if i not in out or out[i][0] not in ACTIVE_SLURM_STATES]
+    if missing:
+        text = _run(["sacct", "-o", "JobID,State,Elapsed", "--parsable2", "-X", "-j", ",".join(missing)])
+        for line in (text or "").splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 2 and parts[0] in missing and parts[1] and parts[0] != "JobID":
+                out[parts[0]] = (parts[1].split()[0], parts[2] if len(parts) > 2 else "", "")
+    return out
+
+
+def _job_result(folder: Path, job_id: str) -> tuple[str | None, str]:
+    """(outcome, last error line) of submitit's result file of a job's task 0 ((None, '') if none)."""
+    from submitit.core.utils import JobPaths, pickle_load
+    path = JobPaths(folder, job_id=job_id, task_id=0).result_pickle
+    if not path.is_file():
+        return None, ""
+    try:
+        outcome, value = pickle_load(path)
+    except Exception as e:  # noqa: BLE001 - a result written by another submitit, or truncated
+        return "error", f"unreadable result file {path} ({type(e).__name__})"
+    if outcome == "error":
+        lines = [ln.strip() for ln in str(value).strip().splitlines() if ln.strip()]
+        return "error", (lines[-1] if lines else "error")[:300]
+    return str(outcome), ""
+
+
+def job_states(sweep_dir, kind: str) -> dict[str, JobState]:
+    """The recorded (latest) SLURM job of every run of ``kind`` ('train' / 'probe'), from jobs.json,
+    with its state (:class:`JobState`). Empty without jobs.json."""
+    recs = _recorded_jobs(sweep_dir, kind)
+    if not recs:
+        return {}
+    from submitit.core.utils import JobPaths
+    folder = submitit_folder(sweep_dir)
+    states = slurm_states(recs.values())
+    out = {}
+    for name, job_id in recs.items():
+        state, elapsed, reason = states.get(job_id, ("UNKNOWN", "", ""))
+        js = JobState(name, job_id, state, elapsed, reason, log=JobPaths(folder, job_id=job_id, task_id=0).stderr)
+        if not js.active:
+            js.result, js.error = _job_result(folder, job_id)
+        if js.result is None and state in FAILED_SLURM_STATES:
+            js.error = _log_error(js.log) or f"SLURM state {state}"
+        out[name] = js
+    return out
+
+
+def _log_error(log: Path | None) -> str:
+    """The last line of a job's stderr log that looks like an error (killed jobs leave no result)."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except (OSError, AttributeError):
+        return ""
+    hits = [ln for ln in lines if re.search(r"error|killed|oom|cancelled|due to", ln, re.IGNORECASE)]
+    return (hits or lines or [""])[-1][:300]
 
 
 def active_jobs(sweep_dir, kind: str) -> dict[str, str]:
     """Runs of ``kind`` ('train' / 'probe') whose recorded SLURM job is still queued or running:
-    {name: 'job_id STATE'}. Empty without jobs.json."""
-    path = Path(sweep_dir) / "jobs.json"
-    if not path.is_file():
-        return {}
-    from submitit.slurm.slurm import SlurmJob
-    recs = {n: r for n, r in json.loads(path.read_text()).get(kind, {}).items()}
-    jobs = {n: SlurmJob(folder=submitit_folder(sweep_dir), job_id=r["job_id"]) for n, r in recs.items()}
-    out = {}
-    for n, job in jobs.items():
-        try:
-            state = job.state
-        except Exception:  # noqa: BLE001 - no sacct: treat as finished
-            continue
-        if state.split()[0] in ACTIVE_SLURM_STATES:
-            out[n] = f"job {job.job_id} {state}"
-    return out
+    {name: 'job 12_3 RUNNING 1:05'}. Empty without jobs.json."""
+    return {n: js.describe() for n, js in job_states(sweep_dir, kind).items() if js.active}
+
+
+def failed_jobs(sweep_dir, kind: str) -> dict[str, str]:
+    """Runs of ``kind`` whose recorded SLURM job failed: {name: 'job 12_3 FAILED: <last error line>;
+    log PATH'}. A run whose job was cancelled or preempted is not failed (a re-run submits it again)."""
+    return {n: js.describe() for n, js in job_states(sweep_dir, kind).items() if js.failed}
 
 
 def _record_jobs(sweep_dir: Path, kind: str, jobs: dict[str, str]) -> None:

@@ -79,7 +79,7 @@ def run_demo(out_dir: Path, arch: str = "dit", steps: int | None = None, figures
         from twoclocks.landscape.plane import run_plane
         from twoclocks.probes.dsm import run_dsm_spectrum, summary_text
         _say(f"[4/{stages}] DSM loss by noise scale on train / heldout / hypercube")
-        typer.echo(summary_text(run_dsm_spectrum(run, n_sigma=24, n_subset=128, device="cpu")))
+        typer.echo(summary_text(run_dsm_spectrum(run, n_sigma=20, n_subset=96, device="cpu")))
         chosen = _pick_steps(run.steps, [0, tau_rule, tau_mem, run.steps[-1]])
         _say(f"[5/{stages}] landscape around train samples at steps {chosen}")
         typer.echo(basin_summary(run_basin(run, anchors=range(16), sigmas=(0.2, 0.5, 1.0), steps=chosen,

@@ -313,3 +313,11 @@ def test_plot_and_clocks_agree_on_tau_mem(tiny_run, tmp_path, mem_adaptive):
     figure = _clock_values(ds, None, mem_adaptive)
     assert float(table["tau_mem"][0]) == figure["tau_mem"]
     assert figure["tau_mem"] == (300 if mem_adaptive is False else 1000)
+
+
+def test_readme_command_table_is_generated_from_the_commands():
+    from twoclocks.cli import commands_markdown
+    text = (ROOT / "README.md").read_text()
+    start = text.index("-->", text.index("<!-- commands:start")) + 4
+    end = text.index("<!-- commands:end -->")
+    assert text[start:end] == commands_markdown(), "README command table is stale: regenerate it"

@@ -415,17 +415,25 @@ def collect(
 
 @command
 def plot(
-    run_dir: Path = RUN_DIR_ARG,
-    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the figures (default: RUN_DIR/figures)."),
+    run_dir: Path = typer.Argument(Path("."), help="A run directory, or a sweep directory (with sweep.json).",
+                                   metavar="RUN_OR_SWEEP_DIR"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the figures (default: DIR/figures)."),
     fmt: str = typer.Option("png", "--format", help="File formats, comma-separated, e.g. png,pdf."),
     mem_adaptive: Optional[bool] = typer.Option(None, "--mem-adaptive/--mem-fixed", help="Memorization threshold "
                                                 "of the clocks drawn (default: adaptive, as `clocks`)."),
     probe: Optional[List[str]] = typer.Option(None, "--probe", help="Also the figures of a probe of your own, "
                                               "MODULE:OBJECT (repeatable)."),
 ):
-    """Draw the figures of every probe cube the run has (paths printed; one line per cube missing)."""
-    from twoclocks.plotting import plot_run
-    res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive, probes=probe or ())
+    """Draw the figures of every probe cube the run has (paths printed; one line per cube missing); for a sweep
+    directory, the cross-run figures: tau_rule vs G, tau_mem vs N with both fits, the memorization collapse."""
+    if (run_dir / "sweep.json").is_file():
+        from twoclocks.plotting.sweep import plot_sweep
+        from twoclocks.sweep import collect as run_collect
+        clocks = run_collect(run_dir, write=False, mem_adaptive=mem_adaptive)  # fresh: as `collect` prints now
+        res = plot_sweep(run_dir, out=out, formats=fmt, clocks=clocks)
+    else:
+        from twoclocks.plotting import plot_run
+        res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive, probes=probe or ())
     for p in res:
         typer.echo(str(p))
     for note in res.notes:

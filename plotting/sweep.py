@@ -18,13 +18,13 @@ import numpy as np
 import xarray as xr
 from twoclocks import TwoclocksError
 from twoclocks.plotting.style import (
-    _seq_colors,
     _figure,
     _legend_outside,
-    _one_ax,
     _need,
+    _one_ax,
     _root,
     _scalar,
+    _seq_colors,
     _steps,
     _styled,
     _trained,
@@ -59,7 +59,7 @@ def _fit_members(clocks) -> tuple[np.ndarray, np.ndarray]:
         m = np.arange(n_fit)[:, None] == clocks["fit_index"].values[None, :]
     else:
         m = np.zeros((0, n_run), bool)
-    pooled = (np.array([bool(str(p)) for p in clocks["fit_pooled_over"].values]) if "fit_pooled_over" in clocks
+    pooled = (np.array([bool(str(p)) for p in clocks["fit_pooled_over"].values], dtype=bool) if "fit_pooled_over" in clocks
               else np.zeros(len(m), bool))
     return m[:n_fit], pooled[:n_fit]
 
@@ -230,7 +230,7 @@ def plot_memorization_collapse(clocks, samples, fig=None):
         labels += [f"G = {gv}" for gv in gs]
     handles += [mlines.Line2D([], [], color="k", lw=0.8, ls="--"), mlines.Line2D([], [], color="0.3", lw=1.1,
                                                                                   ls=(0, (1, 2)))]
-    labels += [f"threshold {thr:g}", "uniform-valid\nbaseline N/|valid|"]
+    labels += [f"threshold {thr:.3g}", "uniform-valid\nbaseline N/|valid|"]
     _legend_outside(fig, handles, labels)
     return _root(fig)
 
@@ -270,6 +270,20 @@ def _series(clocks, exclude: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     keys = [", ".join(f"{'N' if k == 'n_train' else k} = {v[i]}" for k, v in cols) for i in range(n_run)]
     labels = list(dict.fromkeys(keys))
     return np.array([labels.index(k) for k in keys]), labels
+
+
+def _constants(clocks, exclude: tuple[str, ...] = ()) -> str:
+    """'arch gpt, model tiny, N = 1024, ...': the config values shared by every run (coords with one
+    value, or attrs['constant_config']), for a figure's subtitle."""
+    parts = []
+    for name in ("arch", "model", "rule", "group", "n_train", "batch", "lr"):
+        if name in exclude:
+            continue
+        v = _coord(clocks, name)
+        if v is not None and len(v) and len(np.unique(v.astype(str))) == 1:
+            val = v[0].item() if hasattr(v[0], "item") else v[0]
+            parts.append({"n_train": f"N = {val}", "group": f"G = {val}"}.get(name, f"{name} {val}"))
+    return ", ".join(parts)
 
 
 @_styled
@@ -322,14 +336,18 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, per_unit_g: float | None = 1
     ax.set_xticks(gv, [f"{x:g}" for x in gv])
     ax.set_xlabel(label(clocks.get("group"), "group size G"))
     ax.set_ylabel("onset step")
-    ax.set_title("Rule clock vs rule complexity (paper Fig. 2C)")
-    handles = [mlines.Line2D([], [], color="0.3", marker="o", ls="-"),
-               mlines.Line2D([], [], color="0.3", marker="s", ls=":"),
-               mlines.Line2D([], [], color="0.3", marker="^", mfc="none", ls="none"),
-               mlines.Line2D([], [], color="0.3", marker="^", alpha=0.55, ls="none"),
-               mlines.Line2D([], [], marker="o", mfc="0.75", mec="0.3", ls="none")]
-    labels = ["tau_rule", "tau_mem", "tau_rule not reached\n(> last step)", "tau_mem not reached\n(> last step)",
-              "tau_rule after tau_mem\n(discarded; raw step)"]
+    sub = _constants(clocks, ("group",))
+    ax.set_title("Rule clock vs rule complexity (paper Fig. 2C)" + (f"\n{sub}" if sub else ""), fontsize="medium")
+    kinds = [(mlines.Line2D([], [], color="0.3", marker="o", ls="-"), "tau_rule", np.isfinite(tr).any()),
+             (mlines.Line2D([], [], color="0.3", marker="s", ls=":"), "tau_mem", np.isfinite(tm).any()),
+             (mlines.Line2D([], [], color="0.3", marker="^", mfc="none", ls="none"),
+              "tau_rule not reached\n(> last step)", (~np.isfinite(tr) & ~np.isfinite(raw)).any()),
+             (mlines.Line2D([], [], color="0.3", marker="^", alpha=0.55, ls="none"),
+              "tau_mem not reached\n(> this step)", np.isfinite(cen).any()),
+             (mlines.Line2D([], [], marker="o", mfc="0.75", mec="0.3", ls="none"),
+              "tau_rule after tau_mem\n(discarded; raw step)", (~np.isfinite(tr) & np.isfinite(raw)).any())]
+    handles = [h for h, _, used in kinds if used]
+    labels = [lab for _, lab, used in kinds if used]
     if per_unit_g:
         handles.append(mlines.Line2D([], [], color="0.45", ls=(0, (1, 2))))
         labels.append(f"×{per_unit_g:g} per unit of G")
@@ -429,7 +447,8 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
             ci = (f" [{f['alpha_ml_lo']:.2f}, {f['alpha_ml_hi']:.2f}]"
                   if np.isfinite(f.get("alpha_ml_lo", np.nan)) and np.isfinite(f.get("alpha_ml_hi", np.nan)) else "")
             lv = f" ({lvl:.0%})" if np.isfinite(lvl) and ci else ""
-            labels.append(f"censored ML: α = {f['alpha_ml']:.2f}{ci}{lv}")
+            none = "" if np.isfinite(cen[m]).any() else "\n(no run censored: the same line)"
+            labels.append(f"censored ML: α = {f['alpha_ml']:.2f}{ci}{lv}{none}")
     for k, f in enumerate(fits):
         lines(f, "black" if f["pooled"] else cols.get(k, "0.3"), f["pooled"])
     pos = np.r_[tm[np.isfinite(tm)], cen[np.isfinite(cen)]]
@@ -440,9 +459,11 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
         ax.plot(xs, y0 * (xs / x0) ** reference_alpha, color="0.55", ls=(0, (1, 2)), lw=1.2)
         handles.append(mlines.Line2D([], [], color="0.55", ls=(0, (1, 2))))
         labels.append(f"slope α = {reference_alpha:g}")
-    handles += [mlines.Line2D([], [], color="0.3", marker="s", ls="none"),
-                mlines.Line2D([], [], color="0.3", marker="^", mfc="none", ls="none")]
-    labels += ["tau_mem reached", "never memorized:\ntau_mem > this step"]
+    handles.append(mlines.Line2D([], [], color="0.3", marker="s", ls="none"))
+    labels.append("tau_mem reached")
+    if np.isfinite(cen).any():
+        handles.append(mlines.Line2D([], [], color="0.3", marker="^", mfc="none", ls="none"))
+        labels.append("never memorized:\ntau_mem > this step")
     _log_if_positive(ax, "x", n)
     _log_if_positive(ax, "y", pos)
     if ax.get_xscale() == "log":
@@ -455,8 +476,10 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
     title = "tau_mem = c N^α (paper Fig. 2D, Table 4)"
     if "mem_threshold" in clocks:
         t = clocks["mem_threshold"].values.astype(float)
-        title += f"\nmemorization threshold {np.nanmin(t):.3g}" + (
-            f" to {np.nanmax(t):.3g}" if np.nanmax(t) > np.nanmin(t) + 1e-9 else "")
+        lo, hi = f"{np.nanmin(t):.3g}", f"{np.nanmax(t):.3g}"
+        title += f"\nmemorization threshold {lo}" + (f" to {hi}" if hi != lo else "")
+    if _constants(clocks, ("n_train",)):
+        title += f"; {_constants(clocks, ('n_train',))}"
     ax.set_title(title, fontsize="medium")
     _legend_outside(fig, handles, labels, fontsize="small")
     return _root(fig)
@@ -505,8 +528,10 @@ def plot_sweep(sweep_dir, out=None, formats=("png",), clocks: xr.Dataset | None 
         result.notes.append("no grid axis of group or n_train varies: no cross-run figure (plot a run with "
                             "`twoclocks-probe plot SWEEP_DIR/RUN`)")
         return result
-    run_dirs = [Path(str(d)) for d in clocks["run_dir"].values] if "run_dir" in clocks else \
-        [sweep_dir / str(r) for r in clocks["run"].values]
+    def run_dir(value):  # collect: run names (and run_dir paths); compute_clocks: run directories
+        p = Path(str(value))
+        return p if (p / "probes").is_dir() else sweep_dir / p.name
+    run_dirs = [run_dir(d) for d in (clocks["run_dir"] if "run_dir" in clocks else clocks["run"]).values]
     for name in names:
         if name == "rule_vs_group":
             fig = plot_rule_vs_group(clocks)

@@ -8,7 +8,7 @@ import numpy as np
 from twoclocks import TwoclocksError
 from twoclocks.store import open_cube
 from twoclocks.sweep.spec import _config_fields
-from twoclocks.sweep.state import _read_meta, read_sweep
+from twoclocks.sweep.state import read_sweep
 
 
 # ----------------------------------------------------------------------------------------- collect
@@ -56,7 +56,8 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
                           **{key: v for key, v in opts.items() if v is not None})
     ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs], {"long_name": "run directory"}),
                           run=("run", [r["name"] for r in have], {"long_name": "run name (its grid point)"}))
-    cfgs = [_read_meta(d)["config"] for d in dirs]
+    from twoclocks.run import open_run
+    cfgs = [open_run(d).config.to_dict() for d in dirs]  # every field, also those newer than the run
     fields = [f for f in _config_fields() if f in ds.coords]
     axes = {key.split(".")[0] for key in spec.grid}
     constant = [f for f in fields if f not in axes and len(np.unique(ds[f].values)) == 1]

@@ -221,6 +221,8 @@ def _execute_local(tasks, folder, max_parallel, progress, kind, submitit) -> lis
     n_gpu = _visible_gpus()
     cap = max_parallel or max(n_gpu, 1)
     threads = None if n_gpu else max(1, (os.cpu_count() or 1) // cap)  # CPU jobs share the cores
+    if threads and os.environ.get("OMP_NUM_THREADS", "").isdigit():  # ... and never more than the user allows
+        threads = min(threads, max(1, int(os.environ["OMP_NUM_THREADS"])))
     ex = submitit.LocalExecutor(folder)
     pending, running, out = list(tasks), {}, {}
     bar = None

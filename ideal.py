@@ -1,4 +1,4 @@
-"""Exact reference denoisers E[x | y = x + s n] (SPEC.md), with the denoiser call signature D(y, sigma),
+"""Exact reference denoisers E[x | y = x + s n] (docs/science.md#ideal), with the denoiser call signature D(y, sigma),
 for every rule and every encoding.
 
 Each cell d holds a symbol k whose model-space code is c_k (``encoding.codes``: +-1 for binary,
@@ -15,7 +15,7 @@ The references differ in the prior (all exact; :func:`reference_denoiser` builds
 - ``ideal-cube``: uniform on all K^D images, P(cell_d = k | y) = softmax_k L[d, k]; for binary codes
   E[x_i | y] = tanh(y_i / s^2) (:func:`hypercube_denoiser`).
 - ``ideal-rule``: uniform on the rule's valid set; the marginals P(cell_d = k | y) come from
-  :func:`rule_log_marginals`: group parity by log-space scans per group (binary codes: SPEC.md's
+  :func:`rule_log_marginals`: group parity by log-space scans per group (binary codes: the science document's
   (t_i + c prod_{j != i} t_j) / (1 + c prod_j t_j), t = tanh(y / s^2), c = (-1)^G;
   :func:`parity_denoiser`), the count rules by a forward-backward pass over the count of ones along
   each line (global-K: a mixture over K), the row-only Latin square by a sum over each row's n!
@@ -62,7 +62,7 @@ def hypercube_denoiser():
 
 
 def parity_denoiser_closed_form(group: int):
-    """SPEC.md's formula verbatim. Loses precision (0/0) when |y|/s^2 is large at invalid vertices;
+    """the science document's formula verbatim. Loses precision (0/0) when |y|/s^2 is large at invalid vertices;
     kept as a cross-check of :func:`parity_denoiser`."""
     c = (-1.0) ** group
 
@@ -111,7 +111,7 @@ def _parity_group_logweights(L: torch.Tensor, group: int) -> torch.Tensor:
 
 def parity_denoiser(group: int):
     """Exact posterior mean under the uniform distribution on even-parity groups, binary codes, numerically
-    stable: SPEC.md's closed form computed in log space (:func:`_parity_group_logweights` with
+    stable: the science document's closed form computed in log space (:func:`_parity_group_logweights` with
     L = (-a, a), a = y / s^2), E[x_i] = tanh((l_+ - l_-) / 2)."""
     def D(y, sigma):
         yf = y.to(torch.float64)
@@ -122,7 +122,7 @@ def parity_denoiser(group: int):
 
 
 def memorizing_denoiser(train_x: torch.Tensor, chunk: int = 8192, max_elems: int = 1 << 26):
-    """Posterior mean under the empirical distribution of ``train_x`` (N, P) (SPEC.md: softmax over n
+    """Posterior mean under the empirical distribution of ``train_x`` (N, P) (docs/science.md: softmax over n
     of -||y - x_n||^2 / (2 s^2), weights times x_n), exact in float32 and chunked over N with an online
     softmax, so memory is O(B * chunk) for any N.
 

@@ -1,4 +1,4 @@
-"""1D basin profiles from a train sample toward its neighbours (SPEC.md, "Basin (1D)").
+"""1D basin profiles from a train sample toward its neighbours (docs/science.md#landscape).
 
 Lines x(alpha) = x_a + alpha (x_end - x_a), alpha from -0.5 to 1.5 (beyond both ends), toward three
 ends per anchor x_a (a train sample):
@@ -271,7 +271,7 @@ def _summaries(ds: xr.Dataset, anchors, opts) -> xr.Dataset:
 
 
 def _attrs(ctx, n_summarized: int) -> dict:
-    return {"description": "denoiser basins along lines from a train sample to its neighbours (SPEC.md Basin 1D)",
+    return {"description": "denoiser basins along lines from a train sample to its neighbours (docs/science.md#landscape)",
             "geometry": GEOMETRY_VERSION, "denoiser": ctx.denoiser or "checkpoint", "n_anchors": int(n_summarized),
             "bootstrap": _bootstrap_note(ctx.opts)}
 
@@ -308,7 +308,7 @@ _PER_ANCHOR = KEYS + ("direction", "alpha")
 _SUMMARY = ("step", "sigma", "direction", "alpha")
 SCHEMA = CubeSchema("basin", doc="Denoiser basins along lines from each anchor train sample toward its "
                                  "Hamming-1 invalid, Hamming-2 valid-novel and nearest train neighbours "
-                                 "(SPEC.md Basin 1D): the union of every (step, anchor, sigma) computed so far "
+                                 "(docs/science.md#landscape): the union of every (step, anchor, sigma) computed so far "
                                  "(`computed`), with means and bootstrap intervals over the anchors computed at "
                                  "every (step, sigma) (`summarized`).", coords={
     **KEYED_COORDS,

@@ -1,6 +1,6 @@
 """Faces of the Boolean hypercube through a train sample, and the keyed store both landscape probes use.
 
-Face geometry (SPEC.md, "Plane (2D)"): from an anchor train sample x_a choose a rule group and two bits
+Face geometry (docs/science.md#landscape): from an anchor train sample x_a choose a rule group and two bits
 i < j in it so that
 
 - x_b = x_a with bits i and j flipped (Hamming 2) is rule-valid and not a train sample,

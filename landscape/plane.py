@@ -1,4 +1,4 @@
-"""2D vector-field planes through a face of the hypercube (SPEC.md, "Plane (2D)").
+"""2D vector-field planes through a face of the hypercube (docs/science.md#landscape).
 
 On a grid over the plane of the face x_a, x_b, x_c, x_d (see :mod:`twoclocks.landscape.geometry`:
 origin at the face centre m, u along x_b - x_a, v towards x_c) the denoiser is evaluated at each noise
@@ -135,7 +135,7 @@ def _compute(ctx, st, source, step, todo):
 
 def _attrs(ctx) -> dict:
     return {"description": "denoiser vector field on the plane of a hypercube face through a train sample "
-                           "(SPEC.md Plane 2D)",
+                           "(docs/science.md#landscape)",
             "geometry": GEOMETRY_VERSION + ": first (group, i<j) whose double flip is valid and not a train "
                         "sample; origin at the face centre, a=(-sqrt2,0) b=(sqrt2,0) c=(0,sqrt2) d=(0,-sqrt2)",
             "denoiser": ctx.denoiser or "checkpoint"}
@@ -152,7 +152,7 @@ def _select(ds, ctx):
 
 _FIELD_DIMS = KEYS + ("u", "v")
 SCHEMA = CubeSchema("plane", doc="The denoiser field on the plane of a hypercube face through each anchor train "
-                                 "sample (docs/science.md, SPEC.md Plane 2D): the union of every (step, anchor, "
+                                 "sample (docs/science.md#landscape): the union of every (step, anchor, "
                                  "sigma) computed so far, `computed` saying which cells hold values.", coords={
     **KEYED_COORDS,
     "u": Var(("u",), "float64", "plane coordinate along unit(x_b - x_a) from the face centre", MODEL_UNITS),

@@ -1,10 +1,10 @@
-"""Per-position next-token cross-entropy of a GPT run (SPEC.md, "Probes over checkpoints": GPT
+"""Per-position next-token cross-entropy of a GPT run (docs/science.md#ce: GPT
 cross-entropy per position on the same three splits).
 
 For every checkpoint and split (train / held-out / hypercube, a fixed subset of each drawn once from the
 run seed) the cube holds CE_t = mean over sequences of -ln p(c_t | c_<t), nats, at every position t
 (0-based cell index, raster order). The positions whose cell is fixed by its prefix for every valid
-sequence (the last bit of each parity group: SPEC.md's positions G, 2G, ... counting from 1) are flagged
+sequence (the last bit of each parity group: the science document's positions G, 2G, ... counting from 1) are flagged
 by the coordinate ``determined``; they should collapse first.
 
 Reference: the ideal rule model p* (group parity: fair coins on free bits, the prefix's parity on the

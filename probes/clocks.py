@@ -1,4 +1,4 @@
-"""The two clocks (SPEC.md, "The two clocks"), per run and across runs: the one place for the
+"""The two clocks (docs/science.md#clocks), per run and across runs: the one place for the
 sustained-onset rule, the memorization-threshold policy and the tau_mem = c N^alpha fits.
 
 - Sustained onset (:func:`sustained_onset`, also used by the DSM probe's loss clocks): the first

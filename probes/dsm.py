@@ -1,4 +1,4 @@
-"""DSM spectrum: the denoising loss by noise level on train, held-out and hypercube data (SPEC.md,
+"""DSM spectrum: the denoising loss by noise level on train, held-out and hypercube data (docs/science.md,
 "Probes over checkpoints: DSM spectrum"), with the exact reference denoisers and loss-based clocks.
 
 For each checkpoint, split in (train, heldout, hypercube) and sigma on a fixed log grid,
@@ -43,7 +43,7 @@ Derived views (recomputed at every assembly, see :class:`LossClockCriterion`):
   differ between splits, so check the first step's ``separated_*`` flags). The rule compares hypercube with
   *held-out* (valid and novel) data, so a model that only memorizes train does not pass it through
   its train loss; but a memorizing model also denoises held-out valid data better than random data
-  (the memorize reference shows it), so, as with SPEC.md's sample clocks, a tau_rule_loss later than
+  (the memorize reference shows it), so, as with the science document's sample clocks, a tau_rule_loss later than
   tau_mem_loss is discarded (NaN; the raw step is kept in its attrs). The small-sigma end is outside
   the bands: there every D tends to the identity and all losses to 0, relative gaps of tiny numbers.
 """

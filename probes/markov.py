@@ -1,4 +1,4 @@
-"""Markov view of the per-sample states (SPEC.md, "Probes over checkpoints": Markov).
+"""Markov view of the per-sample states (docs/science.md#markov).
 
 From ``probes/samples.zarr``'s ``state`` (step, seed): counts C[i, j] of seeds in state i at one
 evaluated step and state j at the next, per consecutive step pair; summed over windows of steps and

@@ -1,6 +1,6 @@
 """Memorization at scale: exact membership and nearest-neighbour Hamming distance to a train set.
 
-SPEC.md, "Evaluating generated samples": sample memorization = a binarized sample equals a training
+docs/science.md#samples: sample memorization = a binarized sample equals a training
 sample; nearest-neighbour Hamming distance of each sample to the train set. Cells are turned into
 bits (themselves for binary rules, one-hot for categorical ones, ``data.splits.as_bits``), packed
 into uint64 words once per train set, and queried with sort + searchsorted (membership) and
@@ -74,7 +74,7 @@ def group_codes(cells: np.ndarray, groups: np.ndarray, n_symbols: int) -> np.nda
 
 
 class GroupIndex:
-    """The (position, pattern) pairs of a train set's groups, for group memorization (SPEC.md: the
+    """The (position, pattern) pairs of a train set's groups, for group memorization (docs/science.md: the
     fraction of (sample, group position) whose pattern occurs at that position in the train set)."""
 
     def __init__(self, train_cells: np.ndarray, groups: np.ndarray, n_symbols: int):

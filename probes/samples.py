@@ -58,7 +58,7 @@ STATE_ATTRS = {"long_name": "per-sample state", "flag_values": list(range(len(ST
 
 
 def classify(qdist: np.ndarray, valid: np.ndarray, memorized: np.ndarray, eps_state: float) -> np.ndarray:
-    """SPEC.md's four states as int8: 0 invalid value (q > eps, or q not a number: a non-finite
+    """the science document's four states as int8: 0 invalid value (q > eps, or q not a number: a non-finite
     sample), 1 rule-violating, 2 valid and novel, 3 valid and memorized."""
     s = np.where(memorized, 3, 2)
     s = np.where(valid, s, 1)
@@ -71,8 +71,7 @@ def _stats(d: np.ndarray, mask: np.ndarray):
 
 
 class SampleEvaluator:
-    """Scores model-space samples against a rule, an encoding and a train set (SPEC.md,
-    "Evaluating generated samples"). Build once per run; :meth:`evaluate` once per step.
+    """Scores model-space samples against a rule, an encoding and a train set (docs/science.md#samples). Build once per run; :meth:`evaluate` once per step.
 
     Non-finite samples (any coordinate NaN or inf: a diverged run, a bf16 overflow; a GPT sample whose
     sampling met non-finite logits arrives as all-NaN from ``generate``) are state ``invalid_value``
@@ -169,7 +168,7 @@ class SampleEvaluator:
 
     # ------------------------------------------------------------------ baselines
     def baselines(self, seed: int = 0) -> xr.Dataset:
-        """Chance accuracy and the memorization of uniform samplers (SPEC.md): sample level
+        """Chance accuracy and the memorization of uniform samplers (docs/science.md#ideal): sample level
         N / |valid| (uniform-valid) and N / K^D (uniform cube); group level from the train set's
         distinct groups: mean over positions of (#distinct train patterns there) / (#patterns a
         sampler can draw there): K^G for the cube; 2^(G-1) even patterns for parity. Without a closed

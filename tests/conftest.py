@@ -1,7 +1,6 @@
 """Shared fixtures: tiny runs trained once per test session (CPU, seconds)."""
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Landscape probes: face geometry, 2D planes and 1D basins (SPEC.md Plane / Basin).
+"""Landscape probes: face geometry, 2D planes and 1D basins (docs/science.md#landscape).
 
 Oracles: closed-form geometry (face side 2, diagonal 2 sqrt 2, vertices at (+-sqrt2, 0), (0, +-sqrt2)),
 brute-force pair search, the exact ideal denoisers (hypercube: sign(D) = sign(x), so every vertex's

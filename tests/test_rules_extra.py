@@ -2,7 +2,7 @@
 import itertools
 import json
 import logging
-from math import comb, factorial
+from math import factorial
 
 import numpy as np
 import pytest
@@ -11,7 +11,6 @@ from scipy.stats import chisquare
 from twoclocks import TwoclocksError
 from twoclocks.data import (RULES, ExactK, GlobalK, GroupParity, LatinSquare, RowK, RowLatin,
                             RowVariableK, Sudoku, make_encoding, make_rule, make_splits)
-from twoclocks.data.bits import unique_rows
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -193,10 +192,10 @@ def test_determined_positions_layout():
     assert RowLatin(4).determined_positions.sum() == 4
     assert LatinSquare(5).determined_positions.sum() == 9
     det = Sudoku().determined_positions.reshape(6, 6)
-    # issue 13: brute force also finds cells (4, 3) and (4, 4) determined (13 -> 15 cells)
+    # brute force also finds cells (4, 3) and (4, 4) determined (13 -> 15 cells)
     assert det[5].all() and det[:, 5].all() and det[1, 2] and det[3, 2] and det[4, 3] and det[4, 4]
     assert det.sum() == 15
-    # issue 13: the count rules fix their last cell (exact-K) / the last cell of each row (row-K)
+    # the count rules fix their last cell (exact-K) / the last cell of each row (row-K)
     assert np.flatnonzero(ExactK().determined_positions).tolist() == [35]
     assert RowK().determined_positions.reshape(6, 6)[:, 5].all() and RowK().determined_positions.sum() == 6
 

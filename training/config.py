@@ -1,7 +1,7 @@
 """The run configuration: every default written out, with where each value comes from.
 
 ``STATUS`` says for each field whether its default is the paper's value ("paper") or our documented
-assumption ("assumed"), and ``SOURCES`` where in the paper (or SPEC.md) the value is stated; a value
+assumption ("assumed"), and ``SOURCES`` where in the paper (docs/science.md#values) the value is stated; a value
 the user set is marked "user" in the run's config.json. The model size and the optimizer defaults
 depend on the architecture, so :func:`status_of` labels ``model`` / ``depth`` / ``hidden`` / ``heads`` /
 ``lr`` / ``weight_decay`` per run (:data:`PRESET_STATUS`, :data:`ARCH_STATUS`).
@@ -196,8 +196,8 @@ SOURCES = {
     "encoding": "App. B.4 (binary bits for binary rules; scalar / one-hot for categorical)",
     "encoding_params": "App. B.4.2 ('optionally zero-mean'); default off is ours",
     "n_train": "Fig. 1 (N = 4096 baseline)",
-    "n_heldout": "ours (SPEC.md: held-out valid-novel split)",
-    "n_hypercube": "ours (SPEC.md: hypercube split)",
+    "n_heldout": "ours (docs/science.md#rules: held-out valid-novel split)",
+    "n_hypercube": "ours (docs/science.md#rules: hypercube split)",
     "n_noise": "App. B.3 (a fixed set of 2048 initial noises)",
     "data_seed": "ours",
     "arch": "Sec. 2 (DiT), App. B.5 (GPT)",

@@ -1,6 +1,6 @@
 """EDM (Karras et al. 2022): preconditioning, training loss, noise schedule and Heun sampler.
 
-Each function is one equation of SPEC.md. Tensors in model space are flat: (batch, D * channels).
+Each function is one equation of docs/science.md#edm. Tensors in model space are flat: (batch, D * channels).
 A *denoiser* is any callable ``D(x, sigma) -> x_hat`` with x (B, P) and sigma a float or (B,) tensor.
 """
 from __future__ import annotations

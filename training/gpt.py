@@ -1,4 +1,4 @@
-"""GPT arm (SPEC.md "GPT (autoregressive)"): a GPT-2-style causal transformer over cells, its next-token
+"""GPT arm (docs/science.md#gpt): a GPT-2-style causal transformer over cells, its next-token
 loss, and sampling driven by a fixed bank of uniforms.
 
 Tokens: cells 0..K-1 and a start token K (binary rules: bits 0/1, start 2, vocab 3). A sequence of D
@@ -16,7 +16,7 @@ per-position cross-entropy probe; with a 3-token vocabulary tying saves nothing.
 
 Sampling (temperature 1): at position t the symbol is the inverse CDF of p(. | prefix) at the fixed
 uniform u[seed, t], with the symbols accumulated from the top one down, so for bits
-bit = 1 iff u < p(1 | prefix) (SPEC.md). Batched over all seeds; incremental over positions with a
+bit = 1 iff u < p(1 | prefix) (docs/science.md#ideal). Batched over all seeds; incremental over positions with a
 KV cache (one network call per position on one new token).
 
 Reference models (for ``run.generate('ideal-rule' | 'ideal-cube' | 'memorize')`` on a GPT run and for

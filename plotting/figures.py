@@ -59,9 +59,12 @@ def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = No
     formats = parse_formats(formats)
     out = Path(out) if out is not None else run.path / "figures"
     arch = run.config.arch
+    from twoclocks.probes.registry import BUILTIN_MODULES
     chosen = list(all_probes())
+    asked = set()  # missing cubes are noted for the built-in probes and those asked for
     for p in probes or ():
         p = load_probe(p) if isinstance(p, str) else p
+        asked.add(p.name)
         if p not in chosen:
             chosen.append(p)
     by_cube = {p.cube: p for p in chosen}
@@ -76,6 +79,8 @@ def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = No
             continue
         for fig in _figures_of(probe):
             missing = [n for n in fig.needs if n not in cubes]
+            if missing and not (probe.options.__module__ in BUILTIN_MODULES or probe.name in asked):
+                continue  # a probe registered in this process but not asked for: only drawn when its cube exists
             if missing:
                 for n in missing:
                     if n in noted:

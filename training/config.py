@@ -146,9 +146,6 @@ class TrainConfig:
                 raise TwoclocksError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise TwoclocksError(f"--lr must be positive, got {self.lr}")
-        if rule.valid_set_size is not None and self.n_train > rule.valid_set_size:
-            raise TwoclocksError(f"--n-train {self.n_train} is more than the {rule.valid_set_size} valid images of "
-                                 f"{rule!r}; choose at most {rule.valid_set_size}")
         if self.hidden % self.heads or self.hidden % 4:
             raise TwoclocksError(f"hidden size {self.hidden} must be a multiple of 4 and of heads={self.heads}")
 

@@ -245,7 +245,8 @@ def _load_builtins() -> None:
 def all_probes() -> list[Probe]:
     """Every registered probe: the built-ins, then those of installed packages' entry points."""
     _load_builtins()
-    return list(_REGISTRY.values())
+    order = {m: i for i, m in enumerate(BUILTIN_MODULES)}  # built-ins in their fixed order, whatever was imported first
+    return sorted(_REGISTRY.values(), key=lambda p: order.get(p.options.__module__, len(order)))
 
 
 def load_probe(spec: str) -> Probe:

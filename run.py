@@ -250,11 +250,27 @@ class Run:
                  precision: str = "fp32") -> np.ndarray:
         """The sample bank at a checkpoint step (or a reference denoiser): one sample per fixed seed,
         in model space (n_seeds, P). Same seeds, same randomness at every step: a seed's sample
-        differs between steps only because the model changed."""
-        from twoclocks.training.models import generate
+        differs between steps only because the model changed. dit: Heun sampling of the denoiser from
+        the noise bank; gpt: autoregressive sampling driven by the uniform bank (a reference name
+        samples the matching autoregressive reference model). The cells are encoded with the run's
+        encoding; a non-finite sample (a NaN / inf coordinate, or a NaN / +inf logit met while
+        sampling) comes back with NaN coordinates, which the samples probe scores as invalid."""
+        from twoclocks.training.models import sample_dit, sample_gpt
         dev = torch.device(device)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16" and not isinstance(source, str)):
-            return generate(self, source, dev, batch_size, seeds)
+        idx = np.arange(self.n_seeds) if seeds is None else np.asarray(seeds)
+        bf16 = precision == "bf16" and not isinstance(source, str)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            if self.config.arch == "dit":
+                return sample_dit(self.denoiser(source, dev), torch.as_tensor(self.noise[idx], device=dev),
+                                  self.config, batch_size)
+            from twoclocks.training.gpt import reference_model
+            # a reference on a GPT run is its autoregressive counterpart, sampled with the same uniforms
+            model = (reference_model(source, self.rule, self.cells("train")) if isinstance(source, str)
+                     else self.model(source, dev))
+            cells, finite = sample_gpt(model, torch.as_tensor(self.uniforms[idx], device=dev), batch_size)
+        x = self.encoding.encode(cells)
+        x[~finite] = np.nan  # met a NaN / +inf logit: a non-finite sample, as a diverged DiT's
+        return x
 
     def probe_path(self, name: str) -> Path:
         return self.path / PROBE_DIR / f"{name}.zarr"

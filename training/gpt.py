@@ -195,7 +195,7 @@ def sample_fixed(model, uniforms: torch.Tensor, return_finite: bool = False):
     the inverse CDF of p(. | prefix) at u[:, t]. A :class:`GPT` is run incrementally with a KV cache (one
     call per position); any other model (a reference) is run on the whole prefix (:func:`sample_naive`).
     ``return_finite``: also return (B,) bool, False for a sequence that met a NaN or +inf logit
-    anywhere (its cells are then meaningless: ``models.generate`` turns it into an all-NaN sample)."""
+    anywhere (its cells are then meaningless: ``Run.generate`` turns it into an all-NaN sample)."""
     if not isinstance(model, GPT):
         return sample_naive(model, uniforms, return_finite)
     b, d = uniforms.shape

@@ -1,4 +1,4 @@
-"""Build the network an arch names, its training loss, and the fixed-randomness sample bank.
+"""Build the network an arch names, its training data, and sampling from the fixed-randomness banks.
 
 This is the one place that knows the difference between the architectures:
 - ``dit``: x in model space, the EDM-preconditioned DiT, EDM loss, Heun sampling from the noise bank;
@@ -14,9 +14,9 @@ from torch import nn
 from twoclocks import TwoclocksError
 from twoclocks.training.config import TrainConfig
 from twoclocks.training.dit import DiT, DiTConfig
-from twoclocks.training.edm import Preconditioned, edm_loss, heun_sample
+from twoclocks.training.edm import Preconditioned, heun_sample
 
-__all__ = ["build_model", "training_data", "loss_fn", "generate"]
+__all__ = ["build_model", "training_data", "sample_dit", "sample_gpt"]
 
 
 def build_model(cfg: TrainConfig, rule, encoding) -> nn.Module:
@@ -39,42 +39,22 @@ def training_data(cfg: TrainConfig, cells: np.ndarray, encoding, device) -> torc
     return torch.as_tensor(cells.astype(np.int64), device=device)
 
 
-def loss_fn(cfg: TrainConfig):
-    if cfg.arch == "dit":
-        return lambda model, batch, gen: edm_loss(model, batch, gen, cfg.p_mean, cfg.p_std, cfg.sigma_data)
-    from twoclocks.training.gpt import gpt_loss
-    return lambda model, batch, gen: gpt_loss(model, batch)
+def sample_dit(D, noise: torch.Tensor, cfg: TrainConfig, batch_size: int = 4096) -> np.ndarray:
+    """Deterministic Heun sampling of the denoiser ``D(x, sigma)`` from the given standard-normal noises
+    (n, P) with the config's sampler settings, in batches: model space (n, P) float32. A pure function of
+    the network, the bank and the sampler settings (the run directory is :meth:`twoclocks.run.Run.generate`'s)."""
+    out = [heun_sample(D, noise[k:k + batch_size], cfg.sampler_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+           .cpu().numpy() for k in range(0, len(noise), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, noise.shape[1]), np.float32)
 
 
-def generate(run, source, device: torch.device, batch_size: int = 4096, seeds=None) -> np.ndarray:
-    """One sample per fixed seed at a checkpoint step (or reference), model space (n, P).
-
-    dit: Heun sampling of the denoiser from the noise bank. gpt: autoregressive sampling driven by the
-    uniform bank (KV cache); a reference name ('ideal-rule', 'ideal-cube', 'memorize') samples the
-    matching autoregressive reference model with the same uniforms. The cells are encoded with the
-    run's encoding, so probes see the same model-space samples for both architectures. A sample that
-    is not finite (dit: a NaN / inf coordinate; gpt: its sampling met a NaN or +inf logit) comes back
-    with NaN coordinates, which the samples probe scores as invalid (``SampleEvaluator``)."""
-    cfg = run.config
-    idx = np.arange(run.n_seeds) if seeds is None else np.asarray(seeds)
-    out = []
-    if cfg.arch == "dit":
-        D = run.denoiser(source, device)
-        z = torch.as_tensor(run.noise[idx], device=device)
-        for k in range(0, len(idx), batch_size):
-            x = heun_sample(D, z[k:k + batch_size], cfg.sampler_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
-            out.append(x.cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
-    from twoclocks.training.gpt import reference_model, sample_fixed
-    # a reference on a GPT run is its autoregressive counterpart, sampled with the same uniforms
-    model = (reference_model(source, run.rule, run.cells("train")) if isinstance(source, str)
-             else run.model(source, device))
-    u = torch.as_tensor(run.uniforms[idx], device=device)
-    finite = []
-    for k in range(0, len(idx), batch_size):
-        cells, ok = sample_fixed(model, u[k:k + batch_size], return_finite=True)
-        out.append(cells.cpu().numpy())
+def sample_gpt(model, uniforms: torch.Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Autoregressive sampling of ``model`` driven by the fixed uniforms (n, D), in batches (KV cache):
+    the cells (n, D) and whether each sequence stayed finite (a NaN / +inf logit makes it non-finite)."""
+    from twoclocks.training.gpt import sample_fixed
+    cells, finite = [], []
+    for k in range(0, len(uniforms), batch_size):
+        c, ok = sample_fixed(model, uniforms[k:k + batch_size], return_finite=True)
+        cells.append(c.cpu().numpy())
         finite.append(ok.cpu().numpy())
-    x = run.encoding.encode(np.concatenate(out))
-    x[~np.concatenate(finite)] = np.nan   # met a NaN / +inf logit: a non-finite sample, as a diverged DiT's
-    return x
+    return np.concatenate(cells), np.concatenate(finite)

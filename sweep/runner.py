@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from twoclocks import TwoclocksError
+from twoclocks.run import checkpoint_steps
 from twoclocks.sweep.executors import (
     ProbeTask,
     RunTask,
@@ -15,7 +16,6 @@ from twoclocks.sweep.executors import (
 )
 from twoclocks.sweep.spec import EXECUTORS, SweepSpec, expand
 from twoclocks.sweep.state import (
-    _CKPT,
     _read_meta,
     job_states,
     read_sweep,
@@ -86,7 +86,7 @@ def _cube_coverage(run_dir: Path, cube: str) -> str:
         stored = set(json.loads(json.loads((path / ".zattrs").read_text()).get("source_steps", "[]")))
     except (OSError, ValueError):
         return "present"
-    have = set(int(m.group(1)) for p in (run_dir / "checkpoints").iterdir() if (m := _CKPT.match(p.name)))
+    have = set(checkpoint_steps(run_dir))
     return f"{len(stored & have)}/{len(have)} checkpoints"
 
 

@@ -10,31 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twoclocks import TwoclocksError
+from twoclocks.run import RESUME_MAY_CHANGE, last_checkpoint
 from twoclocks.sweep.spec import SweepSpec
 
 SCHEMA_VERSION = 1
-#: config fields a resumed run may change (training/train.py prepare_run_dir)
-CHANGEABLE = {"steps", "device", "bf16", "log_every", "resume_every"}
 _CREATE_LEFTOVERS = ("data.zarr", "checkpoints", ".config.json.tmp", ".data.zarr.")  # create_run's files
 
 
 # ------------------------------------------------------------------------------- run states on disk
-_CKPT = re.compile(r"^step_(\d+)\.pt$")
-
-
-def last_checkpoint(run_dir) -> int | None:
-    """The step of a run's last saved checkpoint file (None: none yet). No torch needed."""
-    d = Path(run_dir) / "checkpoints"
-    steps = [int(m.group(1)) for p in d.iterdir() if (m := _CKPT.match(p.name))] if d.is_dir() else []
-    return max(steps) if steps else None
-
-
+# the run directory's rules (checkpoint names, config.json, the fields a resume may change) are twoclocks.run's
 def _read_meta(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise TwoclocksError(f"{run_dir}/config.json cannot be read ({e}); move the run away to start it "
-                             "over") from None
+    from twoclocks.run import read_meta
+    return read_meta(run_dir)
 
 
 def run_status(run_dir, overrides: dict) -> tuple[str, str]:
@@ -53,7 +40,7 @@ def run_status(run_dir, overrides: dict) -> tuple[str, str]:
         return "new", ""
     stored = _read_meta(run_dir).get("config", {})
     for k, v in overrides.items():
-        if k not in CHANGEABLE and stored.get(k) != v:
+        if k not in RESUME_MAY_CHANGE and stored.get(k) != v:
             return "conflict", (f"{run_dir} was trained with {k}={stored.get(k)!r} but the spec says {v!r}; "
                                 "change the spec back or move the run away")
     target = overrides.get("steps", stored.get("steps"))

@@ -44,9 +44,6 @@ def command(fn):
 
 
 RUN_DIR_ARG = typer.Argument(Path("."), help="Run directory (default: the current directory).")
-STEPS_OPT = typer.Option(None, "--steps", help="Checkpoints to use: all (default), last, '0,100,2000' or '100:5000'.")
-DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu or cuda.")
-FORCE_OPT = typer.Option(False, "--force", help="Recompute everything, discarding stored results of this probe.")
 
 
 MEM_THRESHOLD_OPT = typer.Option(None, "--mem-threshold", help="t of the memorization threshold: adaptive b + t (1 - b) "

@@ -348,11 +348,6 @@ def reference_denoiser(name: str, rule, train_x, encoding=None):
         return parity_denoiser(rule.G)
     if has_closed_form(rule):
         return posterior_denoiser(rule, encoding)
-    try:
-        valid = rule.enumerate_valid()
-    except TwoclocksError:
-        from twoclocks.data.rules import MAX_ENUMERATE
-        raise TwoclocksError(f"no exact ideal-rule reference for {rule!r}: no closed form, and its valid set "
-                             f"({rule.valid_set_size or 'size unknown'}) is too large to enumerate (limit "
-                             f"{MAX_ENUMERATE}); use --denoiser memorize or ideal-cube") from None
+    from twoclocks.data.rules import valid_set_for_reference
+    valid = valid_set_for_reference(rule, "ideal-rule reference")
     return memorizing_denoiser(torch.as_tensor(encoding.encode(valid)))

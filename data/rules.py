@@ -22,6 +22,17 @@ __all__ = ["Rule", "GroupParity", "RULES", "make_rule", "determined_from_valid",
 MAX_ENUMERATE = 1 << 18
 
 
+def valid_set_for_reference(rule, what: str) -> np.ndarray:
+    """The rule's enumerated valid set, for an exact reference (``what``) of a rule without closed-form
+    marginals; a one-line error where it is too large to enumerate."""
+    try:
+        return rule.enumerate_valid()
+    except TwoclocksError:
+        raise TwoclocksError(f"no exact {what} for {rule!r}: no closed form, and its valid set "
+                             f"({rule.valid_set_size or 'size unknown'}) is too large to enumerate (limit "
+                             f"{MAX_ENUMERATE}); use the memorize or ideal-cube reference") from None
+
+
 def determined_from_valid(valid: np.ndarray) -> np.ndarray:
     """(D,) bool, brute force: position p is determined iff every two rows of ``valid`` (all the valid
     images) that agree on columns 0..p-1 also agree on column p. Sorting the rows lexicographically

@@ -137,12 +137,7 @@ def plot_clock_scaling(clocks: xr.Dataset, fig=None):
         handles.append(mlines.Line2D([], [], color="black", ls="-."))
     _log_if_positive(ax, "x", n)
     _log_if_positive(ax, "y", np.r_[tr, tm])
-    if ax.get_xscale() == "log":
-        import matplotlib.ticker as mticker
-        nv = np.unique(n[n > 0])
-        ax.xaxis.set_minor_locator(mticker.NullLocator())
-        ax.set_xticks(nv, [f"{int(x)}" for x in nv])
-    ax.set_xlabel(label(clocks.get("n_train"), "train set size N"))
+    _n_axis(ax, n, clocks)
     ax.set_ylabel("onset step")
     ax.set_title("clocks vs data (dashed: tau_mem = c N^α)" + note)
     below(ax, handles, labels)
@@ -358,14 +353,20 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, per_unit_g: float | None = 1
     return _root(fig)
 
 
+def _n_axis(ax, n, clocks) -> None:
+    """The train-set-size axis: a tick at each N (plain numbers on a log axis) and its label."""
+    if ax.get_xscale() == "log":
+        import matplotlib.ticker as mticker
+        nv = np.unique(n[n > 0])
+        ax.xaxis.set_minor_locator(mticker.NullLocator())
+        ax.set_xticks(nv, [f"{int(x)}" for x in nv])
+    ax.set_xlabel(label(clocks.get("n_train"), "train set size N"))
+
+
 def _ml_fit(n, tm, cen) -> dict:
-    """probes.clocks.fit_power_law with the censoring steps (both fits), or the plain fit where that
-    function does not take them."""
+    """probes.clocks.fit_power_law with the censoring steps (both fits)."""
     from twoclocks.probes.clocks import fit_power_law
-    try:
-        return fit_power_law(n, tm, cen)
-    except TypeError:  # a fit_power_law without censoring
-        return fit_power_law(n, tm)
+    return fit_power_law(n, tm, cen)
 
 
 def _group_fits(clocks, n, tm, cen) -> list[dict]:
@@ -466,12 +467,7 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
         labels.append("never memorized:\ntau_mem > this step")
     _log_if_positive(ax, "x", n)
     _log_if_positive(ax, "y", pos)
-    if ax.get_xscale() == "log":
-        import matplotlib.ticker as mticker
-        nv = np.unique(n[n > 0])
-        ax.xaxis.set_minor_locator(mticker.NullLocator())
-        ax.set_xticks(nv, [f"{int(x)}" for x in nv])
-    ax.set_xlabel(label(clocks.get("n_train"), "train set size N"))
+    _n_axis(ax, n, clocks)
     ax.set_ylabel("tau_mem (step)")
     title = "tau_mem = c N^α (paper Fig. 2D, Table 4)"
     if "mem_threshold" in clocks:

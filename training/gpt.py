@@ -244,13 +244,8 @@ def _enumerated_ar(rule):
     enumerated valid set as an autoregressive model (cached per rule)."""
     key = repr(rule)
     if key not in _ENUMERATED:
-        try:
-            valid = rule.enumerate_valid()
-        except TwoclocksError:
-            from twoclocks.data.rules import MAX_ENUMERATE
-            raise TwoclocksError(f"no exact ideal autoregressive rule model for {rule!r}: no closed form, and its "
-                                 f"valid set ({rule.valid_set_size or 'size unknown'}) is too large to enumerate "
-                                 f"(limit {MAX_ENUMERATE}); use the memorize or ideal-cube reference") from None
+        from twoclocks.data.rules import valid_set_for_reference
+        valid = valid_set_for_reference(rule, "ideal autoregressive rule model")
         _ENUMERATED.clear()
         _ENUMERATED[key] = MemorizeAR(valid, rule.n_symbols)
     return _ENUMERATED[key]

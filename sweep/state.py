@@ -4,13 +4,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from twoclocks import TwoclocksError
-from twoclocks.run import RESUME_MAY_CHANGE, last_checkpoint
+from twoclocks.run import RESUME_MAY_CHANGE, last_checkpoint, write_json_atomic
 from twoclocks.sweep.spec import SweepSpec
 
 SCHEMA_VERSION = 1
@@ -80,18 +79,12 @@ def _exclusive(sweep_dir: Path, name: str):
 
 
 # ------------------------------------------------------------------------------------- sweep.json
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def write_sweep(sweep_dir, spec: SweepSpec, runs: list[dict]) -> Path:
     import twoclocks
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / "sweep.json"
-    _write_json(path, {"schema_version": SCHEMA_VERSION, "twoclocks_version": twoclocks.__version__,
+    write_json_atomic(path, {"schema_version": SCHEMA_VERSION, "twoclocks_version": twoclocks.__version__,
                        "written_at": _now(), "spec": spec.to_dict(),
                        "runs": [{k: r[k] for k in ("name", "point", "overrides")} for r in runs]})
     return path
@@ -289,16 +282,10 @@ def active_jobs(sweep_dir, kind: str) -> dict[str, str]:
     return {n: js.describe() for n, js in job_states(sweep_dir, kind).items() if js.active}
 
 
-def failed_jobs(sweep_dir, kind: str) -> dict[str, str]:
-    """Runs of ``kind`` whose recorded SLURM job failed: {name: 'job 12_3 FAILED: <last error line>;
-    log PATH'}. A run whose job was cancelled or preempted is not failed (a re-run submits it again)."""
-    return {n: js.describe() for n, js in job_states(sweep_dir, kind).items() if js.failed}
-
-
 def _record_jobs(sweep_dir: Path, kind: str, jobs: dict[str, str]) -> None:
     path = sweep_dir / "jobs.json"
     rec = json.loads(path.read_text()) if path.is_file() else {}
     rec.setdefault(kind, {}).update({n: {"job_id": j, "submitted_at": _now()} for n, j in jobs.items()})
-    _write_json(path, rec)
+    write_json_atomic(path, rec)
 
 

@@ -19,3 +19,19 @@ def tiny_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("runs") / "tiny"
     train(path, TINY, progress=False)
     return path
+
+
+def count_network_calls(run) -> list:
+    """Wrap ``run.denoiser`` so every network call appends (source, rows); returns that list."""
+    calls = []
+    orig = run.denoiser
+
+    def denoiser(source, device="cpu", **kw):
+        D = orig(source, device, **kw)
+
+        def counted(x, s):
+            calls.append((source, int(x.shape[0])))
+            return D(x, s)
+        return counted
+    run.denoiser = denoiser
+    return calls

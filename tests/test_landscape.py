@@ -24,6 +24,7 @@ from twoclocks.landscape.basin import (DIRECTIONS, alpha_grid, basin_radius, boo
 from twoclocks.landscape.geometry import face_geometry, faces_from_cells, parse_anchors, parse_sigmas
 from twoclocks.landscape.plane import plane_grid, run_plane
 from twoclocks.run import open_run
+from conftest import count_network_calls
 
 SQ2 = np.sqrt(2.0)
 
@@ -220,24 +221,11 @@ def test_plane_values_match_closed_form(run):
 
 
 # ----------------------------------------------------------------------------- store, resume, checkpoints
-def _counting(run):
-    calls = []
-    orig = run.denoiser
-
-    def denoiser(source, device="cpu", **kw):
-        D = orig(source, device, **kw)
-
-        def counted(x, s):
-            calls.append((source, x.shape[0]))
-            return D(x, s)
-        return counted
-    run.denoiser = denoiser
-    return calls
 
 
 def test_plane_keyed_resume_and_params(run, tmp_path):
     r = _fresh(run, tmp_path)
-    calls = _counting(r)
+    calls = count_network_calls(r)
     kw = dict(steps="56,60", grid=9, progress=False)
     ds = run_plane(r, anchors=[1], sigmas=[0.5], **kw)
     assert len(calls) == 2 and ds.sizes["step"] == 2
@@ -271,7 +259,7 @@ def test_basin_interrupt_leaves_valid_cube_and_resumes(run, tmp_path):
     part = xr.open_zarr(r.probe_path("basin")).load()                           # the next call replaces the store
     assert part["step"].values.tolist() == [56]                                 # the finished step only
     r.denoiser = orig
-    calls = _counting(r)
+    calls = count_network_calls(r)
     full = run_basin(r, anchors=[0, 3], sigmas=[0.5], steps="56,60", progress=False)
     assert [s for s, _ in calls] == [60]                                        # only the missing step
     assert full["step"].values.tolist() == [56, 60]

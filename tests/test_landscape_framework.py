@@ -20,6 +20,7 @@ import xarray as xr
 from twoclocks.landscape import basin as B
 from twoclocks.landscape import plane as P
 from twoclocks.run import open_run
+from conftest import count_network_calls
 
 
 def _copy(tiny_run, tmp_path, name="run"):
@@ -28,20 +29,6 @@ def _copy(tiny_run, tmp_path, name="run"):
     return path
 
 
-def _counting(run):
-    """Wrap ``run.denoiser`` so every network call appends (source, rows)."""
-    calls = []
-    orig = run.denoiser
-
-    def denoiser(source, device="cpu", **kw):
-        D = orig(source, device, **kw)
-
-        def counted(x, s):
-            calls.append((source, int(x.shape[0])))
-            return D(x, s)
-        return counted
-    run.denoiser = denoiser
-    return calls
 
 
 def _check_declared(ds: xr.Dataset, schema) -> None:
@@ -147,7 +134,7 @@ def test_kill9_then_same_command_equals_uninterrupted_run(tiny_run, tmp_path):
 # ----------------------------------------------------------------------------- (c) reuse
 def test_more_anchors_and_sigmas_compute_only_the_new_cells(tiny_run, tmp_path):
     run = open_run(_copy(tiny_run, tmp_path))
-    calls = _counting(run)
+    calls = count_network_calls(run)
     kw = dict(steps="56,60", n_alpha=5, n_resamples=20, device="cpu", progress=False)
     rows = len(B.DIRECTIONS) * 5                                                # per (anchor, sigma) job
     first = B.run_basin(run, anchors=[0, 1], sigmas=[0.5], **kw)

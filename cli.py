@@ -47,7 +47,7 @@ RUN_DIR_ARG = typer.Argument(Path("."), help="Run directory (default: the curren
 
 
 MEM_THRESHOLD_OPT = typer.Option(None, "--mem-threshold", help="t of the memorization threshold: adaptive b + t (1 - b) "
-                                 "above the uniform-valid baseline b = N/|valid|, or fixed t. [default: 0.1]")
+                                 "above the baseline b = N/|support| (a perfect model of the training distribution), or fixed t. [default: 0.1]")
 MEM_ADAPTIVE_OPT = typer.Option(None, "--mem-adaptive/--mem-fixed", help="Adaptive memorization threshold (the "
                                 "default, as the paper's Table 4 fits) or the fixed t.")
 

@@ -14,13 +14,15 @@ likelihood of y factorizes over cells, so with the per-cell symbol log-weights
 The references differ in the prior (all exact; :func:`reference_denoiser` builds them):
 - ``ideal-cube``: uniform on all K^D images, P(cell_d = k | y) = softmax_k L[d, k]; for binary codes
   E[x_i | y] = tanh(y_i / s^2) (:func:`hypercube_denoiser`).
-- ``ideal-rule``: uniform on the rule's valid set; the marginals P(cell_d = k | y) come from
+- ``ideal-rule``: the training distribution: uniform on the support of the rule's sampler, which is the
+  valid set for every rule except Latin squares and Sudoku (their sampler draws the isotopy class of
+  the cyclic square, docs/science.md#rules); the marginals P(cell_d = k | y) come from
   :func:`rule_log_marginals`: group parity by log-space scans per group (binary codes: the science document's
   (t_i + c prod_{j != i} t_j) / (1 + c prod_j t_j), t = tanh(y / s^2), c = (-1)^G;
   :func:`parity_denoiser`), the count rules by a forward-backward pass over the count of ones along
   each line (global-K: a mixture over K), the row-only Latin square by a sum over each row's n!
   permutations; rules without such a form (Latin squares, Sudoku) by the softmax over their
-  enumerated valid set, which is the memorizing denoiser of the valid set, when it has at most
+  enumerated sampler support, which is the memorizing denoiser of that set, when it has at most
   ``data.rules.MAX_ENUMERATE`` images, and are refused (TwoclocksError) otherwise.
 - ``memorize``: the empirical train distribution, sum_n softmax_n(-||y - x_n||^2 / (2 s^2)) x_n
   (:func:`memorizing_denoiser`), exact for any encoding.
@@ -240,10 +242,13 @@ def _row_perm_logweights(L: torch.Tensor, n: int, chunk: int = 64) -> torch.Tens
 
 
 def has_closed_form(rule) -> bool:
-    """Whether :func:`rule_log_marginals` has an exact closed form for ``rule`` (None: the cube)."""
+    """Whether :func:`rule_log_marginals` has an exact closed form for ``rule`` (None: the cube) that is
+    also the training distribution (a sampler restricted to part of the valid set has none)."""
     from twoclocks.data.count_rules import ExactK, _RowCountRule
     from twoclocks.data.latin import RowLatin
-    from twoclocks.data.rules import GroupParity
+    from twoclocks.data.rules import GroupParity, restricted_support
+    if rule is not None and restricted_support(rule):
+        return False
     if rule is None or isinstance(rule, (GroupParity, ExactK, _RowCountRule)):
         return True
     return isinstance(rule, RowLatin) and rule.n <= MAX_PERM_N
@@ -348,6 +353,6 @@ def reference_denoiser(name: str, rule, train_x, encoding=None):
         return parity_denoiser(rule.G)
     if has_closed_form(rule):
         return posterior_denoiser(rule, encoding)
-    from twoclocks.data.rules import valid_set_for_reference
-    valid = valid_set_for_reference(rule, "ideal-rule reference")
-    return memorizing_denoiser(torch.as_tensor(encoding.encode(valid)))
+    from twoclocks.data.rules import support_for_reference
+    support = support_for_reference(rule, "ideal-rule reference")
+    return memorizing_denoiser(torch.as_tensor(encoding.encode(support)))

@@ -15,7 +15,7 @@ import numpy as np
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import MAX_ENUMERATE, RULES, Rule, determined_from_valid
 
-__all__ = ["LatinSquare", "RowLatin", "Sudoku", "LATIN_SQUARE_COUNTS"]
+__all__ = ["LatinSquare", "RowLatin", "Sudoku", "LATIN_SQUARE_COUNTS", "cyclic_isotopic"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,37 @@ def _determined_by_relabelling(n: int, normalized: np.ndarray) -> np.ndarray:
     det[:n - 1] = False
     det[n - 1] = True
     return det
+
+
+def cyclic_isotopic(squares: np.ndarray) -> np.ndarray:
+    """(m,) bool: is each n x n Latin square (m, n*n) in the isotopy class of the cyclic square
+    (i + j) mod n, i.e. can :meth:`LatinSquare.sample` draw it. Its principal loop isotope
+    T[L[i, 0], L[0, j]] = L[i, j] (identity e = L[0, 0]) is isotopic to it, and a loop isotopic to a
+    group is isomorphic to that group (Albert), so the square is in the class iff T is a cyclic
+    group: associative, with an element of order n. Vectorized over the squares (n^3 checks each)."""
+    sq = np.asarray(squares).astype(np.int64)
+    m = len(sq)
+    if m == 0:
+        return np.zeros(0, bool)
+    n = int(round(np.sqrt(sq.shape[1])))
+    L = sq.reshape(m, n, n)
+    T = np.empty_like(L)
+    T[np.arange(m)[:, None, None], L[:, :, :1], L[:, None, 0, :]] = L
+    idx = np.arange(m)[:, None, None, None]
+    a, b, c = np.arange(n)[:, None, None], np.arange(n)[None, :, None], np.arange(n)[None, None, :]
+    ab = T[np.arange(m)[:, None, None], a[..., 0], b[..., 0]]             # (m, n, n) a*b
+    left = T[idx, ab[:, :, :, None], c[None]]                             # (a*b)*c
+    bc = T[np.arange(m)[:, None, None], b[0], c[0]]                       # (m, n, n) b*c over (b, c)
+    right = T[idx, a[None], bc[:, None, :, :]]                            # a*(b*c)
+    assoc = (left == right).all(axis=(1, 2, 3))
+    e = L[:, 0, 0]
+    power = np.broadcast_to(np.arange(n), (m, n)).copy()                  # g^1 for every element g
+    early = np.zeros((m, n), bool)                                        # g^k = e for some k < n
+    for _ in range(n - 2):                                                # g^2 .. g^(n-1)
+        early |= power == e[:, None]
+        power = T[np.arange(m)[:, None], power, np.arange(n)[None]]
+    early |= power == e[:, None]
+    return assoc & (~early).any(axis=1)
 
 
 def _is_perm(lines: np.ndarray) -> np.ndarray:
@@ -178,6 +209,32 @@ class LatinSquare(_PermutationRule):
         phi = sum(gcd(a, self.n) == 1 for a in range(1, self.n + 1))
         return factorial(self.n) ** 3 // (self.n ** 2 * phi)
 
+    def in_support(self, cells):
+        """Valid and in the cyclic square's isotopy class (:func:`cyclic_isotopic`)."""
+        cells = np.asarray(cells)
+        ok = self.is_valid(cells)
+        ok[ok] = cyclic_isotopic(cells[ok])
+        return ok
+
+    def enumerate_support(self, limit=None):
+        """Every square the sampler can draw, ``sampler_support_size`` of them (lexicographic): the
+        squares s[(r_i + c_j) mod n] over all permutations r, c, s (n <= 5; 17280 for n = 5)."""
+        limit = MAX_ENUMERATE if limit is None else int(limit)
+        n = self.n
+        if self.sampler_support_size > limit or factorial(n) ** 2 > limit:
+            raise TwoclocksError(f"cannot enumerate the sampler support of {self!r}: {self.sampler_support_size} "
+                                 f"squares (limit {limit}); use a smaller n")
+        perms = np.array(list(itertools.permutations(range(n))), dtype=np.uint8)
+        weights = n ** np.arange(n * n - 1, -1, -1, dtype=np.int64)          # base-n keys (n^(n*n) < 2^63)
+
+        def distinct(grids):                                                 # unique rows, lexicographic
+            _, first = np.unique(grids @ weights, return_index=True)
+            return grids[first]
+        rc = (perms[:, None, :, None].astype(np.int64) + perms[None, :, None, :]) % n   # (P, P, n, n)
+        rc = distinct(rc.reshape(-1, n * n))                                            # row/column isotopes
+        sq = perms.astype(np.int64)[:, rc].reshape(-1, n * n)                           # every symbol relabelling
+        return distinct(sq).astype(np.uint8)
+
     @property
     def determined_positions(self):
         """The last cell of each row and the whole last row; for n <= 3 more (n = 3: also the centre,
@@ -248,6 +305,19 @@ class Sudoku(LatinSquare):
         if self.br == 1 or self.bc == 1:
             return super().sampler_support_size
         return SUDOKU_CYCLIC_SUPPORT.get((self.n, self.br, self.bc))
+
+    def enumerate_support(self, limit=None):
+        """Every Sudoku the sampler can draw: the Latin-square support filtered by the blocks (4x4:
+        192; 6x6 has too many)."""
+        if self.br == 1 or self.bc == 1:
+            return super().enumerate_support(limit)
+        limit = MAX_ENUMERATE if limit is None else int(limit)
+        size = self.sampler_support_size
+        if size is None or size > limit:
+            raise TwoclocksError(f"cannot enumerate the sampler support of {self!r}: {size or 'too many'} grids "
+                                 f"(limit {limit}); use a smaller n")
+        sq = super().enumerate_support(16 * limit)
+        return sq[_is_perm(self.lines(sq, "block")).all(axis=1)]
 
     @property
     def determined_positions(self):

@@ -16,21 +16,23 @@ import numpy as np
 
 from twoclocks import TwoclocksError
 
-__all__ = ["Rule", "GroupParity", "RULES", "make_rule", "determined_from_valid", "MAX_ENUMERATE"]
+__all__ = ["Rule", "GroupParity", "RULES", "make_rule", "determined_from_valid", "MAX_ENUMERATE",
+           "support_for_reference", "restricted_support", "support_baseline"]
 
 #: the most valid images :meth:`Rule.enumerate_valid` returns (brute-force references and checks)
 MAX_ENUMERATE = 1 << 18
 
 
-def valid_set_for_reference(rule, what: str) -> np.ndarray:
-    """The rule's enumerated valid set, for an exact reference (``what``) of a rule without closed-form
-    marginals; a one-line error where it is too large to enumerate."""
+def support_for_reference(rule, what: str) -> np.ndarray:
+    """The support of the rule's sampler (the training distribution, uniform over it; the valid set for
+    every rule whose sampler reaches all valid images), enumerated, for an exact reference (``what``)
+    of a rule without closed-form marginals; a one-line error where it is too large to enumerate."""
     try:
-        return rule.enumerate_valid()
+        return rule.enumerate_support()
     except TwoclocksError:
-        raise TwoclocksError(f"no exact {what} for {rule!r}: no closed form, and its valid set "
-                             f"({rule.valid_set_size or 'size unknown'}) is too large to enumerate (limit "
-                             f"{MAX_ENUMERATE}); use the memorize or ideal-cube reference") from None
+        raise TwoclocksError(f"no exact {what} for {rule!r}: no closed form, and its sampler's support "
+                             f"({rule.sampler_support_size or 'size unknown'}) is too large to enumerate "
+                             f"(limit {MAX_ENUMERATE}); use the memorize or ideal-cube reference") from None
 
 
 def determined_from_valid(valid: np.ndarray) -> np.ndarray:
@@ -97,6 +99,24 @@ class Rule(ABC):
     def valid_set_size(self) -> int | None:
         """Number of valid images, or None when unknown."""
         return None
+
+    # The training distribution (docs/science.md#rules): every sampler draws uniformly from its support,
+    # which is the whole valid set unless a rule says otherwise (Latin squares and Sudoku: the isotopy
+    # class of the cyclic square). Baselines, thresholds and references use the support.
+    @property
+    def sampler_support_size(self) -> int | None:
+        """Number of images :meth:`sample` can draw (uniformly), or None when unknown; the valid set
+        unless the rule's sampler is restricted."""
+        return self.valid_set_size
+
+    def in_support(self, cells: np.ndarray) -> np.ndarray:
+        """(n,) bool: can :meth:`sample` draw each image (the valid set unless restricted)."""
+        return self.is_valid(cells)
+
+    def enumerate_support(self, limit: int | None = None) -> np.ndarray:
+        """(M, D) uint8: every image :meth:`sample` can draw, lexicographic (the valid set unless
+        restricted); TwoclocksError beyond ``limit`` images."""
+        return self.enumerate_valid(limit)
 
     @property
     def groups(self) -> np.ndarray | None:
@@ -212,6 +232,23 @@ def make_rule(spec: dict) -> Rule:
         return RULES[name](**spec)
     except TypeError as e:
         raise TwoclocksError(f"bad parameters for rule {name!r}: {e}") from None
+
+
+def support_baseline(rule: Rule, n_train: int) -> float:
+    """Sample memorization of a perfect model of the training distribution, which draws uniformly from
+    the sampler's support: N / |support| (docs/science.md#samples); NaN when the size is unknown. The
+    baseline of the adaptive memorization threshold (docs/science.md#clocks)."""
+    size = rule.sampler_support_size
+    return float(n_train / size) if size else float("nan")
+
+
+def restricted_support(rule: Rule) -> bool:
+    """Whether the rule's sampler draws from a strict subset of its valid set (by their sizes; where a size
+    is unknown, whether the rule declares its own support)."""
+    support, valid = rule.sampler_support_size, rule.valid_set_size
+    if support is not None and valid is not None:
+        return support < valid
+    return type(rule).in_support is not Rule.in_support
 
 
 def log2_valid_fraction(rule: Rule) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from twoclocks.plotting.style import (
+    memorization_baseline,
     BLUE,
     GREEN,
     GREY,
@@ -39,7 +40,7 @@ def _clock_values(samples, clocks, mem_adaptive=None, policy=None) -> dict:
     if clocks is None:
         from twoclocks.probes import clocks as C
         pol = C.MemThreshold.from_options(None, mem_adaptive, policy)
-        base = _scalar(samples, "uniform_valid_sample_mem")
+        base = memorization_baseline(samples)
         clocks = C.clocks_from_curves(_steps(samples), samples["sample_acc"].values, samples["sample_mem"].values,
                                       base, policy=pol)
         clocks["how"] = (f"clocks: sustained {C.DEFAULT_K} evaluations, accuracy >= {C.DEFAULT_ACC_THRESHOLD:g}, "
@@ -94,7 +95,7 @@ def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None =
         if eps_val is not None:
             ax.plot(steps, ds["invalid_frac"].sel(eps=eps_val), color=GREY, lw=1.5, ls="-.")
         chance = _scalar(ds, f"chance_{level}_acc")
-        base = _scalar(ds, f"uniform_valid_{level}_mem")
+        base = memorization_baseline(ds) if level == "sample" else _scalar(ds, "uniform_valid_group_mem")
         if np.isfinite(chance):
             ax.axhline(chance, color=BLUE, lw=0.9, ls=":")
         if np.isfinite(base):
@@ -109,7 +110,7 @@ def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None =
     handles = [mlines.Line2D([], [], color=BLUE, lw=2, marker="o", ms=3), mlines.Line2D([], [], color=ORANGE, lw=2,
                ls="--", marker="s", ms=3), mlines.Line2D([], [], color=BLUE, lw=0.9, ls=":"),
                mlines.Line2D([], [], color=ORANGE, lw=0.9, ls=":")]
-    labels = ["rule accuracy", "memorization", "chance accuracy", "memorization of a\nuniform-valid sampler"]
+    labels = ["rule accuracy", "memorization", "chance accuracy", "memorization of a perfect\nmodel of the data, N/|support|"]
     if eps_val is not None:
         handles.append(mlines.Line2D([], [], color=GREY, lw=1.5, ls="-."))
         labels.append(f"not quantized\n(q(x) > {eps_val:g})")

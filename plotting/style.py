@@ -153,6 +153,14 @@ def _scalar(ds, name, default=np.nan) -> float:
     return default
 
 
+def memorization_baseline(ds) -> float:
+    """The baseline sample memorization N/|support| of a samples cube (``support_sample_mem``; a cube
+    written before it existed: ``uniform_valid_sample_mem``, equal for every rule whose sampler covers
+    its valid set); NaN when absent."""
+    name = "support_sample_mem" if "support_sample_mem" in ds.variables else "uniform_valid_sample_mem"
+    return _scalar(ds, name)
+
+
 def _need(ds, names, what: str):
     missing = [n for n in names if n not in ds.variables]
     if missing:

@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 from twoclocks import TwoclocksError
 from twoclocks.plotting.style import (
+    memorization_baseline,
     _figure,
     _legend_outside,
     _need,
@@ -202,7 +203,7 @@ def plot_memorization_collapse(clocks, samples, fig=None):
         col, ls = cols[m["n_train"]], styles[m.get("group")]
         ax.plot(st, d["sample_mem"], color=col, ls=ls, lw=1.8)
         ax2.plot((st + 1) * m["batch"] / m["n_train"], d["sample_mem"], color=col, ls=ls, lw=1.8)
-        base = _scalar(d, "uniform_valid_sample_mem")
+        base = memorization_baseline(d)
         if np.isfinite(base):
             for a in (ax, ax2):
                 a.axhline(base, color=col, lw=1.1, ls=(0, (1, 2)))
@@ -225,7 +226,7 @@ def plot_memorization_collapse(clocks, samples, fig=None):
         labels += [f"G = {gv}" for gv in gs]
     handles += [mlines.Line2D([], [], color="k", lw=0.8, ls="--"), mlines.Line2D([], [], color="0.3", lw=1.1,
                                                                                   ls=(0, (1, 2)))]
-    labels += [f"threshold {thr:.3g}", "uniform-valid\nbaseline N/|valid|"]
+    labels += [f"threshold {thr:.3g}", "baseline N/|support|"]
     _legend_outside(fig, handles, labels)
     return _root(fig)
 

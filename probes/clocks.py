@@ -8,11 +8,13 @@ sustained-onset rule, the memorization-threshold policy and the tau_mem = c N^al
 - tau_mem: sustained onset of sample memorization > the memorization threshold. One policy object,
   :class:`MemThreshold`, decides it for every command (clocks, markov, collect, plot); the default is
   the ``adaptive`` threshold the paper's Table 4 fits use (App. C.3):
-      thr = b + t (1 - b),  b = N / |valid| (sample memorization of a uniform-valid sampler), t = 0.1,
+      thr = b + t (1 - b),  b = N / |support| (sample memorization of a perfect model of the training
+      distribution, which draws uniformly from the sampler's support: the valid set, or for Latin
+      squares and Sudoku the cyclic square's isotopy class), t = 0.1,
   "t of the way from the rule-only baseline to full memorization" (App. B.3's formula is stripped
   from our copy of the paper; this form is assumed). It equals the fixed threshold t when b -> 0 and
   stays above b however large b is (a model that only learned the rule already memorizes a fraction
-  b). ``fixed`` (thr = t = 0.1, the paper's Fig. 4) is the option. Where |valid| is unknown the
+  b). ``fixed`` (thr = t = 0.1, the paper's Fig. 4) is the option. Where |support| is unknown the
   adaptive policy uses t. Every output that depends on it records :meth:`MemThreshold.attrs` and
   says which threshold it used (:meth:`MemThreshold.phrase`).
 - A tau_rule later than tau_mem is discarded (paper) and reported as such. Innovation window =
@@ -46,6 +48,7 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.data.rules import support_baseline
 from twoclocks.store import open_cube
 
 __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
@@ -99,7 +102,8 @@ def _tail(above: np.ndarray) -> int:
 @dataclass(frozen=True)
 class MemThreshold:
     """The memorization-threshold policy (module docstring): ``policy`` 'adaptive' (default; the
-    paper's Table 4) thr = b + t (1 - b) above the uniform-valid baseline b, or 'fixed' thr = t;
+    paper's Table 4) thr = b + t (1 - b) above the training-distribution baseline b = N/|support|, or
+    'fixed' thr = t;
     ``t`` = 0.1."""
     policy: str = "adaptive"
     t: float = DEFAULT_MEM_THRESHOLD
@@ -127,16 +131,17 @@ class MemThreshold:
         return self.policy == "adaptive"
 
     def value(self, baseline: float = np.nan) -> float:
-        """The threshold for a run whose uniform-valid sample memorization is ``baseline`` (NaN:
-        unknown, then t)."""
+        """The threshold for a run whose baseline sample memorization (N/|support|) is ``baseline``
+        (NaN: unknown, then t)."""
         b = float(baseline) if baseline is not None else np.nan
         if self.adaptive and np.isfinite(b):
             return float(b + self.t * (1.0 - b))
         return float(self.t)
 
     def formula(self) -> str:
-        return (f"adaptive: b + {self.t:g} (1 - b), b = N/|valid| (uniform-valid sample memorization); "
-                f"{self.t:g} where |valid| is unknown" if self.adaptive else f"fixed: {self.t:g}")
+        return (f"adaptive: b + {self.t:g} (1 - b), b = N/|support| (sample memorization of a perfect model "
+                f"of the training distribution); {self.t:g} where |support| is unknown" if self.adaptive
+                else f"fixed: {self.t:g}")
 
     def attrs(self, baseline: float = np.nan, per_run: bool = False) -> dict:
         """Attrs for every cube that depends on the threshold, e.g. {"mem_threshold_policy": "adaptive",
@@ -160,7 +165,7 @@ DEFAULT_MEM_POLICY = MemThreshold()
 def mem_threshold_for(baseline: float, mem_threshold: float = DEFAULT_MEM_THRESHOLD,
                       adaptive: bool | None = None) -> float:
     """The memorization threshold (:class:`MemThreshold`): adaptive b + t (1 - b) above the
-    uniform-valid baseline b (the default, ``adaptive`` None or True) or fixed t (``adaptive`` False).
+    training-distribution baseline b = N/|support| (the default, ``adaptive`` None or True) or fixed t (``adaptive`` False).
     A NaN baseline gives t."""
     return MemThreshold.from_options(mem_threshold, adaptive).value(baseline)
 
@@ -197,10 +202,10 @@ def clocks_from_curves(steps, sample_acc, sample_mem, baseline: float = np.nan, 
         window, wstatus = np.nan, "undefined: tau_rule not reached"
     notes = []
     if np.isfinite(baseline) and baseline >= thr:
-        notes.append(f"uniform-valid memorization {baseline:.3g} >= threshold {thr:.3g}: tau_mem may time rule "
-                     "learning (use the adaptive threshold, --mem-adaptive)")
+        notes.append(f"baseline memorization N/|support| {baseline:.3g} >= threshold {thr:.3g}: tau_mem may time "
+                     "rule learning (use the adaptive threshold, --mem-adaptive)")
     elif np.isfinite(baseline) and not pol.adaptive and baseline >= thr / 2:
-        notes.append(f"uniform-valid memorization {baseline:.3g} is close to the threshold {thr:.3g}")
+        notes.append(f"baseline memorization N/|support| {baseline:.3g} is close to the threshold {thr:.3g}")
     return {"tau_rule": tau_rule, "tau_rule_status": rule_status, "tau_rule_raw": tau_rule_raw,
             "tau_mem": tau_mem, "tau_mem_status": mem_status, "tau_mem_censored_at": censored_at,
             "window": window, "window_status": wstatus,
@@ -255,7 +260,7 @@ def run_clocks(run, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRES
     if ds.sizes["step"] == 0:
         raise TwoclocksError(f"{run.probe_path('samples')} holds no checkpoint steps; run "
                              f"`twoclocks-probe samples {run.path}`")
-    base = float(ds["uniform_valid_sample_mem"]) if "uniform_valid_sample_mem" in ds else np.nan
+    base = support_baseline(run.rule, run.config.n_train)   # computed when read: no frozen baseline
     out = clocks_from_curves(ds["step"].values, ds["sample_acc"].values, ds["sample_mem"].values, base, k,
                              acc_threshold, mem_threshold, mem_adaptive, policy)
     out.update(loss_clocks(run))
@@ -466,7 +471,8 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         "window_status": ("run", col("window_status", str), {"long_name": "innovation window status"}),
         "mem_threshold": ("run", col("mem_threshold"), {"long_name": f"sample memorization threshold used "
                                                                      f"({pol.formula()})", "units": "1"}),
-        "mem_baseline": ("run", col("mem_baseline"), {"long_name": "uniform-valid sample memorization N/|valid|",
+        "mem_baseline": ("run", col("mem_baseline"), {"long_name": "baseline sample memorization N/|support| "
+                                                                     "(perfect model of the training distribution)",
                                                       "units": "1"}),
         "last_step": ("run", col("last_step"), step_attrs("last evaluated step")),
         "n_evals": ("run", col("n_evals", int), {"long_name": "number of evaluated checkpoints", "units": "1"}),

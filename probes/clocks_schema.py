@@ -28,7 +28,7 @@ CLOCK_VARS = {
     "tau_mem_status": Var(_R, "str", "tau_mem status", None),
     "window_status": Var(_R, "str", "innovation window status", None),
     "mem_threshold": Var(_R, "float64", "sample memorization threshold used (attrs mem_threshold_policy)"),
-    "mem_baseline": Var(_R, "float64", "uniform-valid sample memorization N/|valid|"),
+    "mem_baseline": Var(_R, "float64", "baseline sample memorization N/|support| (perfect model of the training distribution)"),
     "last_step": Var(_R, "float64", "last evaluated step", "steps"),
     "n_evals": Var(_R, "int64", "number of evaluated checkpoints"),
     "notes": Var(_R, "str", "notes on the clocks", None),

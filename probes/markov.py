@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from twoclocks import TwoclocksError
+from twoclocks.data.rules import support_baseline
 from twoclocks.probes.registry import FigureSpec, Probe, option, register
 from twoclocks.probes.samples import STATES
 from twoclocks.schema import CubeSchema, Var, coord
@@ -154,8 +155,7 @@ def _markov(run, opts) -> xr.Dataset:
         attrs={"windows": json.dumps([list(w) for w in wins]), "windows_from": "clocks" if clocks else "user",
                "clocks": json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                      for k, v in (clocks or {}).items()}),
-               **(policy.attrs(float(cube["uniform_valid_sample_mem"])) if "uniform_valid_sample_mem" in cube
-                  else policy.attrs())},
+               **policy.attrs(support_baseline(run.rule, run.config.n_train))},
     )
     return ds
 
@@ -186,7 +186,7 @@ class MarkovOptions:
     acc_threshold: float = option(0.9, "Clocks for the default windows: sample accuracy threshold of tau_rule.")
     mem_threshold: float = option(0.1, "Clocks for the default windows: memorization threshold t.")
     mem_adaptive: Optional[bool] = option(None, "Clocks for the default windows: adaptive threshold b + t (1 - b) "
-                                                "above the uniform-valid baseline b (default) or fixed t.",
+                                                "above the baseline b = N/|support| (default) or fixed t.",
                                           cli_type=Optional[bool], flag="--mem-adaptive/--mem-fixed")
 
     def __post_init__(self):

@@ -37,9 +37,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from twoclocks import TwoclocksError
 from dataclasses import dataclass
 
+from twoclocks import TwoclocksError
+from twoclocks.data.rules import GroupParity, restricted_support, support_baseline
 from twoclocks.probes.memo import GroupIndex, TrainIndex
 from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, option, register
 from twoclocks.schema import CubeSchema, Var, coord
@@ -92,6 +93,8 @@ class SampleEvaluator:
         groups = rule.groups
         self.groups = None if groups is None else np.asarray(groups)
         self.gindex = None if groups is None else GroupIndex(self.train_cells, self.groups, self.K)
+        self.restricted = restricted_support(rule)
+        self.families = tuple(getattr(rule, "families", ())) if hasattr(rule, "breakdown") else ()
 
     # ------------------------------------------------------------------ per step
     def evaluate(self, x: np.ndarray, eps=DEFAULT_EPS, eps_state: float = DEFAULT_EPS_STATE,
@@ -119,10 +122,19 @@ class SampleEvaluator:
             combi = float(gmem[novel].all(axis=1).mean()) if novel.any() else np.nan
         else:
             group_mem = combi = np.nan
+        mean = (lambda a: float(np.mean(a)) if n else np.nan)
+        extra = {}
+        if self.restricted:   # Latin squares, Sudoku: the training distribution covers part of the valid set
+            extra["support_frac"] = ((), mean(self.rule.in_support(cells) & finite), {})
+        if self.families:     # rows / columns / blocks that are permutations (paper Fig. 22)
+            ratios = self.rule.breakdown(cells)
+            line = np.array([mean(ratios[f"{f}_ratio"] * finite) for f in self.families])
+            whole = np.array([mean((ratios[f"{f}_ratio"] == 1) & finite) for f in self.families])
+            extra["line_valid_frac"] = (("family",), line, {})
+            extra["family_valid_frac"] = (("family",), whole, {})
         masks = [finite, valid, novel]
         st = np.array([_stats(nn, m) for m in masks]).reshape(len(SUBSETS), 2)
         counts = np.bincount(state, minlength=len(STATES)).astype(np.int64)
-        mean = (lambda a: float(np.mean(a)) if n else np.nan)
         ds = xr.Dataset(
             {
                 "sample": (("seed", "cell"), cells, {"long_name": "decoded (binarized) sample", "units": "1"}),
@@ -156,14 +168,20 @@ class SampleEvaluator:
                 "nonfinite_count": ((), np.int64((~finite).sum()),
                                     {"long_name": "number of samples with a non-finite coordinate (NaN or inf)",
                                      "units": "1"}),
+                **extra,
             },
             coords={"seed": ("seed", seeds, {"long_name": "index into the run's fixed noise bank", "units": "1"}),
                     "cell": ("cell", np.arange(cells.shape[1]), {"long_name": "cell (row-major)", "units": "1"}),
                     "eps": ("eps", eps, {"long_name": "quantization threshold", "units": "1"}),
                     "subset": ("subset", list(SUBSETS), {"long_name": "samples summarized: all, rule-valid, "
                                                                       "rule-valid and not in train"}),
-                    "state_label": ("state_label", list(STATES), {"long_name": "sample state"})},
+                    "state_label": ("state_label", list(STATES), {"long_name": "sample state"}),
+                    **({"family": ("family", list(self.families), {})} if self.families else {})},
         )
+        for name in extra:   # attrs of the declared arrays (the schema below)
+            ds[name].attrs.update(SCHEMA.data_vars[name].attrs())
+        if self.families:
+            ds["family"].attrs.update(SCHEMA.coords["family"].attrs())
         return ds
 
     # ------------------------------------------------------------------ baselines
@@ -174,7 +192,6 @@ class SampleEvaluator:
         sampler can draw there): K^G for the cube; 2^(G-1) even patterns for parity. Without a closed
         form (uniform-valid group memorization of non-parity rules, chance accuracy of rules with an
         unknown valid-set size) a Monte Carlo estimate over 2^16 draws with a fixed seed is used."""
-        from twoclocks.data.rules import GroupParity
         rule, K, D, N = self.rule, self.K, self.rule.D, len(self.train_cells)
         rng = np.random.default_rng([seed, 17])
         vsize = rule.valid_set_size
@@ -200,6 +217,7 @@ class SampleEvaluator:
             chance_sample = float(rule.is_valid(uniform_cells()).mean())
             method["chance_sample_acc"] = "monte carlo over uniform random cells"
         valid_sample = float(N / vsize) if vsize else np.nan
+        support = rule.sampler_support_size
         cube_sample = float(N / K ** D)
         if self.gindex is None:
             valid_group = cube_group = np.nan
@@ -214,16 +232,14 @@ class SampleEvaluator:
                 draws = rule.sample(MC_DRAWS, rng)
                 valid_group = float(self.gindex.contains(draws).mean())
                 method["uniform_valid_group_mem"] = "monte carlo over rule.sample draws"
-        var = lambda v, name: ((), v, {"long_name": name, "units": "1"})  # noqa: E731
-        return xr.Dataset({
-            "chance_group_acc": var(chance_group, "group accuracy of uniform random cells (chance)"),
-            "chance_sample_acc": var(chance_sample, "sample accuracy of uniform random cells (chance)"),
-            "uniform_valid_sample_mem": var(valid_sample, "sample memorization of a uniform-valid sampler, "
-                                                          "N / |valid|"),
-            "uniform_cube_sample_mem": var(cube_sample, "sample memorization of a uniform-cube sampler, N / K^D"),
-            "uniform_valid_group_mem": var(valid_group, "group memorization of a uniform-valid sampler"),
-            "uniform_cube_group_mem": var(cube_group, "group memorization of a uniform-cube sampler"),
-        }, attrs={"baseline_methods": str(method)})
+        values = {"chance_group_acc": chance_group, "chance_sample_acc": chance_sample,
+                  "uniform_valid_sample_mem": valid_sample, "uniform_cube_sample_mem": cube_sample,
+                  "uniform_valid_group_mem": valid_group, "uniform_cube_group_mem": cube_group,
+                  "support_sample_mem": support_baseline(rule, N),
+                  "valid_set_size": float(vsize) if vsize else np.nan,
+                  "support_size": float(support) if support else np.nan}
+        return xr.Dataset({name: ((), v, SCHEMA.data_vars[name].attrs()) for name, v in values.items()},
+                          attrs={"baseline_methods": str(method)})
 
 
 # ---------------------------------------------------------------------------------------- driver
@@ -308,7 +324,9 @@ def summary_lines(ds: xr.Dataset, last: int = 5) -> list[str]:
                      f"{float(d.nn_hamming_mean.sel(subset='all')):>6.2f}  "
                      + " ".join(f"{float(v):>11.3f}" for v in d.state_frac.values))
     lines.append(f"chance sample_acc {float(ds.chance_sample_acc):.3g}, group_acc {float(ds.chance_group_acc):.3g}; "
-                 f"uniform-valid sample_mem {float(ds.uniform_valid_sample_mem):.3g}, "
+                 f"uniform-valid sample_mem {float(ds.uniform_valid_sample_mem):.3g}"
+                 + (f", training-distribution sample_mem N/|support| {float(ds.support_sample_mem):.3g}"
+                    if "support_sample_mem" in ds else "") + ", "
                  f"group_mem {float(ds.uniform_valid_group_mem):.3g}")
     return lines
 
@@ -321,6 +339,7 @@ SCHEMA = CubeSchema("samples", doc="The fixed noise bank sampled at each checkpo
     "eps": Var(("eps",), "float64", "quantization threshold", _U),
     "subset": Var(("subset",), "str", "samples summarized: all, rule-valid, rule-valid and not in train", None),
     "state_label": coord("state_label"),
+    "family": Var(("family",), "str", "family of lines that must be permutations: row, col, block", None),
 }, data_vars={
     "sample": Var(("step", "seed", "cell"), "uint8", "decoded (binarized) sample"),
     "state": Var(("step", "seed"), "int8", "per-sample state", flags=STATES),
@@ -348,6 +367,17 @@ SCHEMA = CubeSchema("samples", doc="The fixed noise bank sampled at each checkpo
     "uniform_cube_sample_mem": Var((), "float64", "sample memorization of a uniform-cube sampler, N / K^D"),
     "uniform_valid_group_mem": Var((), "float64", "group memorization of a uniform-valid sampler"),
     "uniform_cube_group_mem": Var((), "float64", "group memorization of a uniform-cube sampler"),
+    "support_sample_mem": Var((), "float64", "sample memorization of a perfect model of the training distribution, "
+                                             "N / |support| (the baseline of the adaptive memorization threshold)"),
+    "valid_set_size": Var((), "float64", "number of rule-valid images |valid| (NaN: unknown)"),
+    "support_size": Var((), "float64", "number of images the training-data sampler draws from, uniformly, "
+                                       "|support| (= |valid| except Latin squares and Sudoku; NaN: unknown)"),
+    "support_frac": Var(("step",), "float64", "fraction of samples in the training distribution's support (Latin "
+                                              "squares, Sudoku: the cyclic square's isotopy class)"),
+    "line_valid_frac": Var(("step", "family"), "float64", "fraction of the family's lines (rows, columns, blocks) "
+                                                          "that are permutations, over samples and lines"),
+    "family_valid_frac": Var(("step", "family"), "float64", "fraction of samples whose every line of the family is "
+                                                            "a permutation (row-valid, column-valid, block-valid)"),
 })
 
 
@@ -363,7 +393,7 @@ PROBE = register(Probe(
     name="samples", cube="samples", options=SamplesOptions, schema=SCHEMA,
     help="Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"),
-    setup=_setup, compute=_compute, extra_pieces=_baselines, extra_done=lambda ds: "chance_sample_acc" in ds,
+    setup=_setup, compute=_compute, extra_pieces=_baselines, extra_done=lambda ds: "support_sample_mem" in ds,
     merge=_merge,
     finalize=_finalize, summary=lambda ds: "\n".join(summary_lines(ds)), figures=_figures,
     bf16_archs=("dit",),  # bench_precision on the demo run: 100% identical DiT samples; GPT 99.2% (< 99.5%)

@@ -296,8 +296,8 @@ def test_no_module_level_import_cycle():
 @pytest.mark.parametrize("mem_adaptive", [None, False, True])
 def test_plot_and_clocks_agree_on_tau_mem(tiny_run, tmp_path, mem_adaptive):
     """A designed samples cube whose memorization passes the fixed 0.1 at step 300 and the adaptive
-    threshold (baseline 0.3: 0.37) at step 1000: the clocks table and the figure give the same tau_mem
-    for every threshold choice, and the default is the same for both."""
+    threshold (the run's baseline N/|support| = 32/2^8 = 0.125: 0.2125) at step 400: the clocks table and
+    the figure give the same tau_mem for every threshold choice, and the default is the same for both."""
     from twoclocks.plotting.samples import _clock_values
     from twoclocks.probes.clocks import compute_clocks
     from twoclocks.store import write_dataset
@@ -307,12 +307,12 @@ def test_plot_and_clocks_agree_on_tau_mem(tiny_run, tmp_path, mem_adaptive):
     ds = get_probe("samples").schema.example({"step": len(steps), "seed": 4, "cell": 16, "eps": 2, "subset": 3,
                                               "state_label": 4})
     ds = ds.assign_coords(step=steps).assign(sample_mem=("step", mem), sample_acc=("step", np.full(10, 0.95)),
-                                             uniform_valid_sample_mem=0.3)
+                                             uniform_valid_sample_mem=0.125, support_sample_mem=0.125)
     write_dataset(ds, run / "probes" / "samples.zarr")
     table = compute_clocks([run], mem_adaptive=mem_adaptive)
     figure = _clock_values(ds, None, mem_adaptive)
     assert float(table["tau_mem"][0]) == figure["tau_mem"]
-    assert figure["tau_mem"] == (300 if mem_adaptive is False else 1000)
+    assert figure["tau_mem"] == (300 if mem_adaptive is False else 400)
 
 
 def test_readme_command_table_is_generated_from_the_commands():

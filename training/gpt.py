@@ -241,13 +241,13 @@ def _prefix_evidence(cells: np.ndarray, K: int, t: int) -> torch.Tensor:
 
 def _enumerated_ar(rule):
     """The ideal rule model of a rule without closed-form marginals: the empirical distribution of its
-    enumerated valid set as an autoregressive model (cached per rule)."""
+    enumerated sampler support (the training distribution) as an autoregressive model (cached per rule)."""
     key = repr(rule)
     if key not in _ENUMERATED:
-        from twoclocks.data.rules import valid_set_for_reference
-        valid = valid_set_for_reference(rule, "ideal autoregressive rule model")
+        from twoclocks.data.rules import support_for_reference
+        support = support_for_reference(rule, "ideal autoregressive rule model")
         _ENUMERATED.clear()
-        _ENUMERATED[key] = MemorizeAR(valid, rule.n_symbols)
+        _ENUMERATED[key] = MemorizeAR(support, rule.n_symbols)
     return _ENUMERATED[key]
 
 
@@ -255,13 +255,14 @@ _ENUMERATED: dict = {}
 
 
 def ideal_rule_logprobs(rule, cells, positions=None) -> np.ndarray:
-    """(n, D, K) float64 log p*(c_t = k | c_<t) of the ideal rule model: the uniform distribution on the
-    rule's valid set, as an autoregressive model, exact for every rule (or a TwoclocksError that says
+    """(n, D, K) float64 log p*(c_t = k | c_<t) of the ideal rule model: the training distribution (uniform
+    on the support of the rule's sampler: the valid set, or for Latin squares and Sudoku the cyclic
+    square's isotopy class), as an autoregressive model, exact for every rule (or a TwoclocksError that says
     why not). p*(c_t = k | c_<t) is the posterior marginal of cell t given the prefix as hard evidence
     (``twoclocks.ideal.rule_log_marginals``): group parity: the first G-1 bits of a group are fair
     coins, the last is the group prefix's parity; count rules: counts of completions; row-only Latin
     squares: uniform over the symbols the row has not used. Rules without a closed form (Latin squares,
-    Sudoku) count completions in their enumerated valid set. Where no valid image has the prefix, p* is
+    Sudoku) count completions in their enumerated sampler support. Where no valid image has the prefix, p* is
     uniform over the K symbols; factorized rules (parity groups, the rows of row-K / row-variable-K /
     row-Latin) judge each group or row on its own, so a broken earlier group does not matter.
     ``positions``: compute only these t (the others are NaN)."""

@@ -70,8 +70,8 @@ def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = No
         if p not in chosen:
             chosen.append(p)
     by_cube = {p.cube: p for p in chosen}
-    cubes, result = {"mem_adaptive": mem_adaptive, "clock_options": {
-        "k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold, "mem_adaptive": mem_adaptive}}, PlotResult()
+    options = {"k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold, "mem_adaptive": mem_adaptive}
+    cubes, result = {"mem_adaptive": mem_adaptive, "clock_options": options}, PlotResult()
     for name in by_cube:
         path = run.probe_path(name)
         if path.exists():

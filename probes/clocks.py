@@ -766,7 +766,8 @@ def format_clocks_table(ds: xr.Dataset) -> str:
                      _fmt(float(d.tau_rule)), _fmt(float(d.tau_mem)), _fmt(float(d.window)),
                      *[_fmt(float(d[n])) for n in loss], _num(float(d.mem_baseline)),
                      f"{float(d.mem_threshold):.3g}", _num(float(passes[i])), ",".join(censored) or "-",
-                     "excl" if not selected[i] else _num(float(resid[i]), "+.3f"), "; ".join(status) or "ok"])
+                     "excl" if not selected[i] else _num(round(float(resid[i]), 3) + 0.0, "+.3f"),
+                     "; ".join(status) or "ok"])
     widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in [head, *rows]]
     policy = ds.attrs.get("mem_threshold_policy")

@@ -5,16 +5,21 @@ Synthetic runs (no training): a sweep over N = 4, 8, 16, 32 and seeds 0, 1 whose
 are designed, tau_mem = 16 N + 8 seed, except N = 32 seed 1 which never memorizes (censored)."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
 from scipy.stats import linregress
 from typer.testing import CliRunner
 
+import twoclocks.plotting.sweep as PS
 from twoclocks import TwoclocksError
 from twoclocks.cli import app
+from twoclocks.plotting.figures import PlotResult
+from twoclocks.plotting.samples import plot_learning_dynamics
 from twoclocks.probes.clocks import compute_clocks, format_clocks_table, parse_where
-from twoclocks.store import write_dataset
+from twoclocks.probes.registry import get_probe
+from twoclocks.store import open_cube, write_dataset
 from twoclocks.sweep import SweepSpec, collect, expand, write_sweep
 from twoclocks.training.config import TrainConfig
 from twoclocks.training.train import create_run
@@ -184,13 +189,6 @@ def test_plot_takes_the_clock_options(sweep, monkeypatch, tmp_path):
     """`plot SWEEP --where --mem-threshold ...` draws the clocks `collect` prints with those options; the
     memorization collapse draws each run's own (adaptive) threshold; one run's learning dynamics draws
     the threshold `clocks` used."""
-    import matplotlib.pyplot as plt
-
-    import twoclocks.plotting.sweep as PS
-    from twoclocks.plotting.figures import PlotResult
-    from twoclocks.plotting.samples import plot_learning_dynamics
-    from twoclocks.probes.registry import get_probe
-    from twoclocks.store import open_cube
     d, dirs, points = sweep
     n, _, _ = arrays(points)
     seen = {}
@@ -228,7 +226,7 @@ def test_plot_takes_the_clock_options(sweep, monkeypatch, tmp_path):
                                                                     "acc_threshold": 0.5}})):
         drawn = [float(line.get_ydata()[0]) for line in fig.axes[0].lines if line.get_gid() == "mem_threshold"]
         assert drawn == [pytest.approx(float(one.mem_threshold[0]))]
-        assert f"tau_mem = {float(one.tau_mem[0]):g}" in fig._suptitle.get_text()
+        assert f"tau_mem = {float(one.tau_mem[0]):g}" in fig.get_suptitle()
         plt.close(fig)
     res = runner.invoke(app, ["plot", str(dirs[0]), "--where", "n_train>=8"])
     assert res.exit_code == 2 and "one run" in res.output

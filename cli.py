@@ -51,6 +51,12 @@ MEM_THRESHOLD_OPT = typer.Option(None, "--mem-threshold", help="t of the memoriz
 MEM_ADAPTIVE_OPT = typer.Option(None, "--mem-adaptive/--mem-fixed", help="Adaptive memorization threshold (the "
                                 "default, as the paper's Table 4 fits) or the fixed t.")
 
+WHERE_OPT = typer.Option(None, "--where", help="Fit only the runs where FIELD OP VALUE holds, e.g. 'n_train>=64' "
+                         "(OP: ==, !=, >=, <=, >, <; a config field; numbers compared as numbers, else as text; "
+                         "repeatable or comma-joined, all must hold). The table marks the runs not fitted.")
+K_OPT = typer.Option(None, "--k", help="Consecutive evaluations a clock threshold must hold for (default 3).")
+ACC_THRESHOLD_OPT = typer.Option(None, "--acc-threshold", help="tau_rule accuracy threshold (default 0.9).")
+
 # ------------------------------------------------------------------------------------ probe commands
 def _cli_type(f):
     """The command-line type of an options field: metadata cli_type, else from its default."""
@@ -302,12 +308,17 @@ def clocks(
     pool: Optional[str] = typer.Option(None, "--pool", help="Config fields to pool over in the tau_mem ~ N "
                                        "fits, e.g. 'group'."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the clocks Dataset to FILE.zarr."),
+    where: Optional[List[str]] = WHERE_OPT,
 ):
-    """tau_rule, tau_mem and the innovation window per run; tau_mem = c N^alpha across runs."""
+    """tau_rule, tau_mem and the innovation window per run; tau_mem = c N^alpha across runs.
+
+    Per run also the memorization baseline N/|support|, the threshold, the passes over each train sample
+    at tau_mem (tau_mem x batch / N), the censored clocks and the residual from the fit; per grid point
+    with several seeds, each clock's mean +- sd over the seeds."""
     from twoclocks.probes.clocks import compute_clocks, format_clocks_table
     pools = tuple(p.strip() for p in pool.split(",") if p.strip()) if pool else ()
     ds = compute_clocks([str(d) for d in run_dirs], k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
-                        mem_adaptive=mem_adaptive, pool=pools, out=out)
+                        mem_adaptive=mem_adaptive, pool=pools, out=out, where=where)
     typer.echo(format_clocks_table(ds))
     if out is not None:
         typer.echo(f"wrote {out}")
@@ -395,17 +406,21 @@ def collect(
                                        "(default: SWEEP_DIR/collect.zarr)."),
     pool: str = typer.Option("group", "--pool", help="Config fields to pool over for the extra pooled tau_mem "
                              "fits (paper's Table 4: group); '' for none."),
-    k: Optional[int] = typer.Option(None, "--k", help="Consecutive evaluations a clock threshold must hold for (default 3)."),
-    acc_threshold: Optional[float] = typer.Option(None, "--acc-threshold", help="tau_rule accuracy threshold (default 0.9)."),
+    k: Optional[int] = K_OPT,
+    acc_threshold: Optional[float] = ACC_THRESHOLD_OPT,
     mem_threshold: Optional[float] = MEM_THRESHOLD_OPT,
     mem_adaptive: Optional[bool] = MEM_ADAPTIVE_OPT,
+    where: Optional[List[str]] = WHERE_OPT,
 ):
     """One Dataset over a sweep's runs: clocks, window, final accuracy / memorization, and the
-    tau_mem = c N^alpha fits per group and pooled."""
+    tau_mem = c N^alpha fits per group and pooled.
+
+    The table has the columns of `clocks` (baseline, threshold, passes at tau_mem, censored clocks, fit
+    residuals; mean +- sd over seeds per grid point)."""
     from twoclocks.sweep import collect as run_collect
     pools = tuple(p.strip() for p in pool.split(",") if p.strip())
     ds = run_collect(sweep_dir, out=out, pool=pools, k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
-                     mem_adaptive=mem_adaptive)
+                     mem_adaptive=mem_adaptive, where=where)
     typer.echo(format_collect(ds))
     typer.echo(f"wrote {out or Path(sweep_dir) / 'collect.zarr'} ({ds.sizes['run']} runs, {ds.sizes['fit']} fits)")
 
@@ -416,21 +431,36 @@ def plot(
                                    metavar="RUN_OR_SWEEP_DIR"),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for the figures (default: DIR/figures)."),
     fmt: str = typer.Option("png", "--format", help="File formats, comma-separated, e.g. png,pdf."),
-    mem_adaptive: Optional[bool] = typer.Option(None, "--mem-adaptive/--mem-fixed", help="Memorization threshold "
-                                                "of the clocks drawn (default: adaptive, as `clocks`)."),
     probe: Optional[List[str]] = typer.Option(None, "--probe", help="Also the figures of a probe of your own, "
                                               "MODULE:OBJECT (repeatable)."),
+    k: Optional[int] = K_OPT,
+    acc_threshold: Optional[float] = ACC_THRESHOLD_OPT,
+    mem_threshold: Optional[float] = MEM_THRESHOLD_OPT,
+    mem_adaptive: Optional[bool] = MEM_ADAPTIVE_OPT,
+    pool: str = typer.Option("group", "--pool", help="Sweep directory: config fields to pool over for the extra "
+                             "pooled tau_mem fits, as `collect` (default group; '' for none)."),
+    where: Optional[List[str]] = typer.Option(None, "--where", help="Sweep directory: fit only the runs where "
+                                              "FIELD OP VALUE holds, as `collect --where` (e.g. 'n_train>=64')."),
 ):
     """Draw the figures of every probe cube the run has (paths printed; one line per cube missing); for a sweep
-    directory, the cross-run figures: tau_rule vs G, tau_mem vs N with both fits, the memorization collapse."""
+    directory, the cross-run figures: tau_rule vs G, tau_mem vs N with both fits, the memorization collapse.
+
+    The clock options (--k, --acc-threshold, --mem-threshold, --mem-adaptive/--mem-fixed, --pool, --where) are
+    those of `clocks` / `collect`, so the clocks drawn are the ones those tables print."""
     if (run_dir / "sweep.json").is_file():
         from twoclocks.plotting.sweep import plot_sweep
         from twoclocks.sweep import collect as run_collect
-        clocks = run_collect(run_dir, write=False, mem_adaptive=mem_adaptive)  # fresh: as `collect` prints now
+        pools = tuple(p.strip() for p in pool.split(",") if p.strip())
+        clocks = run_collect(run_dir, write=False, pool=pools, k=k, acc_threshold=acc_threshold,
+                             mem_threshold=mem_threshold, mem_adaptive=mem_adaptive,
+                             where=where)  # fresh: as `collect` prints now
         res = plot_sweep(run_dir, out=out, formats=fmt, clocks=clocks)
     else:
         from twoclocks.plotting import plot_run
-        res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive, probes=probe or ())
+        if where:
+            raise TwoclocksError(f"--where selects the runs of a sweep to fit; {run_dir} is one run (no sweep.json)")
+        res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive, probes=probe or (),
+                       k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold)
     for p in res:
         typer.echo(str(p))
     for note in res.notes:

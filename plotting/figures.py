@@ -45,13 +45,15 @@ def _figures_of(probe) -> tuple:
     return tuple(figs or ())
 
 
-def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = None, probes=None) -> PlotResult:
+def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = None, probes=None,
+             k: int | None = None, acc_threshold: float | None = None, mem_threshold: float | None = None
+             ) -> PlotResult:
     """Draw every figure whose cubes ``run_dir/probes`` holds into ``out`` (default RUN_DIR/figures),
     as each of ``formats``: the figures each registered probe declares (and those of ``probes``, extra
     probes given as Probe objects or MODULE:OBJECT names). Returns the written paths (a list) whose
     ``.notes`` hold one line per cube missing (cubes that do not apply to the run's architecture are
-    not mentioned). ``mem_adaptive``: the memorization threshold of the clocks drawn (default: the
-    package's policy, as `clocks`)."""
+    not mentioned). ``mem_adaptive``, ``mem_threshold``, ``k``, ``acc_threshold``: the clock options of
+    the clocks drawn, as `clocks` (None: the package's defaults)."""
     from twoclocks.probes.registry import all_probes, load_probe
     from twoclocks.run import open_run
     from twoclocks.store import open_cube
@@ -68,7 +70,8 @@ def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = No
         if p not in chosen:
             chosen.append(p)
     by_cube = {p.cube: p for p in chosen}
-    cubes, result = {"mem_adaptive": mem_adaptive}, PlotResult()
+    options = {"k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold, "mem_adaptive": mem_adaptive}
+    cubes, result = {"mem_adaptive": mem_adaptive, "clock_options": options}, PlotResult()
     for name in by_cube:
         path = run.probe_path(name)
         if path.exists():

@@ -32,18 +32,22 @@ from twoclocks.plotting.style import (
 
 
 # ------------------------------------------------------------------------------------------ samples
-def _clock_values(samples, clocks, mem_adaptive=None, policy=None) -> dict:
+def _clock_values(samples, clocks, mem_adaptive=None, policy=None, k=None, acc_threshold=None,
+                  mem_threshold=None) -> dict:
     """tau_rule, tau_mem and their status strings from ``clocks`` (a mapping or a one-run Dataset)
     or, by default, computed from the curves with :func:`twoclocks.probes.clocks.clocks_from_curves`
-    under the one memorization-threshold policy the clocks table uses (``policy``, or ``mem_adaptive``
-    True / False; default: the package default, adaptive), so a figure and ``clocks`` agree."""
+    under the clock options the clocks table uses (``k``, ``acc_threshold``, the memorization threshold
+    ``policy``, or ``mem_threshold`` / ``mem_adaptive``; None: the package defaults, adaptive t = 0.1),
+    so a figure and ``clocks`` agree."""
     if clocks is None:
         from twoclocks.probes import clocks as C
-        pol = C.MemThreshold.from_options(None, mem_adaptive, policy)
+        pol = C.MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
+        k = C.DEFAULT_K if k is None else k
+        acc_threshold = C.DEFAULT_ACC_THRESHOLD if acc_threshold is None else acc_threshold
         base = memorization_baseline(samples)
         clocks = C.clocks_from_curves(_steps(samples), samples["sample_acc"].values, samples["sample_mem"].values,
-                                      base, policy=pol)
-        clocks["how"] = (f"clocks: sustained {C.DEFAULT_K} evaluations, accuracy >= {C.DEFAULT_ACC_THRESHOLD:g}, "
+                                      base, k=k, acc_threshold=acc_threshold, policy=pol)
+        clocks["how"] = (f"clocks: sustained {k} evaluations, accuracy >= {acc_threshold:g}, "
                          f"{clocks['mem_phrase']}")
     out = {"how": clocks.get("how", ""), "mem_threshold": float(np.asarray(clocks.get("mem_threshold", np.nan)))}
     for k in ("tau_rule", "tau_mem"):
@@ -66,20 +70,22 @@ def _mark_clocks(ax, c, last):
 
 @_styled
 def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None = None, fig=None,
-                           mem_adaptive: bool | None = None, policy=None):
+                           mem_adaptive: bool | None = None, policy=None, k: int | None = None,
+                           acc_threshold: float | None = None, mem_threshold: float | None = None):
     """Sample- and group-level rule accuracy, memorization and the invalid (unquantized) fraction vs
     step, with chance and uniform-valid baselines and the innovation window [tau_rule, tau_mem] shaded
     (paper Figs. 2B, 4A; 1B-C). ``clocks``: a mapping with tau_rule / tau_mem (e.g. one run of the
     clocks Dataset: ``clocks.sel(run=...)``); default: :func:`twoclocks.probes.clocks.clocks_from_curves`
-    with the memorization-threshold ``policy`` (or ``mem_adaptive``; default: the package's default
-    policy, the same as `clocks`; the title says which).
+    with the clock options of `clocks`: ``k``, ``acc_threshold`` and the memorization-threshold ``policy``
+    (or ``mem_threshold`` / ``mem_adaptive``); None: the package's defaults, as `clocks`; the title says
+    which.
     ``eps``: the quantization threshold of the invalid fraction (default: the cube's eps_state)."""
     import matplotlib.lines as mlines
     import matplotlib.patches as mpatches
     _need(samples, ["sample_acc", "sample_mem", "group_acc", "group_mem"], "plot_learning_dynamics")
     ds = _trained(samples)
     steps = _steps(ds)
-    c = _clock_values(ds, clocks, mem_adaptive, policy)
+    c = _clock_values(ds, clocks, mem_adaptive, policy, k, acc_threshold, mem_threshold)
     tau_rule, tau_mem = c["tau_rule"], c["tau_mem"]
     fig = _figure(fig, (10.5, 3.8))
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -102,7 +108,7 @@ def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None =
             ax.axhline(base, color=ORANGE, lw=0.9, ls=":")
         _mark_clocks(ax, c, steps[-1] if len(steps) else np.nan)
         if level == "sample" and np.isfinite(c["mem_threshold"]):
-            ax.axhline(c["mem_threshold"], color=ORANGE, lw=0.9, ls=(0, (5, 3)))
+            ax.axhline(c["mem_threshold"], color=ORANGE, lw=0.9, ls=(0, (5, 3)), gid="mem_threshold")
         step_axis(ax, steps)
         ax.set_title(f"{level} level")
         ax.set_ylim(-0.02, 1.02)

@@ -211,10 +211,16 @@ def plot_memorization_collapse(clocks, samples, fig=None):
     ax2.set_xscale("log")
     plain_log_ticks(ax2.xaxis, ax2.get_xlim())
     ax2.set_xlabel("examples seen per train sample,\n(step + 1) × batch / N")
-    thr = float(np.nanmean(clocks["mem_threshold"].values)) if clocks is not None and "mem_threshold" in clocks \
-        else 0.1
+    thrs = (clocks["mem_threshold"].values.astype(float) if clocks is not None and "mem_threshold" in clocks
+            else np.full(len(samples), 0.1))
+    same = len(np.unique(np.round(thrs[np.isfinite(thrs)], 6))) <= 1
+    thr = float(np.nanmean(thrs)) if np.isfinite(thrs).any() else 0.1
     for a in (ax, ax2):
-        a.axhline(thr, color="k", lw=0.8, ls="--")
+        if same:
+            a.axhline(thr, color="k", lw=0.8, ls="--", gid="mem_threshold")
+        else:  # each run's own threshold (adaptive thresholds with different baselines), in its colour
+            for t, m in zip(thrs, metas):
+                a.axhline(t, color=cols[m["n_train"]], lw=0.8, ls="--", gid="mem_threshold")
     ax.set_ylabel(label(samples[0]["sample_mem"], "sample memorization"))
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("vs step")
@@ -224,9 +230,9 @@ def plot_memorization_collapse(clocks, samples, fig=None):
     if len(gs) > 1:
         handles += [mlines.Line2D([], [], color="0.3", ls=styles[gv]) for gv in gs]
         labels += [f"G = {gv}" for gv in gs]
-    handles += [mlines.Line2D([], [], color="k", lw=0.8, ls="--"), mlines.Line2D([], [], color="0.3", lw=1.1,
-                                                                                  ls=(0, (1, 2)))]
-    labels += [f"threshold {thr:.3g}", "baseline N/|support|"]
+    handles += [mlines.Line2D([], [], color="k" if same else "0.3", lw=0.8, ls="--"),
+                mlines.Line2D([], [], color="0.3", lw=1.1, ls=(0, (1, 2)))]
+    labels += [f"threshold {thr:.3g}" if same else "each run's threshold", "baseline N/|support|"]
     _legend_outside(fig, handles, labels)
     return _root(fig)
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from twoclocks.store import open_cube
 __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
            "clocks_from_curves", "loss_clocks", "run_clocks", "compute_clocks", "fit_power_law",
            "format_fit", "fit_dataset", "fits_from_dataset", "format_clocks_table", "NOT_GROUPING",
-           "LOSS_CLOCKS", "FIT_KEYS"]
+           "LOSS_CLOCKS", "FIT_KEYS", "parse_where", "select_runs", "SEED_FIELDS", "WHERE_OPS"]
 
 DEFAULT_K = 3
 DEFAULT_ACC_THRESHOLD = 0.9
@@ -64,6 +65,10 @@ LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
 #: config fields that do not separate power-law groups (besides n_train): seeds and bookkeeping
 NOT_GROUPING = ("n_train", "seed", "data_seed", "steps", "device", "bf16", "compile", "log_every", "resume_every",
                 "saves_per_decade", "n_heldout", "n_hypercube", "n_noise")
+#: config fields that tell apart the seeds of one grid point (the seed summary: mean and sd over them)
+SEED_FIELDS = ("seed", "data_seed")
+#: the comparison operators of a ``--where`` clause (two-character ones first, so they parse greedily)
+WHERE_OPS = ("==", "!=", ">=", "<=", ">", "<")
 
 
 # ----------------------------------------------------------------------------- sustained onset
@@ -430,13 +435,28 @@ def fit_dataset(fits: list[dict], dim: str = "fit") -> dict:
 def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
                    mem_threshold: float | None = None, mem_adaptive: bool | None = None,
                    pool=(), out: str | Path | None = None, policy: MemThreshold | str | None = None,
-                   pools=None) -> xr.Dataset:
+                   pools=None, where=None) -> xr.Dataset:
     """Clocks of several runs as a Dataset with dim ``run`` (the run directories as its coordinate,
     every config value as a coordinate), and the power-law fits of tau_mem vs N (dim ``fit``, both
     fits of :func:`fit_power_law`, the censored runs included). ``pool``: config fields to pool over
     in the fits (e.g. ('group',) as the paper's Table 4). The memorization threshold: ``policy`` or
     ``mem_threshold`` / ``mem_adaptive`` (default adaptive, t = 0.1; recorded in the attrs).
-    Writes the Dataset to ``out`` (zarr) when given."""
+    ``where``: the runs to fit (:func:`parse_where`, e.g. ``"n_train>=64"`` or a list of clauses; all
+    must hold); the other runs stay in the Dataset with ``fit_selected`` False and in no fit group.
+    Writes the Dataset to ``out`` (zarr) when given.
+
+    Besides the clocks, per run: ``mem_baseline`` (b, the memorization of a sampler of the rule's
+    support), ``passes_at_tau_mem`` = tau_mem x batch / n_train (passes over each train sample at
+    tau_mem; NaN where not reached), ``fit_selected`` and ``fit_residual`` (ln tau_mem minus the
+    least-squares line ln c + alpha ln N of the run's first fit group, ``fit_index``; NaN where the run
+    is not fitted or tau_mem not reached).
+
+    The seed summary, over dim ``point`` (one per grid point: runs whose configs are equal except
+    :data:`SEED_FIELDS`; coordinate ``point`` its label, e.g. ``"n_train=64, group=2"``) and dim
+    ``clock`` (``tau_rule``, ``tau_mem``, ``window``): ``seed_mean`` and ``seed_sd`` (sample standard
+    deviation, ddof 1; NaN with fewer than 2) over the point's seeds that reached the clock,
+    ``seed_n`` how many did, ``point_n_seeds`` the point's runs; per run ``point_index``. E.g.
+    ``ds.seed_mean.sel(clock="tau_mem")``, or ``ds.tau_mem.groupby("point_index")``."""
     from twoclocks.run import open_run
     from twoclocks.training.config import TrainConfig
     if not run_dirs:
@@ -448,9 +468,11 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
     bad = [p for p in pool if p not in fields]
     if bad:
         raise TwoclocksError(f"--pool {', '.join(bad)}: not a config field; choose from {', '.join(fields)}")
+    clauses = parse_where(where, fields)
     runs = [open_run(d) for d in run_dirs]
     rows = [run_clocks(r, k, acc_threshold, policy=pol) for r in runs]
     cfgs = [r.config.to_dict() for r in runs]
+    selected = select_runs(cfgs, clauses)
 
     def col(key, dtype=float):
         return np.array([row[key] for row in rows], dtype=dtype)
@@ -474,6 +496,10 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         "mem_baseline": ("run", col("mem_baseline"), {"long_name": "baseline sample memorization N/|support| "
                                                                      "(perfect model of the training distribution)",
                                                       "units": "1"}),
+        "passes_at_tau_mem": ("run", col("tau_mem") * np.array([c["batch"] for c in cfgs], float)
+                              / np.array([c["n_train"] for c in cfgs], float),
+                              {"long_name": "passes over each train sample at tau_mem, tau_mem x batch / n_train "
+                                            "(NaN: tau_mem not reached)", "units": "1"}),
         "last_step": ("run", col("last_step"), step_attrs("last evaluated step")),
         "n_evals": ("run", col("n_evals", int), {"long_name": "number of evaluated checkpoints", "units": "1"}),
         "notes": ("run", col("notes", str), {"long_name": "notes on the clocks"}),
@@ -489,12 +515,22 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
 
     # power-law fits per group of runs equal in everything but N, seeds, bookkeeping (and the pooled fields)
     levels = [tuple(p) for p in pools] if pools is not None else [tuple(pool)]
-    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"))
+    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"), selected=selected)
     index = np.full(len(runs), -1)
     for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
         index[f["members"]] = j
     ds["fit_index"] = ("run", index, {"long_name": "index of the run's first power-law fit group (-1: none)",
                                       "units": "1"})
+    ds["fit_selected"] = ("run", selected, {"long_name": "run selected for the fits (--where; all when not given)",
+                                            "units": "1"})
+    n_arr = np.array([c["n_train"] for c in cfgs], float)
+    resid = np.full(len(runs), np.nan)
+    for i, j in enumerate(index):
+        if j >= 0 and col("tau_mem")[i] > 0:  # NaN (not reached) compares False
+            resid[i] = np.log(col("tau_mem")[i]) - (np.log(fits[j]["c"]) + fits[j]["alpha"] * np.log(n_arr[i]))
+    ds["fit_residual"] = ("run", resid, {"long_name": "ln tau_mem minus the least-squares line ln c + alpha ln N "
+                                                      "of the run's first fit group (NaN: not fitted)", "units": "1"})
+    ds = _with_seed_summary(ds, cfgs)
     ds = ds.assign_coords(fit=("fit", np.arange(len(fits)), {"long_name": "power-law fit group"}))
     ds["fit_label"] = ("fit", np.array([f["label"] for f in fits], dtype=str), {"long_name": "the group's runs"})
     ds["fit_pooled_over"] = ("fit", np.array([f["pooled_over"] for f in fits], dtype=str),
@@ -514,6 +550,7 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
                        "and right-censored maximum likelihood (Tobit on ln tau_mem, scipy.optimize; "
                        "profile-likelihood interval for alpha)"),
         "fit_pooled_over": json.dumps(sorted(skip)),
+        "fit_where": json.dumps([" ".join(c) for c in clauses]),
         "source_steps": json.dumps({str(r.path): [int(v) for v in _samples_cube(r)["step"].values] for r in runs}),
     })
     if out is not None:
@@ -524,25 +561,126 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
             raise TwoclocksError(f"--out {out}: give a path ending in .zarr")
         ds = write_derived(ds, out, schema=CLOCKS_SCHEMA, params={
             "k": k, "acc_threshold": acc_threshold, "mem_threshold_policy": pol.policy, "mem_threshold_t": pol.t,
-            "pools": [list(level) for level in levels]})
+            "pools": [list(level) for level in levels], "where": [" ".join(c) for c in clauses]})
     return ds
 
 
-def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None) -> list[dict]:
+def parse_where(where, fields) -> list[tuple[str, str, str]]:
+    """The clauses (field, op, value) of a run selection: ``where`` a string of comma-joined clauses
+    ``FIELD OP VALUE`` (OP one of :data:`WHERE_OPS`, e.g. ``"n_train>=64, group==2"``), a list of
+    such strings, or None (no clause). ``fields``: the valid field names. A clause that does not parse
+    or names another field raises a one-line :class:`TwoclocksError` naming it and the valid fields."""
+    if where is None:
+        return []
+    items = [where] if isinstance(where, str) else list(where)
+    ops = "|".join(re.escape(o) for o in WHERE_OPS)
+    out = []
+    for item in items:
+        for clause in (c.strip() for c in str(item).split(",")):
+            if not clause:
+                continue
+            m = re.fullmatch(rf"([A-Za-z_]\w*)\s*({ops})\s*([^=<>!\s].*?)", clause)
+            if m is None:
+                raise TwoclocksError(f"--where {clause!r}: write FIELD OP VALUE with OP one of "
+                                     f"{', '.join(WHERE_OPS)} (e.g. n_train>=64); fields: {', '.join(fields)}")
+            if m.group(1) not in fields:
+                raise TwoclocksError(f"--where {clause!r}: unknown field {m.group(1)!r}; fields: {', '.join(fields)}")
+            out.append((m.group(1), m.group(2), m.group(3).strip().strip("'\"")))
+    return out
+
+
+def _where_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(_coord_value(v))
+
+
+def _number(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    try:
+        return float(str(v))
+    except ValueError:
+        return None
+
+
+def select_runs(cfgs: list[dict], clauses) -> np.ndarray:
+    """Boolean mask of the runs (config dicts) for which every clause (:func:`parse_where`; or a
+    ``where`` string / list, parsed against the configs' fields) holds: values compared as numbers
+    when both are numeric, else as strings (booleans as true / false)."""
+    import operator
+    if clauses is None or isinstance(clauses, str) or (len(clauses) and isinstance(clauses[0], str)):
+        clauses = parse_where(clauses, list(cfgs[0]) if cfgs else [])
+    fn = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, ">": operator.gt,
+          "<": operator.lt}
+    mask = np.ones(len(cfgs), bool)
+    for field, op, value in clauses:
+        for i, c in enumerate(cfgs):
+            a, b = _number(c.get(field)), _number(value)
+            if a is None or b is None:
+                a, b = _where_value(c.get(field)), value
+            mask[i] &= bool(fn[op](a, b))
+    if len(cfgs) and not mask.any():
+        raise TwoclocksError(f"--where {', '.join(' '.join(c) for c in clauses)}: selects none of the "
+                             f"{len(cfgs)} runs")
+    return mask
+
+
+def _with_seed_summary(ds: xr.Dataset, cfgs: list[dict]) -> xr.Dataset:
+    """``ds`` with the seed summary of :func:`compute_clocks` (dims ``point``, ``clock``)."""
+    fields = list(cfgs[0]) if cfgs else []
+    keys = [json.dumps({f: _coord_value(c.get(f)) for f in fields if f not in SEED_FIELDS}, sort_keys=True)
+            for c in cfgs]
+    points = list(dict.fromkeys(keys))
+    values = [json.loads(p) for p in points]  # dicts and lists already JSON text (_coord_value)
+    varying = [f for f in fields if f not in SEED_FIELDS and len({v[f] for v in values}) > 1]
+    labels = [", ".join(f"{f}={v[f]}" for f in varying) or "all runs" for v in values]
+    index = np.array([points.index(k) for k in keys], np.int64)
+    clocks = ("tau_rule", "tau_mem", "window")
+    mean = np.full((len(points), len(clocks)), np.nan)
+    sd, n = mean.copy(), np.zeros(mean.shape, np.int64)
+    for p in range(len(points)):
+        for j, name in enumerate(clocks):
+            v = ds[name].values[index == p].astype(float)
+            v = v[np.isfinite(v)]
+            n[p, j] = len(v)
+            if len(v):
+                mean[p, j] = v.mean()
+            if len(v) >= 2:
+                sd[p, j] = v.std(ddof=1)
+    ds = ds.assign_coords(point=("point", np.array(labels, dtype=str), {"long_name": "grid point: runs equal "
+                                                                         "except their seeds"}),
+                          clock=("clock", np.array(clocks, dtype=str), {"long_name": "clock"}))
+    ds["point_index"] = ("run", index, {"long_name": "index of the run's grid point (dim point)", "units": "1"})
+    ds["point_n_seeds"] = ("point", np.bincount(index, minlength=len(points)).astype(np.int64),
+                           {"long_name": "runs (seeds) at the grid point", "units": "1"})
+    ds["seed_mean"] = (("point", "clock"), mean, {"long_name": "mean over the point's seeds that reached the "
+                                                               "clock", "units": "steps"})
+    ds["seed_sd"] = (("point", "clock"), sd, {"long_name": "sample standard deviation (ddof 1) over the point's "
+                                                           "seeds that reached the clock", "units": "steps"})
+    ds["seed_n"] = (("point", "clock"), n, {"long_name": "seeds of the point that reached the clock", "units": "1"})
+    return ds
+
+
+def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None) -> list[dict]:
     """tau_mem = c N^alpha fits (:func:`fit_power_law`, both the plain and the censored one) over groups
     of runs whose configs are equal in everything but N, seeds and bookkeeping (NOT_GROUPING) and the
     fields of a pool level: one list of fits per level (e.g. () per model and G, ('group',) pooled over
     G as in the paper's Table 4). A group needs >= 2 distinct N; a pooled group equal to an earlier one is
-    not repeated. Returns [{label, pooled_over, members (bool mask), **fit_power_law(...)}]."""
+    not repeated. ``selected``: bool mask of the runs to fit (:func:`select_runs`; None: all), the
+    others are in no group. Returns [{label, pooled_over, members (bool mask), **fit_power_law(...)}]."""
     tau = np.asarray(tau, float)
+    selected = np.ones(len(cfgs), bool) if selected is None else np.asarray(selected, bool)
     cen = None if censored_at is None else np.asarray(censored_at, float)
     fields = list(cfgs[0]) if cfgs else []
     enc = [{f: json.dumps(_coord_value(c.get(f)), sort_keys=True) for f in fields} for c in cfgs]
     fits, seen = [], set()
     for pool in pools:
         skip = set(NOT_GROUPING) | set(pool)
-        keys = [tuple((f, e[f]) for f in fields if f not in skip) for e in enc]
-        groups = list(dict.fromkeys(keys))
+        keys = [tuple((f, e[f]) for f in fields if f not in skip) if sel else None for e, sel in zip(enc, selected)]
+        groups = [key for key in dict.fromkeys(keys) if key is not None]
         varying = [f for f in fields if f not in skip and len({dict(k)[f] for k in groups}) > 1]
         for key in groups:
             members = np.array([k == key for k in keys])
@@ -590,31 +728,51 @@ def fits_from_dataset(ds: xr.Dataset) -> list[tuple[str, dict]]:
 
 def format_clocks_table(ds: xr.Dataset) -> str:
     """The clocks Dataset as a plain-text table (one line per run), which threshold was used, then
-    both fits per group with its censored runs (:func:`format_fit`)."""
+    both fits per group with its censored runs (:func:`format_fit`), then, where a grid point has
+    several seeds, one line per point with each clock's mean +- sd over its seeds.
+
+    Columns besides the config values that vary and the clocks: ``N/|support|`` the memorization
+    baseline b (``mem_baseline``), ``mem_thr`` the memorization threshold, ``passes@tau_mem``
+    tau_mem x batch / N, ``censored`` the clocks not reached and the step each is known to exceed
+    (``-``: none), ``resid`` the residual of ln tau_mem from its fit group's least-squares line."""
     from twoclocks.training.config import TrainConfig
     fields = [f for f in TrainConfig.__dataclass_fields__ if f in ds.coords
               and f not in ("device", "data_seed") and len(np.unique(ds[f].values)) > 1]
     loss = [n for n in LOSS_CLOCKS if n in ds]
-    head = ["run", *fields, "tau_rule", "tau_mem", "window", *loss, "mem_thr", "status"]
+    head = ["run", *fields, "tau_rule", "tau_mem", "window", *loss, "N/|support|", "mem_thr", "passes@tau_mem",
+            "censored", "resid", "status"]
+    n_run = ds.sizes["run"]
+    nan = np.full(n_run, np.nan)
+    passes = ds["passes_at_tau_mem"].values if "passes_at_tau_mem" in ds else nan
+    resid = ds["fit_residual"].values if "fit_residual" in ds else nan
+    selected = ds["fit_selected"].values.astype(bool) if "fit_selected" in ds else np.ones(n_run, bool)
     rows = []
-    for i in range(ds.sizes["run"]):
+    for i in range(n_run):
         d = ds.isel(run=i)
-        status = []
+        status, censored = [], []
         if d.tau_rule_status.item() != "reached":
             status.append(f"tau_rule {d.tau_rule_status.item()}")
+        if d.tau_rule_status.item() == "never" and np.isfinite(d.last_step):
+            censored.append(f"tau_rule>{float(d.last_step):g}")
         if d.tau_mem_status.item() != "reached":
             cen = float(d["tau_mem_censored_at"]) if "tau_mem_censored_at" in d else np.nan
             status.append(f"tau_mem {d.tau_mem_status.item()}"
                           + (f" (censored at {cen:g})" if np.isfinite(cen) else ""))
+            if np.isfinite(cen):
+                censored.append(f"tau_mem>{cen:g}")
         if d.window_status.item() != "open":
             status.append(f"window {d.window_status.item()}")
         if d.notes.item():
             status.append(d.notes.item())
         if np.isfinite(d.tau_rule_raw) and not np.isfinite(d.tau_rule):
             status.append(f"(raw tau_rule {float(d.tau_rule_raw):g})")
+        if not selected[i]:
+            status.append("not fitted (--where)")
         rows.append([Path(str(d.run.item())).name, *[str(d[f].item()) for f in fields],
                      _fmt(float(d.tau_rule)), _fmt(float(d.tau_mem)), _fmt(float(d.window)),
-                     *[_fmt(float(d[n])) for n in loss], f"{float(d.mem_threshold):.3g}",
+                     *[_fmt(float(d[n])) for n in loss], _num(float(d.mem_baseline)),
+                     f"{float(d.mem_threshold):.3g}", _num(float(passes[i])), ",".join(censored) or "-",
+                     "excl" if not selected[i] else _num(round(float(resid[i]), 3) + 0.0, "+.3f"),
                      "; ".join(status) or "ok"])
     widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in [head, *rows]]
@@ -624,6 +782,34 @@ def format_clocks_table(ds: xr.Dataset) -> str:
         pol = MemThreshold(policy, float(ds.attrs.get("mem_threshold_t", DEFAULT_MEM_THRESHOLD)))
         lines.append(pol.phrase(value=thr[0]) if len(thr) == 1 else
                      f"tau_mem at {policy} threshold {thr.min():.3g}..{thr.max():.3g} (per run: mem_thr)")
+    where = json.loads(ds.attrs.get("fit_where", "[]"))
+    if where:
+        out = [Path(str(r)).name for r in ds["run"].values[~selected]]
+        lines.append(f"fits over the runs where {', '.join(where)}: {int(selected.sum())} of {n_run} runs"
+                     + (f" (not fitted: {', '.join(out)})" if out else ""))
     for label, fit in fits_from_dataset(ds):
         lines.append(format_fit(fit, label))
+    lines += _format_seed_summary(ds)
     return "\n".join(lines)
+
+
+def _num(v: float, spec: str = ".3g") -> str:
+    return "-" if not np.isfinite(v) else format(v, spec)
+
+
+def _format_seed_summary(ds: xr.Dataset) -> list[str]:
+    """Lines of the seed summary (:func:`compute_clocks`) when some grid point has several seeds."""
+    if "seed_mean" not in ds or not (ds["point_n_seeds"].values > 1).any():
+        return []
+    lines = ["over seeds per grid point (mean ± sd over the seeds that reached the clock, of the point's seeds):"]
+    clocks = [str(c) for c in ds["clock"].values]
+    for p in range(ds.sizes["point"]):
+        d = ds.isel(point=p)
+        total = int(d.point_n_seeds)
+        parts = []
+        for c in clocks:
+            m, sd, n = (float(d.seed_mean.sel(clock=c)), float(d.seed_sd.sel(clock=c)),
+                        int(d.seed_n.sel(clock=c)))
+            parts.append(f"{c} {_num(m, '.4g')} ± {_num(sd, '.3g')} ({n} of {total})")
+        lines.append(f"  {d.point.item()}: " + ", ".join(parts))
+    return lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 from twoclocks.probes.clocks import FIT_KEYS, LOSS_CLOCKS
 from twoclocks.schema import CubeSchema, Var, coord
 
-__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "CLOCK_VARS", "FIT_VARS"]
+__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS"]
 
 
 def _is_config_field(name: str) -> bool:
@@ -29,6 +29,8 @@ CLOCK_VARS = {
     "window_status": Var(_R, "str", "innovation window status", None),
     "mem_threshold": Var(_R, "float64", "sample memorization threshold used (attrs mem_threshold_policy)"),
     "mem_baseline": Var(_R, "float64", "baseline sample memorization N/|support| (perfect model of the training distribution)"),
+    "passes_at_tau_mem": Var(_R, "float64", "passes over each train sample at tau_mem, tau_mem x batch / n_train "
+                                            "(NaN: tau_mem not reached)"),
     "last_step": Var(_R, "float64", "last evaluated step", "steps"),
     "n_evals": Var(_R, "int64", "number of evaluated checkpoints"),
     "notes": Var(_R, "str", "notes on the clocks", None),
@@ -49,21 +51,35 @@ FIT_VARS = {
     "fit_label": Var(("fit",), "str", "the group's runs", None),
     "fit_pooled_over": Var(("fit",), "str", "config fields pooled over (empty: none)", None),
     "fit_member": Var(("fit", "run"), "bool", "run is in the fit group"),
+    "fit_selected": Var(_R, "bool", "run selected for the fits (--where; all when not given)"),
+    "fit_residual": Var(_R, "float64", "ln tau_mem minus the least-squares line ln c + alpha ln N of the run's first "
+                                       "fit group (NaN: not fitted)"),
     **{f"fit_{key}": _fit_var(key, long) for key, long in FIT_KEYS.items()},
 }
-_COORDS = {"run": coord("run"), "fit": Var(("fit",), "int64", "power-law fit group")}
+#: the seed summary: per grid point (runs equal except their seeds) and clock, over the point's seeds
+SEED_VARS = {
+    "point_index": Var(_R, "int64", "index of the run's grid point (dim point)"),
+    "point_n_seeds": Var(("point",), "int64", "runs (seeds) at the grid point"),
+    "seed_mean": Var(("point", "clock"), "float64", "mean over the point's seeds that reached the clock", "steps"),
+    "seed_sd": Var(("point", "clock"), "float64", "sample standard deviation (ddof 1) over the point's seeds that "
+                                                  "reached the clock", "steps"),
+    "seed_n": Var(("point", "clock"), "int64", "seeds of the point that reached the clock"),
+}
+_COORDS = {"run": coord("run"), "fit": Var(("fit",), "int64", "power-law fit group"),
+           "point": Var(("point",), "str", "grid point: runs equal except their seeds", None),
+           "clock": Var(("clock",), "str", "clock", None)}
 
 CLOCKS_SCHEMA = CubeSchema(
     "clocks", doc="The two clocks and the innovation window per run, and the tau_mem = c N^alpha fits over runs "
                   "equal in everything but N (plain log-log and right-censored maximum likelihood; "
                   "docs/science.md#clocks). Every config field is a coordinate on `run`.",
-    coords=_COORDS, data_vars={**CLOCK_VARS, **FIT_VARS}, extra_coords=_is_config_field)
+    coords=_COORDS, data_vars={**CLOCK_VARS, **FIT_VARS, **SEED_VARS}, extra_coords=_is_config_field)
 
 COLLECT_SCHEMA = CubeSchema(
     "collect", doc="One Dataset over the runs of a sweep: the clocks cube's variables plus the final metrics and "
                    "fit membership; the grid axes are coordinates on `run`.",
     coords={**_COORDS, "run_dir": Var(_R, "str", "run directory", None)},
-    data_vars={**CLOCK_VARS, **FIT_VARS,
+    data_vars={**CLOCK_VARS, **FIT_VARS, **SEED_VARS,
                "final_step": Var(_R, "float64", "last evaluated checkpoint step", "steps"),
                "final_sample_acc": Var(_R, "float64", "sample accuracy at the last evaluated step"),
                "final_sample_mem": Var(_R, "float64", "sample memorization at the last evaluated step"),

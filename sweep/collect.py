@@ -29,13 +29,16 @@ def _final_metrics(run_dir: Path) -> dict:
 
 
 def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_threshold: float | None = None,
-            mem_threshold: float | None = None, mem_adaptive: bool | None = None, write: bool = True):
+            mem_threshold: float | None = None, mem_adaptive: bool | None = None, write: bool = True, where=None):
     """One Dataset over the runs of a sweep that have probes/samples.zarr: dim ``run`` (the run names;
     ``run_dir`` and the config values that vary as coords), the clocks and window
     (probes.clocks.compute_clocks), the final sample accuracy / memorization / training loss, and the
     tau_mem = c N^alpha fits of :func:`twoclocks.probes.clocks.compute_clocks` (dim ``fit``: per group of
     runs equal in everything but N and seeds, and pooled over ``pool``; the plain log-log fit and the
-    right-censored one). Written to ``out`` (default SWEEP_DIR/collect.zarr) unless ``write`` is False."""
+    right-censored one), fitted over the runs selected by ``where`` (clauses such as ``"n_train>=64"``;
+    :func:`twoclocks.probes.clocks.parse_where`); per run the passes at tau_mem, the fit residuals and the
+    selection; per grid point the clocks' mean and sd over seeds (dims ``point``, ``clock``). Written to
+    ``out`` (default SWEEP_DIR/collect.zarr) unless ``write`` is False."""
     from twoclocks.probes import clocks as C
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
@@ -52,7 +55,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     if bad:
         raise TwoclocksError(f"--pool {', '.join(bad)}: not a config field")
     pools = [()] + ([tuple(pool)] if pool else [])
-    ds = C.compute_clocks([str(d) for d in dirs], mem_adaptive=mem_adaptive, pools=pools,
+    ds = C.compute_clocks([str(d) for d in dirs], mem_adaptive=mem_adaptive, pools=pools, where=where,
                           **{key: v for key, v in opts.items() if v is not None})
     ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs], {"long_name": "run directory"}),
                           run=("run", [r["name"] for r in have], {"long_name": "run name (its grid point)"}))
@@ -79,7 +82,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
         from twoclocks.probes.clocks_schema import COLLECT_SCHEMA
         from twoclocks.store import write_derived
         params = {"pool": list(pool or ()), "k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold,
-                  "mem_adaptive": mem_adaptive}
+                  "mem_adaptive": mem_adaptive, "where": json.loads(ds.attrs.get("fit_where", "[]"))}
         ds = write_derived(ds, Path(out) if out is not None else sweep_dir / "collect.zarr", schema=COLLECT_SCHEMA,
                            params=params)
     return ds

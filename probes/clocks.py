@@ -46,6 +46,7 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.environment import pooled_environment_note
 from twoclocks.store import open_cube
 
 __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
@@ -509,6 +510,9 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
                        "profile-likelihood interval for alpha)"),
         "fit_pooled_over": json.dumps(sorted(skip)),
         "source_steps": json.dumps({str(r.path): [int(v) for v in _samples_cube(r)["step"].values] for r in runs}),
+        "pooled_environment_note": pooled_environment_note(  # empty when the runs' environments agree
+            [r.training_environments() for r in runs],
+            [json.loads(_samples_cube(r).attrs.get("environment", "null")) for r in runs]),
     })
     if out is not None:
         from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA
@@ -620,4 +624,6 @@ def format_clocks_table(ds: xr.Dataset) -> str:
                      f"tau_mem at {policy} threshold {thr.min():.3g}..{thr.max():.3g} (per run: mem_thr)")
     for label, fit in fits_from_dataset(ds):
         lines.append(format_fit(fit, label))
+    if ds.attrs.get("pooled_environment_note"):
+        lines.append(ds.attrs["pooled_environment_note"])
     return "\n".join(lines)

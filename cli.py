@@ -219,8 +219,8 @@ def train(
     saves_per_decade: Optional[int] = typer.Option(None, help="Checkpoints per factor of 10 in steps. [default: 20]"),
     seed: Optional[int] = typer.Option(None, help="Seed for data, initialisation and training. [default: 0]"),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda. [default: auto]"),
-    compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile the training step: auto (on CUDA, "
-                                          "with CUDA graphs; off on the CPU), off, on, graphs. [default: auto]"),
+    compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile the training step: auto (off: "
+                                          "opt-in until measured on a GPU), off, on, graphs (CUDA graphs). [default: auto]"),
     zero_mean: bool = typer.Option(False, "--zero-mean", help="One-hot encoding with zero-mean codes (the paper's "
                                    "row-K and Sudoku runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its last saved state."),

@@ -5,7 +5,8 @@
       data.zarr              splits as cells (train / heldout / hypercube) and the fixed sampling bank
       checkpoints/step_XXXXXXXX.pt   model weights at that step (torch.load(..., weights_only=True))
       checkpoints/resume.pt  model + optimizer + RNG state of the latest save (for --resume)
-      log.jsonl              training loss, one JSON line per log interval
+      log.jsonl              training loss, one JSON line per log interval (the first line of each
+                             training session also holds its environment record)
       probes/*.zarr          probe outputs (xarray Datasets)
 
 Probes use only :func:`open_run` and the :class:`Run` it returns.
@@ -274,6 +275,15 @@ class Run:
 
     def probe_path(self, name: str) -> Path:
         return self.path / PROBE_DIR / f"{name}.zarr"
+
+    def training_environments(self) -> list[dict]:
+        """The environment records of the run's training sessions, in order, from ``log.jsonl``
+        (:mod:`twoclocks.training.train`; empty for runs trained before records existed)."""
+        path = self.path / LOG_FILE
+        if not path.is_file():
+            return []
+        lines = (json.loads(ln) for ln in path.read_text().splitlines() if ln.strip())
+        return [d["environment"] for d in lines if "environment" in d]
 
     def provenance(self) -> dict:
         """Attrs every probe output carries (JSON-serialisable)."""

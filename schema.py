@@ -176,7 +176,8 @@ def markdown() -> str:
             "`NAME-DENOISER.zarr` with `step` = -1). This page is generated from the schemas the writer checks "
             "(`python -m twoclocks.schema > docs/cubes.md`), so it lists exactly what a cube holds. Every cube "
             "also carries provenance attrs: `probe`, `probe_params` (JSON), `twoclocks_version`, "
-            "`created_at`, `source_steps` (JSON), `run_dir`, `run_config` (JSON), `run_config_status` "
+            "`created_at`, `source_steps` (JSON), `environment` (JSON: torch and CUDA versions, device and its "
+            "name, precision and compile mode used), `run_dir`, `run_config` (JSON), `run_config_status` "
             "(paper/assumed per field) and `trained_with_version`.\n\n")
     return head + "\n".join(s.markdown() for s in all_schemas())
 

@@ -14,8 +14,10 @@ holds about :data:`CHUNK_BYTES` (many steps per chunk), whole along every other 
 Cubes written by older versions (zarr format 2, one chunk per step) open as they are.
 
 Provenance attrs of every cube (probe or derived): ``probe``, ``probe_params`` (JSON; the options that
-define the cube, checked on every call), ``twoclocks_version``, ``created_at``, ``source_steps`` and
-the run's ``run_dir``, ``run_config``, ``run_config_status``, ``trained_with_version``.
+define the cube, checked on every call), ``twoclocks_version``, ``created_at``, ``source_steps``,
+``environment`` (JSON, :func:`twoclocks.environment.environment`: torch, CUDA, device and its name,
+precision and compile mode of the call that last assembled the cube) and the run's ``run_dir``,
+``run_config``, ``run_config_status``, ``trained_with_version``.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.environment import environment
 
 __all__ = ["CubeStore", "write_dataset", "open_cube", "write_derived", "provenance", "CHUNK_BYTES", "jsonable"]
 
@@ -161,7 +164,8 @@ def provenance(run, name: str, params: dict, steps) -> dict:
     out = {"probe": name, "probe_params": json.dumps(jsonable(params), sort_keys=True),
            "twoclocks_version": twoclocks.__version__,
            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "source_steps": json.dumps(jsonable(list(steps)) if steps is not None else [])}
+           "source_steps": json.dumps(jsonable(list(steps)) if steps is not None else []),
+           "environment": json.dumps(environment("cpu"))}  # a probe's call replaces it with its own (compact)
     if run is not None:
         out.update(run.provenance())
     return out
@@ -267,10 +271,10 @@ class CubeStore:
             ds = finalize(ds)
         if schema is not None:
             ds = schema.apply(ds)
-        if attrs:
-            ds.attrs.update(jsonable(attrs))
         steps = ds["step"].values if "step" in ds.coords else None
         ds.attrs.update(provenance(self.run, self.name, self.params, steps))
+        if attrs:  # the call's own attrs (precision, environment) after the defaults
+            ds.attrs.update(jsonable(attrs))
         write_dataset(ds, self.path)
         for k in keys:
             _discard(self.parts / f"{k}.zarr")

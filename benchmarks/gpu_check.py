@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py --out gpu_check.json             # one GPU: DiT-mini, GPT-mini, < 5 min
     python benchmarks/gpu_check.py --cpu --tiny --out check.json    # the same code on the CPU, seconds
+    python benchmarks/gpu_check.py --record                         # ... and record the bf16 agreement
 
 What it writes (every ratio is against a baseline measured in the same process):
 
@@ -21,6 +22,11 @@ What it writes (every ratio is against a baseline measured in the same process):
   the same bank with and without bf16 autocast) and the DSM loss relative difference (unweighted
   ||D(x + s n; s) - x||^2 on train samples, fixed noises, 50 noise levels: mean and max over levels).
 - ``peak_memory``: CUDA max_memory_allocated over the whole check; the process's max RSS.
+- ``recorded`` (with ``--record [FILE]``): the bf16 agreement written as measurements of this device
+  (twoclocks.environment; FILE defaults to the package's precision_measurements.json): samples
+  (``identical_samples_frac``) and dsm-spectrum (``dsm_loss_rel_diff_max``) on DiT, each with whether
+  it meets the probe's ``bf16_target``. ``--precision auto`` uses bf16 on this GPU model for a probe
+  only where the recorded measurements meet the target (docs/science.md#precision).
 
 A part that cannot run here is ``{"not_measured": "<why>"}``. ``--budget-s`` stops starting new parts
 once spent (they are then not measured), so the command ends in time.
@@ -44,7 +50,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import naive, ours, setup  # noqa: E402
 
+from twoclocks.environment import MEASUREMENTS_FILE, device_name, meets_target, record_measurements  # noqa: E402
+from twoclocks.probes.registry import get_probe  # noqa: E402
 from twoclocks.training.edm import heun_sample, sigma_grid  # noqa: E402
+
+#: what --record writes: (probe, arch, metric of bf16_vs_fp32)
+RECORDED = (("samples", "dit", "identical_samples_frac"), ("dsm-spectrum", "dit", "dsm_loss_rel_diff_max"))
 
 SIZES = {  # the GPU check, and the tiny CPU mode the tests run
     "gpu": dict(preset="mini", side=6, group=3, n_train=4096, batch=256, timed=50, warmup=5,
@@ -195,6 +206,18 @@ def check_bf16_vs_fp32(run, device, step, dsm_n: int) -> dict:
             "dsm_loss_fp32_mean": float(np.mean(l32s)), "noise_levels": len(rel), "samples": int(len(x))}
 
 
+def record(agreement: dict, device, path) -> dict:
+    """Write the measured bf16 agreement (``RECORDED``) to the measurements file ``path``."""
+    if "identical_samples_frac" not in agreement:
+        return {"not_recorded": "bf16_vs_fp32 was not measured"}
+    entries = [{"probe": p, "arch": arch, "metric": m, "value": agreement[m],
+                "source": "benchmarks/gpu_check.py bf16_vs_fp32"} for p, arch, m in RECORDED]
+    written = record_measurements(path, entries, device)
+    for e in written:
+        e["meets_target"] = meets_target(e, get_probe(e["probe"]).bf16_target)
+    return {"file": str(path), "measurements": written}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="gpu_check.json", help="where the JSON goes")
@@ -204,6 +227,9 @@ def main(argv=None):
                     "tens of seconds on a cold cache)")
     ap.add_argument("--budget-s", type=float, default=240.0, help="start no new part after this many seconds")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--record", nargs="?", const=str(MEASUREMENTS_FILE), default=None, metavar="FILE",
+                    help="record the bf16 agreement as this device's measurements in FILE (default: the "
+                    "package's precision_measurements.json)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -214,7 +240,7 @@ def main(argv=None):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     report = {"meta": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-                       "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor(),
+                       "device_name": device_name(device),
                        "threads": torch.get_num_threads(), "sizes": size, "args": vars(a)}}
     if device.type == "cpu" and not a.cpu:
         report["meta"]["note"] = "no CUDA here: measured on the CPU; CUDA-only numbers are not measured"
@@ -239,6 +265,9 @@ def main(argv=None):
             report["bf16_vs_fp32"] = check_bf16_vs_fp32(run, device, steps[-1], size["dsm_n"])
             took["bf16_vs_fp32"] = time.time() - t
 
+    if a.record:
+        report["recorded"] = record(report["bf16_vs_fp32"], device, a.record)
+
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     report["peak_memory"] = {
         "cuda_max_allocated_bytes": (torch.cuda.max_memory_allocated() if device.type == "cuda"
@@ -251,6 +280,9 @@ def main(argv=None):
     sp = report["samples_probe"]
     if "ratio" in sp:
         print(f"samples probe / bare Heun: {sp['ratio']:.2f}  ({sp['checkpoints']} checkpoints x {sp['seeds']} seeds)")
+    for e in report.get("recorded", {}).get("measurements", []):
+        print(f"recorded {e['probe']} {e['arch']} on {e['device_name']}: {e['metric']} = {e['value']:.4g} "
+              f"({'meets' if e['meets_target'] else 'misses'} the bf16 target) in {report['recorded']['file']}")
     print(f"wrote {a.out} in {report['meta']['wall_s']:.0f} s")
 
 

@@ -50,6 +50,7 @@ import xarray as xr
 import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
+from twoclocks.environment import pooled_environment_note
 from twoclocks.store import open_cube
 
 __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
@@ -552,6 +553,9 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         "fit_pooled_over": json.dumps(sorted(skip)),
         "fit_where": json.dumps([" ".join(c) for c in clauses]),
         "source_steps": json.dumps({str(r.path): [int(v) for v in _samples_cube(r)["step"].values] for r in runs}),
+        "pooled_environment_note": pooled_environment_note(  # empty when the runs' environments agree
+            [r.training_environments() for r in runs],
+            [json.loads(_samples_cube(r).attrs.get("environment", "null")) for r in runs]),
     })
     if out is not None:
         from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA
@@ -790,6 +794,8 @@ def format_clocks_table(ds: xr.Dataset) -> str:
     for label, fit in fits_from_dataset(ds):
         lines.append(format_fit(fit, label))
     lines += _format_seed_summary(ds)
+    if ds.attrs.get("pooled_environment_note"):
+        lines.append(ds.attrs["pooled_environment_note"])
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ overrides the choice).
 """
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 import xarray as xr
 
 from twoclocks import TwoclocksError
+from twoclocks.environment import bf16_measured_ok, device_name, environment
 from twoclocks.probes.common import resolve_sources, step_key
 
 __all__ = ["Context", "run_probe", "resolve_precision", "PRECISIONS", "COMPACT_EVERY", "COMPACT_SECONDS"]
@@ -30,15 +32,20 @@ COMPACT_EVERY = 64        # pieces between compactions of a long call (bounds th
 COMPACT_SECONDS = 600.0   # ... or seconds
 
 
-def resolve_precision(precision: str, device: torch.device, probe=None, arch: str | None = None) -> str:
-    """fp32, bf16, or auto: bf16 on a GPU with bf16 support for a probe and architecture on which bf16
-    was measured to keep the results (``probe.bf16_archs``, from benchmarks/bench_precision.py), fp32
-    everywhere else (on the CPU bf16 did not make the tiny models' probes faster)."""
+def resolve_precision(precision: str, device: torch.device, probe=None, arch: str | None = None,
+                      measurements=None) -> str:
+    """fp32, bf16, or auto: bf16 only on a CUDA device with bf16 support whose name has recorded
+    measurements (twoclocks.environment: the package's precision_measurements.json, written by
+    ``benchmarks/gpu_check.py --record``, and the user's file) showing that bf16 meets the probe's
+    ``bf16_target`` on this architecture; fp32 everywhere else, the CPU included. ``measurements``
+    overrides the recorded ones (tests)."""
     if precision not in PRECISIONS:
         raise TwoclocksError(f"unknown --precision {precision!r}; choose fp32, bf16 or auto")
     if precision == "auto":
-        ok = probe is None or arch in getattr(probe, "bf16_archs", ())
-        return "bf16" if ok and device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        if probe is None or device.type != "cuda" or not torch.cuda.is_bf16_supported():
+            return "fp32"
+        ok = bf16_measured_ok(device_name(device), probe.name, arch, probe.bf16_target, measurements)
+        return "bf16" if ok else "fp32"
     return precision
 
 
@@ -114,6 +121,7 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
     store = CubeStore(run, name, params, force=force)
     finalize = (lambda ds: probe.finalize(ds, ctx)) if probe.finalize is not None else None
     attrs = {"precision": prec} if probe.uses_network else {}
+    attrs["environment"] = json.dumps(environment(dev, prec if probe.uses_network else None))
 
     def assemble():
         return store.compact(probe.merge, finalize=finalize, schema=probe.schema, attrs=attrs)

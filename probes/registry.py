@@ -48,8 +48,8 @@ COMMON_OPTIONS = {
     "steps": "Checkpoints to use: all (default), last, '0,100,2000' or '100:5000'.",
     "denoiser": "A reference instead of checkpoints (writes NAME-DENOISER.zarr with step -1).",
     "device": "auto, cpu or cuda.",
-    "precision": "Network arithmetic: fp32, bf16, or auto: bf16 on a GPU where it was measured to keep this "
-                 "probe's results, fp32 otherwise.",
+    "precision": "Network arithmetic: fp32, bf16, or auto: fp32 unless a recorded measurement on this GPU "
+                 "model showed bf16 keeps this probe's results (docs/science.md#precision).",
     "force": "Recompute everything, discarding stored results of this probe.",
     "progress": "Show a progress bar on stderr.",
 }
@@ -136,8 +136,9 @@ class Probe:
     state)`` adds derived variables at every assembly; ``select(ds, state)`` cuts the answer to this
     call's request; ``params(ctx)`` adds entries to the cube's identity; ``resolve(opts, ctx) -> opts``
     fills options whose default depends on the run or the device ('auto' sizes) before anything else.
-    ``bf16_archs``: the architectures on which bf16 network calls were measured to keep this probe's
-    results (benchmarks/bench_precision.py); ``--precision auto`` uses bf16 there on a GPU. A derived probe (no checkpoints of its own) sets ``derive(run, opts) -> Dataset``
+    ``bf16_target``: (metric, "min" | "max", bound), what a bf16-vs-fp32 measurement must show for
+    bf16 to keep this probe's results; ``--precision auto`` uses bf16 only on a GPU model with recorded
+    measurements that meet it (:func:`twoclocks.environment.bf16_measured_ok`). A derived probe (no checkpoints of its own) sets ``derive(run, opts) -> Dataset``
     instead."""
     name: str
     cube: str
@@ -161,7 +162,7 @@ class Probe:
     resolve: Callable | None = None
     needs: tuple = ()
     uses_network: bool = True
-    bf16_archs: tuple = ()
+    bf16_target: tuple = ()
 
     # ---- options
     def option_fields(self) -> list[dataclasses.Field]:

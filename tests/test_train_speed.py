@@ -103,7 +103,7 @@ def test_compile_failure_falls_back_to_eager_exactly(monkeypatch):
 def test_compile_setting_resolution():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert [resolve_compile(s, cpu) for s in ("auto", "off", "on", "graphs")] == ["off", "off", "on", "on"]
-    assert [resolve_compile(s, cuda) for s in ("auto", "off", "on", "graphs")] == ["graphs", "off", "on", "graphs"]
+    assert [resolve_compile(s, cuda) for s in ("auto", "off", "on", "graphs")] == ["off", "off", "on", "graphs"]
     assert resolve_compile(True, cuda) == "graphs" and resolve_compile(False, cuda) == "off"
     with pytest.raises(TwoclocksError, match="unknown compile setting 'fast'; choose one of auto, off, on, graphs"):
         resolve_compile("fast", cpu)
@@ -148,10 +148,16 @@ def test_gpu_check_runs_on_the_cpu(tmp_path):
     finite, CUDA-only numbers marked not measured, bf16 agreement a fraction."""
     out = tmp_path / "check.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_check.py"), "--cpu", "--tiny", "--no-compile",
-                        "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                        "--threads", "1", "--out", str(out), "--record", str(tmp_path / "m.json")],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(out.read_text())
-    assert set(rep) == {"meta", "train", "samples_probe", "bf16_vs_fp32", "peak_memory"}
+    assert set(rep) == {"meta", "train", "samples_probe", "bf16_vs_fp32", "peak_memory", "recorded"}
+    recorded = json.loads((tmp_path / "m.json").read_text())["measurements"]
+    assert [(e["probe"], e["arch"], e["metric"]) for e in recorded] == [
+        ("samples", "dit", "identical_samples_frac"), ("dsm-spectrum", "dit", "dsm_loss_rel_diff_max")]
+    assert recorded[0]["value"] == rep["bf16_vs_fp32"]["identical_samples_frac"]
+    assert recorded[0]["device_name"] == rep["meta"]["device_name"] and recorded[0]["cuda"] is None
     finite = lambda v: isinstance(v, float) and math.isfinite(v) and v > 0
     for arch in ("dit", "gpt"):
         rows = rep["train"][arch]

@@ -119,7 +119,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
-    compile: str = "auto"  # torch.compile the training step: auto (CUDA graphs on CUDA, off on the CPU), off, on, graphs
+    compile: str = "auto"  # torch.compile the training step: auto (= off, opt-in), off, on, graphs (CUDA graphs)
 
     def __post_init__(self):
         if self.compile not in ("auto", "off", "on", "graphs"):

@@ -7,9 +7,18 @@ run resumed from there produces bit-identical weights to an uninterrupted run (a
 
 Speed: the step (:class:`TrainStep`) never waits for the device: the loss is summed on the device and
 read once per log interval. The optimizer is the fused Adam(W) (else foreach). The loss
-(forward + backward) is compiled with ``torch.compile`` when asked ("compile": on by default on CUDA,
-with CUDA graphs, mode "reduce-overhead"); the random draws stay outside the compiled code, so every
-mode draws the same numbers from the generator, and a compile failure falls back to eager, exactly.
+(forward + backward) is compiled with ``torch.compile`` only when asked ("compile": "on", or "graphs"
+for CUDA graphs, mode "reduce-overhead"; the default "auto" is off everywhere until compiled training
+is measured on a GPU); the random draws stay outside the compiled code, so every mode draws the same
+numbers from the generator, and a compile failure falls back to eager, exactly.
+
+Provenance: the environment record (:func:`twoclocks.environment.environment`: torch, CUDA, device
+name, the precision and compile mode in use) is stored in every checkpoint (``"environment"``) and on
+the first ``log.jsonl`` line of each training session (``"environment"``; a resumed session's line
+also has ``"resume": {"from_step": S, "changed": {field: [old, new]}}``, changed null when the earlier
+environment is unknown). A line whose environment differs from the previous line's (a compile
+fallback) carries ``"environment"`` and ``"changed"``. A loss line's environment is the last one
+recorded at or above it.
 
 Preemption: SIGTERM, SIGUSR2 (SLURM's warning signal, submitit's requeue signal) and a first Ctrl-C
 stop training at the next step boundary: the resume state of that step is saved, a previously
@@ -34,6 +43,7 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.environment import environment, environment_changes
 from twoclocks.store import open_cube
 from twoclocks.data import make_encoding, make_rule, make_splits
 from twoclocks.store import write_dataset
@@ -164,8 +174,9 @@ class TrainStep:
     The loss comes back as a 0-d tensor on the device; nothing here waits for the device.
 
     ``compile``: "off" (eager), "on" (torch.compile of forward + backward), "graphs" (torch.compile
-    with CUDA graphs, mode "reduce-overhead"; on the CPU the same as "on"), "auto" ("graphs" on CUDA,
-    "off" on the CPU). If compiling fails in the first steps it falls back (graphs -> on -> off) with a
+    with CUDA graphs, mode "reduce-overhead"; on the CPU the same as "on"), "auto" ("off": compiled
+    training has not been measured on a GPU, so it is opt-in). If compiling fails in the first steps it
+    falls back (graphs -> on -> off) with a
     warning, redoing the same draws, so nothing is lost; ``self.mode`` is the mode in use."""
 
     FALLBACK = {"graphs": "on", "on": "off"}
@@ -222,8 +233,8 @@ def resolve_compile(setting, device: torch.device) -> str:
         setting = "auto" if setting is None else ("graphs" if setting else "off")
     if setting not in COMPILE_CHOICES:
         raise TwoclocksError(f"unknown compile setting {setting!r}; choose one of {', '.join(COMPILE_CHOICES)}")
-    if setting == "auto":
-        return "graphs" if device.type == "cuda" else "off"
+    if setting == "auto":  # opt-in until compiled training is measured on a GPU (docs/science.md#precision)
+        return "off"
     return "on" if setting == "graphs" and device.type != "cuda" else setting
 
 
@@ -248,6 +259,7 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed + 1)
     step, loss_sum, loss_count = 0, torch.zeros((), dtype=torch.float64, device=device), 0
+    previous_env, resumed = None, False
     if resume and (ckpt_dir / RESUME_FILE).exists():
         state = load_checkpoint(ckpt_dir / RESUME_FILE, device)
         model.load_state_dict(state["model"])
@@ -256,21 +268,32 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
         step = int(state["step"])
         if "loss_sum" in state:  # the unfinished log interval (older resume files lack it)
             loss_sum, loss_count = state["loss_sum"].to(device), int(state["loss_count"])
-        _truncate_log(run_dir / LOG_FILE, step)
+        logged_env = _truncate_log(run_dir / LOG_FILE, step)
+        previous_env = state.get("environment") or logged_env
+        resumed = True
 
     # --- the whole train set lives on the device; batches are drawn with replacement
     data = training_data(cfg, cells, enc, device)
     train_step = TrainStep(cfg, model, opt, data, gen, getattr(cfg, "compile", "auto"))
+
+    def current_env():
+        return environment(device, "bf16" if train_step.bf16 else "fp32", train_step.mode)
+    env = current_env()
+    # the first log line of this session records the environment (and, resumed, what changed)
+    pending = {"environment": env}
+    if resumed:
+        pending["resume"] = {"from_step": step, "changed": environment_changes(previous_env, env)}
     schedule = set(save_schedule(cfg.steps, cfg.saves_per_decade))
     saved = -1
 
     def save(step):
         nonlocal saved
         if step in schedule:
-            save_atomic({"step": step, "model": model.state_dict()}, ckpt_dir / checkpoint_name(step))
+            save_atomic({"step": step, "model": model.state_dict(), "environment": env},
+                        ckpt_dir / checkpoint_name(step))
         save_atomic({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "rng": gen.get_state(), "loss_sum": loss_sum, "loss_count": loss_count},
-                    ckpt_dir / RESUME_FILE)
+                     "rng": gen.get_state(), "loss_sum": loss_sum, "loss_count": loss_count,
+                     "environment": env}, ckpt_dir / RESUME_FILE)
         saved = step
 
     if step == 0:
@@ -284,13 +307,21 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
             while step < cfg.steps and not stop.signum:
                 at_boundary = False
                 loss = train_step()
+                if train_step.mode != env["compile"]:  # a compile fallback in the first steps
+                    env, old = current_env(), env
+                    if "resume" in pending:  # not logged yet: the session's record is the new one
+                        pending["resume"]["changed"] = environment_changes(previous_env, env)
+                    elif "environment" not in pending:
+                        pending["changed"] = environment_changes(old, env)
+                    pending["environment"] = env
                 step += 1
                 loss_sum += loss
                 loss_count += 1
                 at_boundary = True
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     mean = (loss_sum / loss_count).item()  # the one wait for the device per interval
-                    log.write(json.dumps({"step": step, "loss": mean, "time": time.time() - t0}) + "\n")
+                    log.write(json.dumps({"step": step, "loss": mean, "time": time.time() - t0, **pending}) + "\n")
+                    pending = {}
                     log.flush()
                     bar.update(step, mean)
                     loss_sum, loss_count = torch.zeros_like(loss_sum), 0
@@ -350,10 +381,14 @@ class _StopSignals:
         self.restore()
 
 
-def _truncate_log(path: Path, step: int) -> None:
+def _truncate_log(path: Path, step: int) -> dict | None:
+    """Drop the log lines after ``step``; returns the last environment record kept (None: none)."""
+    env = None
     if path.exists():
         keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
         path.write_text("".join(k + "\n" for k in keep))
+        env = next((d["environment"] for d in map(json.loads, reversed(keep)) if "environment" in d), None)
+    return env
 
 
 class _progress:

@@ -7,13 +7,14 @@ run seed) the cube holds CE_t = mean over sequences of -ln p(c_t | c_<t), nats, 
 sequence (the last bit of each parity group: the science document's positions G, 2G, ... counting from 1) are flagged
 by the coordinate ``determined``; they should collapse first.
 
-Reference: the ideal rule model p* (group parity: fair coins on free bits, the prefix's parity on the
-determined bit), evaluated on the same sequences: ln 2 on free positions and 0 on determined ones for
-valid sequences. On hypercube sequences p* gives probability 0 to a determined bit that breaks its group,
+Reference: the ideal rule model p*, the training distribution as an autoregressive model, exact for
+every rule (``training.gpt.ideal_rule_logprobs``; group parity: fair coins on free bits, the prefix's
+parity on the determined bit), evaluated on the same sequences: for parity ln 2 on free positions and 0
+on determined ones for valid sequences. On hypercube sequences p* gives probability 0 to a determined bit that breaks its group,
 so its CE there is +inf (stored as inf); the finite companion ``ideal_violation`` is the fraction of the
 sequences whose symbol has p* = 0 at that position (about 1/2 at determined positions on the hypercube,
-0 on valid data). For rules other than group parity the reference is not computed (NaN, stated in the
-attrs).
+0 on valid data). It is NaN only where no exact model exists (Latin squares with n >= 6, 6x6 Sudoku:
+no closed form and too many images to enumerate).
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def ideal_reference(rule, cells) -> tuple[np.ndarray, np.ndarray]:
     """Per-position (ce, violation) of the ideal rule model on ``cells`` (D,) each: the mean over the
     sequences of -ln p*(c_t | c_<t) (inf if any sequence has p* = 0 there) and the fraction of sequences
     with p* = 0. p* is exact for every rule (``training.gpt.ideal_rule_logprobs``: the uniform
-    distribution on the valid set); NaN only where no exact model exists (Latin squares n >= 6, 6x6
+    distribution on the sampler's support); NaN only where no exact model exists (Latin squares n >= 6, 6x6
     Sudoku: too many to enumerate)."""
     from twoclocks.training.gpt import ideal_rule_logprobs
     cells = np.asarray(cells).astype(np.int64)

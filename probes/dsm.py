@@ -24,9 +24,12 @@ their draws / sqrt(n)), the sampling unit.
 All (split, item, sigma) rows are stacked and evaluated in batches of ``batch_size`` (inference
 mode), so a checkpoint costs little more than its bare forward passes (benchmarks/bench_dsm.py).
 
-References (computed once per cube, one piece): ideal-rule (group parity only), ideal-cube (binary
-encodings only) and memorize (exact, chunked), on the same rows: ``reference_loss`` (reference,
-split, sigma). A reference that does not apply is left out and named in ``attrs['references_omitted']``.
+References (computed once per cube, one piece; exact for every rule and encoding, ``twoclocks.ideal``):
+ideal-rule (the training distribution: uniform on the sampler's support), ideal-cube and memorize,
+on the same rows: ``reference_loss`` (reference, split, sigma). A reference that has no exact form for
+the run (ideal-rule of Latin squares with n >= 6 and of 6x6 Sudoku: no closed form and too many images
+to enumerate) is left out and named, with the reason, in the ``omitted`` attr of the ``reference``
+coordinate.
 
 Derived views (recomputed at every assembly, see :class:`LossClockCriterion`):
 - ``gap`` = loss[heldout] - loss[train] (step, sigma) and its standard error;

@@ -16,6 +16,7 @@ from twoclocks.probes.uncertainty import (DISCARDED, NEVER, PENDING, REACHED, bo
                                           clock_brackets, grid_bracket, run_clock_uncertainty, seed_indicators,
                                           sustained_onset_batch)
 from twoclocks.run import open_run
+from twoclocks.store import write_dataset
 
 CODE = {"reached": REACHED, "pending": PENDING, "never": NEVER}
 
@@ -155,3 +156,105 @@ def test_interval_covers_planted_clock():
     assert all(0.85 <= v <= 0.98 for v in cov.values()), cov
     assert all(np.mean(v) < 0.5 for v in point.values()), {c: np.mean(v) for c, v in point.items()}
     assert all(np.mean(v) > 0.98 for v in widened.values()), {c: np.mean(v) for c, v in widened.items()}
+
+
+# ------------------------------------------------------------------------------ a real samples cube
+@pytest.fixture(scope="module")
+def sampled_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run with its samples cube at four checkpoints."""
+    path = tmp_path_factory.mktemp("uncert") / "tiny"
+    shutil.copytree(tiny_run, path)
+    run_samples(path, steps="0,6,32,60", progress=False)
+    return path
+
+
+def test_indicators_reproduce_stored_curves(sampled_run):
+    run = open_run(sampled_run)
+    ds = xr.open_zarr(run.probe_path("samples")).load()
+    ind = seed_indicators(run)
+    assert ind["valid"].dtype == bool and ind.sizes == {"step": ds.sizes["step"], "seed": ds.sizes["seed"]}
+    assert np.array_equal(ind["valid"].mean("seed").values, ds["sample_acc"].values)
+    assert np.array_equal(ind["memorized"].mean("seed").values, ds["sample_mem"].values)
+    # independent of the stored nn_hamming: memorized == the decoded sample is a row of the train set
+    train = {bytes(r) for r in run.cells("train")}
+    cells = ds["sample"].values
+    assert np.array_equal(ind["memorized"].values,
+                          np.array([[bytes(c) in train for c in row] for row in cells]))
+    states = ds["state"].values                                   # valid_novel / valid_memorized are valid
+    assert ind["valid"].values[states >= 2].all() and not ind["valid"].values[states == 1].any()
+    assert float(ind["baseline"]) == float(ds["uniform_valid_sample_mem"])
+
+
+def test_indicators_count_nonfinite_samples_as_failures(sampled_run):
+    """Non-finite samples are stored as 0 cells (rule-valid for parity) with nn_hamming -1: they must count
+    as neither valid nor memorized, as SampleEvaluator.evaluate scores them."""
+    run = open_run(sampled_run)
+    ev = SampleEvaluator(run.rule, run.encoding, run.cells("train"))
+    rng = np.random.default_rng(0)
+    steps = []
+    for s in range(3):
+        x = run.x("train")[rng.integers(0, 32, 40)].copy()          # memorized, valid
+        x[:10] = run.encoding.encode(np.zeros((10, run.rule.D), np.uint8))   # all-zero: parity-valid
+        x[10 + s: 20] = np.nan                                       # non-finite: decoded to 0 cells
+        x[25:30] = rng.standard_normal(x[25:30].shape)               # arbitrary
+        steps.append(ev.evaluate(x).expand_dims(step=[s]))
+    ds = xr.concat(steps, "step")
+    assert (ds["nonfinite_count"] > 0).all()
+    ind = seed_indicators(ds, run.rule)
+    assert np.array_equal(ind["valid"].mean("seed").values, ds["sample_acc"].values)
+    assert np.array_equal(ind["memorized"].mean("seed").values, ds["sample_mem"].values)
+    assert not ind["valid"].values[:, 10:20].all()
+    bad = ds.copy()
+    bad["nn_hamming"] = bad["nn_hamming"].where(bad["nn_hamming"] >= 0, 0)   # unmarked non-finite samples
+    with pytest.raises(TwoclocksError, match="do not reproduce the stored sample_acc"):
+        seed_indicators(bad, run.rule)
+
+
+def planted_cube(run, n_seeds=256, n_steps=40):
+    """A samples cube scored by SampleEvaluator.evaluate from planted states (:func:`planted`): a memorized
+    seed draws a train sample, a valid one a valid sample outside train, the others a valid sample with one
+    flipped bit (breaks its group's parity)."""
+    steps, _, _, valid, mem = planted(n_seeds=n_seeds, n_steps=n_steps)
+    rule, train = run.rule, run.cells("train")
+    rng = np.random.default_rng(5)
+    pool = rule.sample(4 * n_seeds, rng)
+    pool = pool[~np.isin(pool.view(f"V{pool.shape[1]}"), train.view(f"V{train.shape[1]}")).ravel()][:n_seeds]
+    ev = SampleEvaluator(rule, run.encoding, train)
+    parts = []
+    for i, s in enumerate(steps):
+        cells = pool.copy()
+        cells[~valid[i], 0] ^= 1
+        cells[mem[i]] = train[rng.integers(0, len(train), mem[i].sum())]
+        parts.append(ev.evaluate(run.encoding.encode(cells)).expand_dims(step=[int(s)]))
+    ds = xr.concat(parts, "step").merge(ev.baselines())
+    assert np.array_equal(ds["sample_acc"].values, valid.mean(1)) and np.array_equal(ds["sample_mem"].values,
+                                                                                      mem.mean(1))
+    return steps, valid, mem, ds
+
+
+def test_run_clock_uncertainty(sampled_run, tmp_path):
+    path = tmp_path / "planted"
+    shutil.copytree(sampled_run, path)
+    run = open_run(path)
+    steps, valid, mem, cube = planted_cube(run)
+    write_dataset(cube, run.probe_path("samples"))                    # replaces the real cube
+    ds = run_clock_uncertainty(path, n_boot=200, seed=3)
+    base = float(cube["uniform_valid_sample_mem"])
+    ref = clocks_from_curves(steps, valid.mean(1), mem.mean(1), base)
+    r = bootstrap_clocks(steps, valid, mem, base, n_boot=200, seed=3)
+    for c in ("tau_rule", "tau_mem"):
+        assert np.isfinite(ref[c]) and float(ds[c]) == ref[c]
+        assert (float(ds[f"{c}_lo"]), float(ds[f"{c}_hi"]), float(ds[f"{c}_reached"])) == \
+            (r[f"{c}_lo"], r[f"{c}_hi"], r[f"{c}_reached"])
+        assert float(ds[f"{c}_lo"]) < float(ds[f"{c}_hi"]) and ds[f"{c}_boot_count"].sum() == 200 * r[f"{c}_reached"]
+        i = int(np.searchsorted(steps, ref[c]))
+        assert (float(ds[f"{c}_bracket_lo"]), float(ds[f"{c}_bracket_hi"])) == (steps[i - 1], ref[c])
+        assert ds[f"{c}_lo"].attrs["units"] == "steps" and "long_name" in ds[f"{c}_hi"].attrs
+    assert ds.attrs["n_boot"] == 200 and ds.attrs["level"] == 0.9 and ds.attrs["k"] == 3
+    assert ds.attrs["mem_threshold_policy"] == "adaptive" and ds.attrs["mem_threshold"] == float(ds["mem_threshold"])
+    assert "percentile bootstrap" in ds.attrs["method"]
+    fixed = run_clock_uncertainty(path, n_boot=50, policy="fixed", level=0.5)
+    assert fixed.attrs["mem_threshold"] == 0.1 and fixed.attrs["level"] == 0.5
+
+    nothing = run_clock_uncertainty(sampled_run, n_boot=50)         # the real tiny run reaches no clock
+    assert all(float(nothing[f"{c}_reached"]) == 0 and np.isnan(float(nothing[c])) for c in ("tau_rule", "tau_mem"))

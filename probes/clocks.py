@@ -301,7 +301,7 @@ LEGACY_ML_INTERVAL = "profile likelihood, chi2_1 cut"
 def _tobit_negll(theta, x_obs, y_obs, x_cen, c_cen):
     """(-log likelihood, its gradient in theta) of ln tau = a + b ln N + e, e ~ N(0, s^2), theta = (a, b,
     ln s); observed runs contribute the density of y, censored ones P(y > c) = sf((c - a - b x) / s)."""
-    from scipy.special import log_ndtr
+    from scipy.special import erfcx, log_ndtr
     a, b, ls = theta
     s = np.exp(ls)
     z = (y_obs - a - b * x_obs) / s
@@ -310,7 +310,8 @@ def _tobit_negll(theta, x_obs, y_obs, x_cen, c_cen):
     if len(c_cen):
         w = (c_cen - a - b * x_cen) / s
         logsf = log_ndtr(-w)                               # log P(Z > w)
-        mills = np.exp(-0.5 * w * w - 0.5 * np.log(2 * np.pi) - logsf)  # d(-log sf)/dw
+        with np.errstate(over="ignore"):                   # erfcx(-large) = inf: the ratio is 0 there
+            mills = np.sqrt(2 / np.pi) / erfcx(w / np.sqrt(2))  # pdf(w) / sf(w) = d(-log sf)/dw
         f -= float(logsf.sum())
         grad -= np.array([mills.sum() / s, (mills @ x_cen) / s, float(mills @ w)])
     return f, grad

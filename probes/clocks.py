@@ -26,9 +26,11 @@ sustained-onset rule, the memorization-threshold policy and the tau_mem = c N^al
   c N^alpha by (i) the plain least-squares line of ln tau_mem on ln N over the runs that reached
   tau_mem (the paper's fit; it drops the censored runs, usually the largest N, which biases alpha
   down) and (ii) right-censored maximum likelihood (a Tobit model: ln tau = ln c + alpha ln N + e,
-  e ~ N(0, s^2); a censored run contributes P(ln tau > ln censored_at)), with a profile-likelihood
-  confidence interval for alpha. Both come with the group's runs, its censored runs and their
-  censoring steps.
+  e ~ N(0, s^2); a censored run contributes P(ln tau > ln censored_at)). Intervals for alpha: the t
+  interval of the least-squares slope (dof = n - 2) and, for the censored fit, a profile-likelihood
+  interval cut at n ln(1 + t^2/(n - 2)) (:func:`ml_cutoff`; the t interval when nothing is censored),
+  so both keep their level at small n. Both come with the group's runs, its censored runs and their
+  censoring steps; a fit on fewer than 4 runs is flagged weak.
 
 Loss-based clocks: when a run has ``probes/dsm_spectrum.zarr`` holding ``tau_rule_loss`` /
 ``tau_mem_loss`` (scalar variables or attrs, written by the DSM probe), they are read and shown

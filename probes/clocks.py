@@ -367,11 +367,11 @@ def _tobit(x_obs, y_obs, x_cen, c_cen, level: float):
     half = max(se * np.sqrt(np.expm1(q / len(y_obs)) * dof), 1e-6)
     ends = []
     for sign in (-1.0, 1.0):
-        inside, step, end = b, half, sign * np.inf
+        inside, step, end = b, 1.1 * half, sign * np.inf
         for _ in range(40):
             trial = b + sign * step
             if excess(trial) > 0:
-                end = brentq(excess, min(inside, trial), max(inside, trial), xtol=1e-9)
+                end = brentq(excess, min(inside, trial), max(inside, trial), xtol=1e-8)
                 break
             inside, step = trial, step * 2
         ends.append(float(end))

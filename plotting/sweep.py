@@ -391,7 +391,8 @@ def _group_fits(clocks, n, tm, cen) -> list[dict]:
             get = functools.partial(value, f)
             out.append({"members": members[k], "pooled": bool(pooled[k]),
                         "label": str(f["fit_label"].item()) if "fit_label" in f else f"fit {k}",
-                        "c": get("c"), "alpha": get("alpha"), "r2": get("r2"),
+                        "c": get("c"), "alpha": get("alpha"), "alpha_lo": get("alpha_lo"),
+                        "alpha_hi": get("alpha_hi"), "r2": get("r2"),
                         "n": int(get("n")) if np.isfinite(get("n")) else int((members[k] & np.isfinite(tm)).sum()),
                         "c_ml": get("c_ml"), "alpha_ml": get("alpha_ml"), "alpha_ml_lo": get("alpha_ml_lo"),
                         "alpha_ml_hi": get("alpha_ml_hi"), "level": get("level")})
@@ -447,7 +448,9 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
             ax.plot(xs, f["c"] * xs ** f["alpha"], color=col, lw=1.3, ls="-." if pooled else "--")
             handles.append(mlines.Line2D([], [], color=col, ls="-." if pooled else "--"))
             r2 = f"R² = {f['r2']:.2f}, " if np.isfinite(f.get("r2", np.nan)) else ""
-            labels.append(f"{head}\nleast squares: α = {f['alpha']:.2f}\n({r2}n = {f['n']} reached)")
+            ls_ci = (f" [{f['alpha_lo']:.2f}, {f['alpha_hi']:.2f}]" if np.isfinite(f.get("alpha_lo", np.nan))
+                     and np.isfinite(f.get("alpha_hi", np.nan)) else "")
+            labels.append(f"{head}\nleast squares: α = {f['alpha']:.2f}{ls_ci}\n({r2}n = {f['n']} reached)")
         if np.isfinite(f.get("c_ml", np.nan)) and np.isfinite(f.get("alpha_ml", np.nan)):
             ax.plot(xs, f["c_ml"] * xs ** f["alpha_ml"], color=col, lw=2.0, ls="-", alpha=0.8)
             handles.append(mlines.Line2D([], [], color=col, ls="-", lw=2.0))

@@ -28,9 +28,11 @@ sustained-onset rule, the memorization-threshold policy and the tau_mem = c N^al
   c N^alpha by (i) the plain least-squares line of ln tau_mem on ln N over the runs that reached
   tau_mem (the paper's fit; it drops the censored runs, usually the largest N, which biases alpha
   down) and (ii) right-censored maximum likelihood (a Tobit model: ln tau = ln c + alpha ln N + e,
-  e ~ N(0, s^2); a censored run contributes P(ln tau > ln censored_at)), with a profile-likelihood
-  confidence interval for alpha. Both come with the group's runs, its censored runs and their
-  censoring steps.
+  e ~ N(0, s^2); a censored run contributes P(ln tau > ln censored_at)). Intervals for alpha: the t
+  interval of the least-squares slope (dof = n - 2) and, for the censored fit, a profile-likelihood
+  interval cut at n ln(1 + t^2/(n - 2)) (:func:`ml_cutoff`; the t interval when nothing is censored),
+  so both keep their level at small n. Both come with the group's runs, its censored runs and their
+  censoring steps; a fit on fewer than 4 runs is flagged weak.
 
 Loss-based clocks: when a run has ``probes/dsm_spectrum.zarr`` holding ``tau_rule_loss`` /
 ``tau_mem_loss`` (scalar variables or attrs, written by the DSM probe), they are read and shown
@@ -56,7 +58,8 @@ from twoclocks.store import open_cube
 __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
            "clocks_from_curves", "loss_clocks", "run_clocks", "compute_clocks", "fit_power_law",
            "format_fit", "fit_dataset", "fits_from_dataset", "format_clocks_table", "NOT_GROUPING",
-           "LOSS_CLOCKS", "FIT_KEYS", "parse_where", "select_runs", "SEED_FIELDS", "WHERE_OPS"]
+           "LOSS_CLOCKS", "FIT_KEYS", "FIT_STR_KEYS", "WEAK_FIT_RUNS", "ml_cutoff", "parse_where", "select_runs",
+           "SEED_FIELDS", "WHERE_OPS"]
 
 DEFAULT_K = 3
 DEFAULT_ACC_THRESHOLD = 0.9
@@ -278,72 +281,113 @@ def run_clocks(run, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRES
 FIT_KEYS = {
     "c": "prefactor c of tau_mem = c N^alpha, least squares of ln tau on ln N over the runs that reached tau_mem",
     "alpha": "exponent alpha, least squares over the runs that reached tau_mem (censored runs dropped)",
+    "alpha_lo": "lower end of the t confidence interval of alpha (slope standard error, n - 2 dof; NaN if n < 3)",
+    "alpha_hi": "upper end of the t confidence interval of alpha (slope standard error, n - 2 dof; NaN if n < 3)",
     "r2": "R^2 of that least-squares line",
     "n": "number of runs with a finite tau_mem (the points of the least-squares line)",
+    "dof": "degrees of freedom of both intervals: n - 2 (n runs that reached tau_mem; NaN if n < 3)",
+    "interval_method": "method of [alpha_lo, alpha_hi] ('t': Student t with dof; empty: no interval)",
     "n_runs": "number of runs in the group",
     "n_censored": "runs that never reached tau_mem: right-censored at their censoring step",
     "censored_at": "censoring steps of the censored runs (tau_mem > this), ascending",
     "censored_n": "N of the censored runs, in the order of censored_at",
     "c_ml": "prefactor c, right-censored maximum likelihood (Tobit on ln tau_mem)",
     "alpha_ml": "exponent alpha, right-censored maximum likelihood (Tobit on ln tau_mem)",
-    "alpha_ml_lo": "lower end of the profile-likelihood confidence interval of alpha_ml",
-    "alpha_ml_hi": "upper end of the profile-likelihood confidence interval of alpha_ml",
+    "alpha_ml_lo": "lower end of the confidence interval of alpha_ml (method: interval_method_ml)",
+    "alpha_ml_hi": "upper end of the confidence interval of alpha_ml (method: interval_method_ml)",
     "sigma_ml": "residual standard deviation of ln tau_mem in the Tobit model",
-    "level": "confidence level of [alpha_ml_lo, alpha_ml_hi]",
+    "level": "confidence level of [alpha_lo, alpha_hi] and [alpha_ml_lo, alpha_ml_hi]",
+    "interval_method_ml": "method of [alpha_ml_lo, alpha_ml_hi] (profile likelihood cut at the t-calibrated "
+                          "n ln(1 + t^2/dof); empty: no interval)",
     "ml_status": "'ok', or why the censored fit is NaN",
+    "notes": "warnings on the fit (e.g. a weak fit on fewer than 4 runs); empty: none",
 }
+#: the string-valued keys of :data:`FIT_KEYS` (the rest are numbers; censored_* are tuples)
+FIT_STR_KEYS = ("interval_method", "interval_method_ml", "ml_status", "notes")
+#: a fit on fewer runs than this (runs that reached tau_mem) is flagged as weak in ``notes``
+WEAK_FIT_RUNS = 4
+T_INTERVAL = "t"
+ML_INTERVAL = "profile likelihood, t-calibrated"
+#: the censored-ML interval of Datasets written before interval_method_ml existed
+LEGACY_ML_INTERVAL = "profile likelihood, chi2_1 cut"
 
 
 def _tobit_negll(theta, x_obs, y_obs, x_cen, c_cen):
-    """-log likelihood of ln tau = a + b ln N + e, e ~ N(0, s^2), theta = (a, b, ln s); observed runs
-    contribute the density of y, censored ones P(y > c) = sf((c - a - b x) / s)."""
-    from scipy.stats import norm
+    """(-log likelihood, its gradient in theta) of ln tau = a + b ln N + e, e ~ N(0, s^2), theta = (a, b,
+    ln s); observed runs contribute the density of y, censored ones P(y > c) = sf((c - a - b x) / s)."""
+    from scipy.special import erfcx, log_ndtr
     a, b, ls = theta
     s = np.exp(ls)
-    ll = norm.logpdf((y_obs - a - b * x_obs) / s).sum() - len(y_obs) * ls
+    z = (y_obs - a - b * x_obs) / s
+    f = 0.5 * float(z @ z) + len(y_obs) * (ls + 0.5 * np.log(2 * np.pi))
+    grad = np.array([-z.sum() / s, -(z @ x_obs) / s, len(y_obs) - float(z @ z)])
     if len(c_cen):
-        ll += norm.logsf((c_cen - a - b * x_cen) / s).sum()
-    return -ll
+        w = (c_cen - a - b * x_cen) / s
+        logsf = log_ndtr(-w)                               # log P(Z > w)
+        with np.errstate(over="ignore"):                   # erfcx(-large) = inf: the ratio is 0 there
+            mills = np.sqrt(2 / np.pi) / erfcx(w / np.sqrt(2))  # pdf(w) / sf(w) = d(-log sf)/dw
+        f -= float(logsf.sum())
+        grad -= np.array([mills.sum() / s, (mills @ x_cen) / s, float(mills @ w)])
+    return f, grad
+
+
+def ml_cutoff(n_obs: int, level: float) -> tuple[float, float]:
+    """(cutoff, dof) of the censored-ML profile-likelihood interval on ``n_obs`` runs that reached
+    tau_mem: the likelihood-ratio statistic W(b) = 2 (max ll - max_{a, s} ll(a, b, s)) is cut at
+    n ln(1 + t^2 / (n - 2)), t the Student-t quantile at ``level`` with dof = n - 2, n = ``n_obs``.
+    With no censored runs W(b) = n ln(1 + T(b)^2 / (n - 2)), T(b) the usual t statistic of the slope, so
+    the interval is exactly the t interval (docs/science.md#scaling)."""
+    from scipy.stats import t as student_t
+    dof = n_obs - 2
+    q = float(student_t.ppf(0.5 + level / 2, dof))
+    return float(n_obs * np.log1p(q * q / dof)), float(dof)
 
 
 def _tobit(x_obs, y_obs, x_cen, c_cen, level: float):
-    """(a, b, s, b_lo, b_hi, status): right-censored ML of the line and the profile-likelihood interval
-    of b: {b : 2 (max ll - max_{a, s} ll(a, b, s)) <= chi2_1(level)}; an end is +-inf when the
-    likelihood never drops that far (e.g. too few uncensored runs)."""
+    """(a, b, s, b_lo, b_hi, status, dof): right-censored ML of the line and the profile-likelihood
+    interval of b, {b : W(b) <= cutoff} with the t-calibrated cutoff of :func:`ml_cutoff`; an end is
+    +-inf when the likelihood never drops that far."""
     from scipy.optimize import brentq, minimize
-    from scipy.stats import chi2
-    bounds_ls = (np.log(1e-6), np.log(1e3))
+    bounds_ls = (np.log(1e-8), np.log(1e3))
     b0, a0 = np.polyfit(x_obs, y_obs, 1)
-    s0 = max(float(np.std(y_obs - a0 - b0 * x_obs)), 0.1)
+    s0 = max(float(np.std(y_obs - a0 - b0 * x_obs)), 1e-3)
     args = (x_obs, y_obs, x_cen, c_cen)
+    opts = {"ftol": 1e-12, "gtol": 1e-8, "maxiter": 500}
     best = None
-    for start in ([a0, b0, np.log(s0)], [a0, b0, np.log(1.0)]):
-        r = minimize(_tobit_negll, start, args=args, method="L-BFGS-B",
-                     bounds=[(None, None), (None, None), bounds_ls])
+    for start in ([a0, b0, np.log(s0)], [a0, b0, np.log(max(s0, 1.0))]):
+        r = minimize(_tobit_negll, start, args=args, jac=True, method="L-BFGS-B",
+                     bounds=[(None, None), (None, None), bounds_ls], options=opts)
         if best is None or r.fun < best.fun:
             best = r
     a, b, ls = best.x
     nll_min = float(best.fun)
-    q = float(chi2.ppf(level, 1))
-    prof_start = [a, ls]
+    q, dof = ml_cutoff(len(y_obs), level)
+    xm = float(np.mean(np.r_[x_obs, x_cen]))
 
-    def excess(bb):  # 2 (max ll - profile ll at bb) - q
-        nonlocal prof_start
-        r = minimize(lambda t: _tobit_negll([t[0], bb, t[1]], *args), prof_start, method="L-BFGS-B",
-                     bounds=[(None, None), bounds_ls])
+    def excess(bb):  # W(bb) - cutoff; (a, ln s) profiled out, started from the ML line pivoted about xm
+        def prof(t):
+            f, g = _tobit_negll([t[0], bb, t[1]], *args)
+            return f, g[[0, 2]]
+        r = minimize(prof, [a + (b - bb) * xm, ls], jac=True, method="L-BFGS-B",
+                     bounds=[(None, None), bounds_ls], options=opts)
         return 2.0 * (float(r.fun) - nll_min) - q
 
+    # a first step of about the half-width of the uncensored t interval (the exact end when none is censored)
+    resid = y_obs - a - b * x_obs
+    sxx = float(np.sum((x_obs - x_obs.mean()) ** 2))
+    se = np.sqrt(max(float(resid @ resid), 1e-12) / max(len(y_obs) - 2, 1) / sxx) if sxx > 0 else 1.0
+    half = max(se * np.sqrt(np.expm1(q / len(y_obs)) * dof), 1e-6)
     ends = []
     for sign in (-1.0, 1.0):
-        step, lo_val, end = max(0.05, 0.1 * abs(b)), b, sign * np.inf
+        inside, step, end = b, 1.1 * half, sign * np.inf
         for _ in range(40):
             trial = b + sign * step
             if excess(trial) > 0:
-                end = brentq(excess, min(lo_val, trial), max(lo_val, trial), xtol=1e-6)
+                end = brentq(excess, min(inside, trial), max(inside, trial), xtol=1e-8)
                 break
-            lo_val, step = trial, step * 2
+            inside, step = trial, step * 2
         ends.append(float(end))
-    return float(a), float(b), float(np.exp(ls)), ends[0], ends[1], "ok"
+    return float(a), float(b), float(np.exp(ls)), ends[0], ends[1], "ok", dof
 
 
 def fit_power_law(n, tau, censored_at=None, level: float = 0.95) -> dict:
@@ -354,54 +398,85 @@ def fit_power_law(n, tau, censored_at=None, level: float = 0.95) -> dict:
     ``tau_mem_censored_at``, usually its last evaluated step), NaN where tau_mem was reached (None: no
     censoring information, runs without tau_mem are dropped as the plain fit always does). Returns
     both fits: the plain least squares of ln tau on ln N over the runs that reached tau_mem
-    (``c``, ``alpha``, ``r2``, ``n``; NaN with fewer than 2 distinct N) and the right-censored maximum
-    likelihood fit that also uses the censored runs (``c_ml``, ``alpha_ml`` with its profile-likelihood
-    interval [``alpha_ml_lo``, ``alpha_ml_hi``] at ``level``, ``sigma_ml``; NaN, with ``ml_status``
-    saying why, when fewer than 3 runs reached tau_mem or they span fewer than 2 distinct N), plus the
-    group's runs and its censored runs (``n_runs``, ``n_censored``, ``censored_at``, ``censored_n``)."""
+    (``c``, ``alpha``, ``r2``, ``n``; NaN with fewer than 2 distinct N) with its t interval
+    [``alpha_lo``, ``alpha_hi``] at ``level`` (slope standard error, ``dof`` = n - 2; NaN with n < 3),
+    and the right-censored maximum likelihood fit that also uses the censored runs (``c_ml``,
+    ``alpha_ml`` with its profile-likelihood interval [``alpha_ml_lo``, ``alpha_ml_hi``] cut at the
+    t-calibrated :func:`ml_cutoff`, ``sigma_ml``; NaN, with ``ml_status`` saying why, when fewer than 3
+    runs reached tau_mem or they span fewer than 2 distinct N), the interval methods, ``notes`` (a fit
+    on fewer than 4 runs is weak), plus the group's runs and its censored runs (``n_runs``,
+    ``n_censored``, ``censored_at``, ``censored_n``)."""
     from scipy.stats import linregress
+    from scipy.stats import t as student_t
     n, tau = np.asarray(n, float).ravel(), np.asarray(tau, float).ravel()
     cen = np.full(len(n), np.nan) if censored_at is None else np.asarray(censored_at, float).ravel()
     if not (len(n) == len(tau) == len(cen)):
         raise TwoclocksError(f"fit_power_law: n, tau and censored_at differ in length "
                              f"({len(n)}, {len(tau)}, {len(cen)})")
+    if not 0 < level < 1:
+        raise TwoclocksError(f"fit_power_law: level must be in (0, 1), got {level}")
     good_n = np.isfinite(n) & (n > 0)
     obs = good_n & np.isfinite(tau) & (tau > 0)
     censored = good_n & ~obs & np.isfinite(cen) & (cen > 0)
     order = np.argsort(cen[censored], kind="stable")
-    out = {"c": np.nan, "alpha": np.nan, "r2": np.nan, "n": int(obs.sum()), "n_runs": int(good_n.sum()),
+    out = {"c": np.nan, "alpha": np.nan, "alpha_lo": np.nan, "alpha_hi": np.nan, "r2": np.nan,
+           "n": int(obs.sum()), "dof": np.nan, "interval_method": "", "n_runs": int(good_n.sum()),
            "n_censored": int(censored.sum()), "censored_at": tuple(float(v) for v in cen[censored][order]),
            "censored_n": tuple(float(v) for v in n[censored][order]),
            "c_ml": np.nan, "alpha_ml": np.nan, "alpha_ml_lo": np.nan, "alpha_ml_hi": np.nan, "sigma_ml": np.nan,
-           "level": float(level), "ml_status": ""}
+           "level": float(level), "interval_method_ml": "", "ml_status": "", "notes": ""}
     x_obs, y_obs = np.log(n[obs]), np.log(tau[obs])
-    if len(np.unique(x_obs)) >= 2:
+    distinct = len(np.unique(x_obs))
+    if distinct >= 2:
         fit = linregress(x_obs, y_obs)
         out.update(c=float(np.exp(fit.intercept)), alpha=float(fit.slope), r2=float(fit.rvalue ** 2))
-    if obs.sum() < 3 or len(np.unique(x_obs)) < 2:
+        if len(x_obs) >= 3:
+            dof = len(x_obs) - 2
+            half = float(student_t.ppf(0.5 + level / 2, dof)) * float(fit.stderr)
+            out.update(alpha_lo=out["alpha"] - half, alpha_hi=out["alpha"] + half, dof=float(dof),
+                       interval_method=T_INTERVAL)
+        if len(x_obs) < WEAK_FIT_RUNS:
+            out["notes"] = (f"weak fit: only {len(x_obs)} runs reached tau_mem (fewer than {WEAK_FIT_RUNS}); "
+                            f"alpha is poorly determined")
+    if obs.sum() < 3 or distinct < 2:
         out["ml_status"] = (f"needs >= 3 runs that reached tau_mem at >= 2 distinct N (has {int(obs.sum())} at "
-                            f"{len(np.unique(x_obs))})")
+                            f"{distinct})")
         return out
-    a, b, sd, lo, hi, status = _tobit(x_obs, y_obs, np.log(n[censored]), np.log(cen[censored]), level)
-    out.update(c_ml=float(np.exp(a)), alpha_ml=b, alpha_ml_lo=lo, alpha_ml_hi=hi, sigma_ml=sd, ml_status=status)
+    a, b, sd, lo, hi, status, dof = _tobit(x_obs, y_obs, np.log(n[censored]), np.log(cen[censored]), level)
+    out.update(c_ml=float(np.exp(a)), alpha_ml=b, alpha_ml_lo=lo, alpha_ml_hi=hi, sigma_ml=sd, ml_status=status,
+               interval_method_ml=ML_INTERVAL)
     return out
 
 
 def format_fit(fit: dict, label: str = "") -> str:
-    """One summary line of a :func:`fit_power_law` result: both fits and the censored runs."""
+    """One summary line of a :func:`fit_power_law` result: both fits, each with its interval, method,
+    n and degrees of freedom, the censored runs and the notes (e.g. a weak fit), e.g.
+    ``least squares c = 31.2, alpha = 0.881 [0.52, 1.24] (95% t, n = 5 of 6 runs, dof 3), R^2 = 0.97``."""
     def num(v):
         return "-" if not np.isfinite(v) else f"{v:.3g}"
+
+    def interval(lo, hi, method, n_text):
+        dof = fit.get("dof", np.nan)
+        if not method or not (np.isfinite(lo) or np.isfinite(hi)):
+            return f" (no interval: {n_text})"
+        dof_text = f", dof {int(dof)}" if np.isfinite(dof) else ""
+        return f" [{num(lo)}, {num(hi)}] ({fit['level']:.0%} {method}, {n_text}{dof_text})"
     head = "fit tau_mem = c N^alpha" + (f" [{label}]" if label else "")
-    line = (f"{head}: least squares c = {num(fit['c'])}, alpha = {num(fit['alpha'])}, R^2 = {num(fit['r2'])}, "
-            f"n = {fit['n']} of {fit['n_runs']} runs")
+    n_ls = f"n = {fit['n']} of {fit['n_runs']} runs"
+    line = (f"{head}: least squares c = {num(fit['c'])}, alpha = {num(fit['alpha'])}"
+            f"{interval(fit.get('alpha_lo', np.nan), fit.get('alpha_hi', np.nan), fit.get('interval_method'), n_ls)}"
+            f", R^2 = {num(fit['r2'])}")
     if fit.get("ml_status") == "ok":
-        line += (f"; censored ML c = {num(fit['c_ml'])}, alpha = {num(fit['alpha_ml'])} "
-                 f"[{num(fit['alpha_ml_lo'])}, {num(fit['alpha_ml_hi'])}] ({fit['level']:.0%})")
+        n_ml = f"n = {fit['n_runs']} runs, {fit['n']} reached tau_mem"
+        line += (f"; censored ML c = {num(fit['c_ml'])}, alpha = {num(fit['alpha_ml'])}"
+                 f"{interval(fit['alpha_ml_lo'], fit['alpha_ml_hi'], fit.get('interval_method_ml'), n_ml)}")
     else:
         line += f"; censored ML: {fit.get('ml_status') or 'n/a'}"
     if fit["n_censored"]:
         pairs = ", ".join(f"N={n:g} > {c:g}" for n, c in zip(fit["censored_n"], fit["censored_at"]))
         line += f"; {fit['n_censored']} censored ({pairs})"
+    if fit.get("notes"):
+        line += f"; {fit['notes']}"
     return line
 
 
@@ -421,7 +496,7 @@ def fit_dataset(fits: list[dict], dim: str = "fit") -> dict:
         if key in ("censored_at", "censored_n"):
             arr = np.array([json.dumps(list(v)) for v in vals], dtype=str)
             units = None
-        elif key == "ml_status":
+        elif key in FIT_STR_KEYS:
             arr, units = np.array(vals, dtype=str), None
         elif key in ("n", "n_runs", "n_censored"):
             arr, units = np.array(vals, dtype=np.int64), "1"
@@ -548,8 +623,11 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         **(pol.attrs(float(col("mem_baseline")[0])) if len(rows) == 1 else pol.attrs(per_run=True)),
         "mem_threshold_rule": pol.formula(),
         "fit_method": ("least squares of ln tau_mem on ln n_train (scipy.stats.linregress; censored runs dropped) "
-                       "and right-censored maximum likelihood (Tobit on ln tau_mem, scipy.optimize; "
-                       "profile-likelihood interval for alpha)"),
+                       "with a t interval for alpha (slope standard error, n - 2 dof), and right-censored maximum "
+                       "likelihood (Tobit on ln tau_mem, scipy.optimize) with a profile-likelihood interval for "
+                       "alpha cut at n ln(1 + t^2/(n - 2)), t the Student-t quantile with n - 2 dof (n runs that "
+                       "reached tau_mem; without censoring it is the t interval); fits on fewer than 4 runs are "
+                       "flagged weak (fit_notes)"),
         "fit_pooled_over": json.dumps(sorted(skip)),
         "fit_where": json.dumps([" ".join(c) for c in clauses]),
         "source_steps": json.dumps({str(r.path): [int(v) for v in _samples_cube(r)["step"].values] for r in runs}),
@@ -706,7 +784,8 @@ def _fmt(v):
 
 def fits_from_dataset(ds: xr.Dataset) -> list[tuple[str, dict]]:
     """(label, fit dict) per ``fit`` of a clocks / collect Dataset (inverse of :func:`fit_dataset`; keys
-    absent from an older Dataset are NaN)."""
+    absent from an older Dataset are NaN, empty strings or tuples; an older Dataset's censored-ML
+    interval is named for the chi-square cut it was made with)."""
     out = []
     for j in range(ds.sizes.get("fit", 0) if "fit_c" in ds else 0):
         f = ds.isel(fit=j)
@@ -714,11 +793,11 @@ def fits_from_dataset(ds: xr.Dataset) -> list[tuple[str, dict]]:
         for key in FIT_KEYS:
             name = f"fit_{key}"
             if name not in f:
-                fit[key] = (() if key.startswith("censored") else "" if key == "ml_status"
+                fit[key] = (() if key.startswith("censored") else "" if key in FIT_STR_KEYS
                             else 0 if key in ("n_runs", "n_censored") else np.nan)
             elif key.startswith("censored"):
                 fit[key] = tuple(json.loads(str(f[name].item())))
-            elif key == "ml_status":
+            elif key in FIT_STR_KEYS:
                 fit[key] = str(f[name].item())
             elif key in ("n", "n_runs", "n_censored"):
                 fit[key] = int(f[name])
@@ -726,6 +805,8 @@ def fits_from_dataset(ds: xr.Dataset) -> list[tuple[str, dict]]:
                 fit[key] = float(f[name])
         if not fit["n_runs"]:
             fit["n_runs"] = fit["n"]
+        if "fit_interval_method_ml" not in f and np.isfinite(fit["alpha_ml_lo"]):
+            fit["interval_method_ml"] = LEGACY_ML_INTERVAL
         out.append((str(f["fit_label"].item()) if "fit_label" in f else "", fit))
     return out
 

@@ -3,7 +3,7 @@
 :func:`twoclocks.store.write_derived`, which checks them against these declarations."""
 from __future__ import annotations
 
-from twoclocks.probes.clocks import FIT_KEYS, LOSS_CLOCKS
+from twoclocks.probes.clocks import FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS
 from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS"]
@@ -39,8 +39,8 @@ CLOCK_VARS = {
 
 
 def _fit_var(key: str, long: str) -> Var:
-    if key in ("censored_at", "censored_n", "ml_status"):
-        return Var(("fit",), "str", long + (" (JSON list)" if key != "ml_status" else ""), None)
+    if key in ("censored_at", "censored_n") or key in FIT_STR_KEYS:
+        return Var(("fit",), "str", long + (" (JSON list)" if key not in FIT_STR_KEYS else ""), None)
     if key in ("n", "n_runs", "n_censored"):
         return Var(("fit",), "int64", long)
     return Var(("fit",), "float64", long, "steps" if key.startswith("c") else "1")

@@ -50,6 +50,11 @@ import xarray as xr
 import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
+from twoclocks.probes.clockdefs import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, DEFAULT_MEM_POLICY, DEFAULT_MEM_THRESHOLD,
+                                        MEM_POLICIES, PRESETS, ClockDef, ClockSet, Condition, MemThreshold, Sustain,
+                                        clocks_from_curves, clockset_from_options, mem_threshold_for, sustained_onset)
+from twoclocks.probes.uncertainty import (DEFAULT_LEVEL, DEFAULT_N_BOOT, METHOD as BOOT_METHOD, grid_bracket,
+                                          run_bootstrap)
 from twoclocks.environment import pooled_environment_note
 from twoclocks.store import open_cube
 
@@ -58,10 +63,6 @@ __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIE
            "format_fit", "fit_dataset", "fits_from_dataset", "format_clocks_table", "NOT_GROUPING",
            "LOSS_CLOCKS", "FIT_KEYS", "parse_where", "select_runs", "SEED_FIELDS", "WHERE_OPS"]
 
-DEFAULT_K = 3
-DEFAULT_ACC_THRESHOLD = 0.9
-DEFAULT_MEM_THRESHOLD = 0.1
-MEM_POLICIES = ("adaptive", "fixed")
 LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
 #: config fields that do not separate power-law groups (besides n_train): seeds and bookkeeping
 NOT_GROUPING = ("n_train", "seed", "data_seed", "steps", "device", "bf16", "compile", "log_every", "resume_every",
@@ -72,154 +73,7 @@ SEED_FIELDS = ("seed", "data_seed")
 WHERE_OPS = ("==", "!=", ">=", "<=", ">", "<")
 
 
-# ----------------------------------------------------------------------------- sustained onset
-def sustained_onset(steps, values, threshold: float | None = None, k: int = DEFAULT_K, strict: bool = False):
-    """(step, status) of the first evaluation i from which the criterion holds at i..i+k-1: values >=
-    threshold (> with ``strict``), or, with ``threshold`` None, ``values`` are the criterion's booleans.
-    NaN values count as not holding. ``steps`` in evaluation order (ascending). status: 'reached',
-    'never', or 'pending: ...' when only the last j < k evaluations hold (not yet sustained). The one
-    sustained-onset rule of the package (sample clocks here, loss clocks in the DSM probe)."""
-    steps = np.asarray(steps)
-    if k < 1:
-        raise TwoclocksError(f"--k must be at least 1, got {k}")
-    if threshold is None:
-        above = np.asarray(values).astype(bool)
-    else:
-        v = np.asarray(values, dtype=float)
-        above = (v > threshold) if strict else (v >= threshold)
-        above &= ~np.isnan(v)
-    if len(above) >= k:
-        run = np.convolve(above.astype(int), np.ones(k, int), mode="valid")  # window sums
-        hit = np.flatnonzero(run == k)
-        if hit.size:
-            return float(steps[hit[0]]), "reached"
-    tail = _tail(above)
-    if tail:
-        return np.nan, f"pending: above threshold at the last {tail} of {k} evaluations needed"
-    return np.nan, "never"
-
-
-def _tail(above: np.ndarray) -> int:
-    """Length of the final run of True."""
-    return len(above) - (np.flatnonzero(~above)[-1] + 1 if (~above).any() else 0)
-
-
-# ----------------------------------------------------------------------------- threshold policy
-@dataclass(frozen=True)
-class MemThreshold:
-    """The memorization-threshold policy (module docstring): ``policy`` 'adaptive' (default; the
-    paper's Table 4) thr = b + t (1 - b) above the training-distribution baseline b = N/|support|, or
-    'fixed' thr = t;
-    ``t`` = 0.1."""
-    policy: str = "adaptive"
-    t: float = DEFAULT_MEM_THRESHOLD
-
-    def __post_init__(self):
-        if self.policy not in MEM_POLICIES:
-            raise TwoclocksError(f"unknown memorization threshold policy {self.policy!r}; choose adaptive or fixed")
-        if not (isinstance(self.t, (int, float)) and 0 <= self.t < 1):
-            raise TwoclocksError(f"--mem-threshold must be in [0, 1), got {self.t}")
-
-    @classmethod
-    def from_options(cls, mem_threshold: float | None = None, mem_adaptive: bool | None = None,
-                     policy: "MemThreshold | str | None" = None) -> "MemThreshold":
-        """The policy from command options: ``policy`` (a MemThreshold or its name) wins; else
-        ``mem_adaptive`` True / False picks adaptive / fixed, None the default (adaptive); ``t`` from
-        ``mem_threshold`` (None: 0.1)."""
-        if isinstance(policy, MemThreshold):
-            return policy if mem_threshold is None else cls(policy.policy, float(mem_threshold))
-        if policy is None:
-            policy = DEFAULT_MEM_POLICY.policy if mem_adaptive is None else ("adaptive" if mem_adaptive else "fixed")
-        return cls(policy, DEFAULT_MEM_THRESHOLD if mem_threshold is None else mem_threshold)
-
-    @property
-    def adaptive(self) -> bool:
-        return self.policy == "adaptive"
-
-    def value(self, baseline: float = np.nan) -> float:
-        """The threshold for a run whose baseline sample memorization (N/|support|) is ``baseline``
-        (NaN: unknown, then t)."""
-        b = float(baseline) if baseline is not None else np.nan
-        if self.adaptive and np.isfinite(b):
-            return float(b + self.t * (1.0 - b))
-        return float(self.t)
-
-    def formula(self) -> str:
-        return (f"adaptive: b + {self.t:g} (1 - b), b = N/|support| (sample memorization of a perfect model "
-                f"of the training distribution); {self.t:g} where |support| is unknown" if self.adaptive
-                else f"fixed: {self.t:g}")
-
-    def attrs(self, baseline: float = np.nan, per_run: bool = False) -> dict:
-        """Attrs for every cube that depends on the threshold, e.g. {"mem_threshold_policy": "adaptive",
-        "mem_threshold_t": 0.1, "mem_threshold": 0.156, "mem_threshold_formula": ...}: ``mem_threshold``
-        is the value for the run's ``baseline`` (NaN: unknown, then t); ``per_run``: a cube over several
-        runs with their own baselines, ``mem_threshold`` "per run" for the adaptive policy (the per-run
-        values go in a variable)."""
-        value = ("per run" if self.adaptive else float(self.t)) if per_run else self.value(baseline)
-        return {"mem_threshold_policy": self.policy, "mem_threshold_t": float(self.t),
-                "mem_threshold": value, "mem_threshold_formula": self.formula()}
-
-    def phrase(self, baseline: float = np.nan, value: float | None = None) -> str:
-        """A short phrase for summary lines, e.g. 'tau_mem at adaptive threshold 0.156' (``value``: the
-        threshold already computed)."""
-        return f"tau_mem at {self.policy} threshold {self.value(baseline) if value is None else float(value):.3g}"
-
-
-DEFAULT_MEM_POLICY = MemThreshold()
-
-
-def mem_threshold_for(baseline: float, mem_threshold: float = DEFAULT_MEM_THRESHOLD,
-                      adaptive: bool | None = None) -> float:
-    """The memorization threshold (:class:`MemThreshold`): adaptive b + t (1 - b) above the
-    training-distribution baseline b = N/|support| (the default, ``adaptive`` None or True) or fixed t (``adaptive`` False).
-    A NaN baseline gives t."""
-    return MemThreshold.from_options(mem_threshold, adaptive).value(baseline)
-
-
 # ----------------------------------------------------------------------------- one run
-def clocks_from_curves(steps, sample_acc, sample_mem, baseline: float = np.nan, k: int = DEFAULT_K,
-                       acc_threshold: float = DEFAULT_ACC_THRESHOLD, mem_threshold: float | None = None,
-                       mem_adaptive: bool | None = None, policy: MemThreshold | str | None = None) -> dict:
-    """Both clocks and the innovation window from one run's curves (module docstring). The
-    memorization threshold: ``policy`` or ``mem_threshold`` / ``mem_adaptive``
-    (:meth:`MemThreshold.from_options`; default adaptive, t = 0.1)."""
-    pol = MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
-    steps = np.asarray(steps)
-    order = np.argsort(steps)
-    steps, acc, mem = steps[order], np.asarray(sample_acc, float)[order], np.asarray(sample_mem, float)[order]
-    thr = pol.value(baseline)
-    tau_rule, rule_status = sustained_onset(steps, acc, acc_threshold, k)
-    tau_mem, mem_status = sustained_onset(steps, mem, thr, k, strict=True)
-    tau_rule_raw = tau_rule
-    if np.isfinite(tau_rule) and np.isfinite(tau_mem) and tau_rule > tau_mem:
-        tau_rule, rule_status = np.nan, "discarded: after tau_mem"
-    last = float(steps[-1]) if len(steps) else np.nan
-    censored_at = np.nan
-    if not np.isfinite(tau_mem) and len(steps):
-        tail = _tail((mem > thr) & ~np.isnan(mem))
-        censored_at = float(steps[-tail]) if tail else last
-    if np.isfinite(tau_rule) and np.isfinite(tau_mem):
-        window, wstatus = tau_mem - tau_rule, "open"
-    elif rule_status.startswith("discarded"):
-        window, wstatus = np.nan, "none: the rule is learned only after memorization starts"
-    elif np.isfinite(tau_rule):
-        window, wstatus = np.nan, f"open-ended: tau_mem not reached by step {last:g} (window > {last - tau_rule:g})"
-    else:
-        window, wstatus = np.nan, "undefined: tau_rule not reached"
-    notes = []
-    if np.isfinite(baseline) and baseline >= thr:
-        notes.append(f"baseline memorization N/|support| {baseline:.3g} >= threshold {thr:.3g}: tau_mem may time "
-                     "rule learning (use the adaptive threshold, --mem-adaptive)")
-    elif np.isfinite(baseline) and not pol.adaptive and baseline >= thr / 2:
-        notes.append(f"baseline memorization N/|support| {baseline:.3g} is close to the threshold {thr:.3g}")
-    return {"tau_rule": tau_rule, "tau_rule_status": rule_status, "tau_rule_raw": tau_rule_raw,
-            "tau_mem": tau_mem, "tau_mem_status": mem_status, "tau_mem_censored_at": censored_at,
-            "window": window, "window_status": wstatus,
-            "mem_threshold": thr, "mem_threshold_policy": pol.policy, "mem_threshold_t": float(pol.t),
-            "mem_phrase": pol.phrase(baseline), "mem_baseline": float(baseline), "last_step": last,
-            "n_evals": int(len(steps)), "notes": "; ".join(notes)}
-
-
 def loss_clocks(run) -> dict:
     """Loss-based clocks of a run from ``probes/dsm_spectrum.zarr`` (scalar variables or attrs
     ``tau_rule_loss`` / ``tau_mem_loss``), NaN where absent."""

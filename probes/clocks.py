@@ -747,8 +747,11 @@ def format_clocks_table(ds: xr.Dataset) -> str:
     fields = [f for f in TrainConfig.__dataclass_fields__ if f in ds.coords
               and f not in ("device", "data_seed") and len(np.unique(ds[f].values)) > 1]
     loss = [n for n in LOSS_CLOCKS if n in ds]
-    head = ["run", *fields, "tau_rule", "tau_mem", "window", *loss, "N/|support|", "mem_thr", "passes@tau_mem",
-            "censored", "resid", "status"]
+    unc = "tau_mem_bracket_hi" in ds
+    extra = [str(e) for e in ds["extra_clock"].values] if "extra_clock" in ds else []
+    head = ["run", *fields, "tau_rule", "tau_mem", "window", *(["rule_ci", "rule_grid", "mem_ci", "mem_grid"] if unc
+                                                              else []), *extra, *loss, "N/|support|", "mem_thr",
+            "passes@tau_mem", "censored", "resid", "status"]
     n_run = ds.sizes["run"]
     nan = np.full(n_run, np.nan)
     passes = ds["passes_at_tau_mem"].values if "passes_at_tau_mem" in ds else nan
@@ -778,6 +781,9 @@ def format_clocks_table(ds: xr.Dataset) -> str:
             status.append("not fitted (--where)")
         rows.append([Path(str(d.run.item())).name, *[str(d[f].item()) for f in fields],
                      _fmt(float(d.tau_rule)), _fmt(float(d.tau_mem)), _fmt(float(d.window)),
+                     *([_interval_text(d, "tau_rule"), _bracket_text(d, "tau_rule"), _interval_text(d, "tau_mem"),
+                        _bracket_text(d, "tau_mem")] if unc else []),
+                     *[_fmt(float(d["extra_clock"].sel(extra_clock=e))) for e in extra],
                      *[_fmt(float(d[n])) for n in loss], _num(float(d.mem_baseline)),
                      f"{float(d.mem_threshold):.3g}", _num(float(passes[i])), ",".join(censored) or "-",
                      "excl" if not selected[i] else _num(round(float(resid[i]), 3) + 0.0, "+.3f"),
@@ -795,12 +801,37 @@ def format_clocks_table(ds: xr.Dataset) -> str:
         out = [Path(str(r)).name for r in ds["run"].values[~selected]]
         lines.append(f"fits over the runs where {', '.join(where)}: {int(selected.sum())} of {n_run} runs"
                      + (f" (not fitted: {', '.join(out)})" if out else ""))
-    for label, fit in fits_from_dataset(ds):
+    if unc:
+        n_boot = int(ds.attrs.get("clock_uncertainty_n_boot", 0))
+        lines.append(f"rule_ci, mem_ci: seed-bootstrap {float(ds.attrs.get('clock_uncertainty_level', 0.9)):.0%} "
+                     f"interval ({n_boot} replicates; - : no per-seed samples or --n-boot 0); rule_grid, mem_grid: "
+                     "grid bracket (previous evaluated step, clock]" if n_boot else
+                     "rule_grid, mem_grid: grid bracket (previous evaluated step, clock]; no bootstrap (--n-boot 0)")
+    if ds.attrs.get("clock_preset"):
+        lines.append(f"clocks: {ds.attrs['clock_preset']} ({ds.attrs.get('clock_defs_text', '')})")
+    for j, (label, fit) in enumerate(fits_from_dataset(ds)):
         lines.append(format_fit(fit, label))
+        if "fit_clock_alpha_lo" in ds and np.isfinite(float(ds["fit_clock_alpha_lo"][j])):
+            f = ds.isel(fit=j)
+            lines.append(f"  alpha under per-run clock uncertainty: [{float(f.fit_clock_alpha_lo):.3g}, "
+                         f"{float(f.fit_clock_alpha_hi):.3g}] (median {float(f.fit_clock_alpha_median):.3g}, "
+                         f"{int(f.fit_clock_n_valid)} replicates)")
     lines += _format_seed_summary(ds)
     if ds.attrs.get("pooled_environment_note"):
         lines.append(ds.attrs["pooled_environment_note"])
     return "\n".join(lines)
+
+
+def _interval_text(d, name: str) -> str:
+    """``[lo,hi]`` of a run's bootstrap interval (no spaces: one table cell), ``-`` without one."""
+    lo, hi = float(d[f"{name}_lo"]), float(d[f"{name}_hi"])
+    return "-" if np.isnan(lo) or np.isnan(hi) else f"[{lo:g},{hi:g}]"
+
+
+def _bracket_text(d, name: str) -> str:
+    """``(lo,hi]`` of a run's grid bracket, ``-`` where the clock is not reached."""
+    lo, hi = float(d[f"{name}_bracket_lo"]), float(d[f"{name}_bracket_hi"])
+    return "-" if np.isnan(hi) else f"({lo:g},{hi:g}]"
 
 
 def _num(v: float, spec: str = ".3g") -> str:

@@ -638,14 +638,17 @@ def _status_text(d: ClockDef, code: int, tail: int, steps) -> str:
 def clocks_from_curves(steps, sample_acc, sample_mem, baseline: float = np.nan, k: int | None = None,
                        acc_threshold: float | None = None, mem_threshold: float | None = None,
                        mem_adaptive: bool | None = None, policy: MemThreshold | str | None = None,
-                       clocks=None, curves: dict | None = None) -> dict:
+                       clocks=None, curves: dict | None = None, sustain_steps: float | None = None,
+                       sustain_factor: float | None = None) -> dict:
     """Both clocks and the innovation window from one run's curves (docs/science.md#clocks), by
     :func:`evaluate_clocks`. The definitions: ``clocks`` (a :class:`ClockSet`, preset name or ClockDefs;
     None: the default preset, adaptive) with the shorthands ``k``, ``acc_threshold``, ``policy`` or
-    ``mem_threshold`` / ``mem_adaptive`` (:func:`clockset_from_options`). ``curves``: further curves
+    ``mem_threshold`` / ``mem_adaptive``, ``sustain_steps`` / ``sustain_factor``
+    (:func:`clockset_from_options`). ``curves``: further curves
     over ``steps`` the definitions read (e.g. ``state_frac[valid_novel]``). Further clocks appear as
     ``NAME`` / ``NAME_status``; ``clock_set`` is the ClockSet used."""
-    cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy)
+    cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy, sustain_steps,
+                               sustain_factor)
     steps = np.asarray(steps)
     order = np.argsort(steps, kind="stable")
     steps = steps[order].astype(float) if steps.dtype.kind == "f" else steps[order]

@@ -56,6 +56,15 @@ WHERE_OPT = typer.Option(None, "--where", help="Fit only the runs where FIELD OP
                          "repeatable or comma-joined, all must hold). The table marks the runs not fitted.")
 K_OPT = typer.Option(None, "--k", help="Consecutive evaluations a clock threshold must hold for (default 3).")
 ACC_THRESHOLD_OPT = typer.Option(None, "--acc-threshold", help="tau_rule accuracy threshold (default 0.9).")
+CLOCKS_OPT = typer.Option(None, "--clocks", help="Clock definitions: a preset, adaptive (default; Table 4), fixed "
+                          "(Fig. 4), above-baseline (Fig. 21), valid-novel (Fig. 23); the other clock options change it "
+                          "(docs/science.md#clocks).")
+SUSTAIN_STEPS_OPT = typer.Option(None, "--sustain-steps", help="Sustain by a span instead of --k: the conditions "
+                                 "hold at every evaluation from the onset through the first one >= onset + STEPS.")
+SUSTAIN_FACTOR_OPT = typer.Option(None, "--sustain-factor", help="Sustain by a span relative to the step: through "
+                                  "the first evaluation >= onset x FACTOR (> 1).")
+N_BOOT_OPT = typer.Option(1000, "--n-boot", help="Seed-bootstrap replicates of each run's clock interval (0: none).")
+LEVEL_OPT = typer.Option(0.9, "--level", help="Level of the clock intervals and of the alpha spread.")
 
 # ------------------------------------------------------------------------------------ probe commands
 def _cli_type(f):
@@ -301,24 +310,31 @@ def demo(
 @command
 def clocks(
     run_dirs: List[Path] = typer.Argument(..., help="Run directories (each with probes/samples.zarr)."),
-    k: int = typer.Option(3, "--k", help="Consecutive evaluations a threshold must hold for."),
-    acc_threshold: float = typer.Option(0.9, "--acc-threshold", help="Sample accuracy threshold of tau_rule."),
+    k: Optional[int] = K_OPT,
+    acc_threshold: Optional[float] = ACC_THRESHOLD_OPT,
     mem_threshold: Optional[float] = MEM_THRESHOLD_OPT,
     mem_adaptive: Optional[bool] = MEM_ADAPTIVE_OPT,
     pool: Optional[str] = typer.Option(None, "--pool", help="Config fields to pool over in the tau_mem ~ N "
                                        "fits, e.g. 'group'."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the clocks Dataset to FILE.zarr."),
     where: Optional[List[str]] = WHERE_OPT,
+    clocks_preset: Optional[str] = CLOCKS_OPT,
+    sustain_steps: Optional[float] = SUSTAIN_STEPS_OPT,
+    sustain_factor: Optional[float] = SUSTAIN_FACTOR_OPT,
+    n_boot: int = N_BOOT_OPT,
+    level: float = LEVEL_OPT,
 ):
     """tau_rule, tau_mem and the innovation window per run; tau_mem = c N^alpha across runs.
 
     Per run also the memorization baseline N/|support|, the threshold, the passes over each train sample
-    at tau_mem (tau_mem x batch / N), the censored clocks and the residual from the fit; per grid point
-    with several seeds, each clock's mean +- sd over the seeds."""
+    at tau_mem (tau_mem x batch / N), the censored clocks and the residual from the fit, each clock's
+    seed-bootstrap interval and grid bracket; per fit the spread of alpha under those intervals; per grid
+    point with several seeds, each clock's mean +- sd over the seeds."""
     from twoclocks.probes.clocks import compute_clocks, format_clocks_table
     pools = tuple(p.strip() for p in pool.split(",") if p.strip()) if pool else ()
     ds = compute_clocks([str(d) for d in run_dirs], k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
-                        mem_adaptive=mem_adaptive, pool=pools, out=out, where=where)
+                        mem_adaptive=mem_adaptive, pool=pools, out=out, where=where, clocks=clocks_preset,
+                        sustain_steps=sustain_steps, sustain_factor=sustain_factor, n_boot=n_boot, level=level)
     typer.echo(format_clocks_table(ds))
     if out is not None:
         typer.echo(f"wrote {out}")
@@ -411,16 +427,23 @@ def collect(
     mem_threshold: Optional[float] = MEM_THRESHOLD_OPT,
     mem_adaptive: Optional[bool] = MEM_ADAPTIVE_OPT,
     where: Optional[List[str]] = WHERE_OPT,
+    clocks_preset: Optional[str] = CLOCKS_OPT,
+    sustain_steps: Optional[float] = SUSTAIN_STEPS_OPT,
+    sustain_factor: Optional[float] = SUSTAIN_FACTOR_OPT,
+    n_boot: int = N_BOOT_OPT,
+    level: float = LEVEL_OPT,
 ):
     """One Dataset over a sweep's runs: clocks, window, final accuracy / memorization, and the
     tau_mem = c N^alpha fits per group and pooled.
 
     The table has the columns of `clocks` (baseline, threshold, passes at tau_mem, censored clocks, fit
-    residuals; mean +- sd over seeds per grid point)."""
+    residuals, clock intervals and grid brackets; mean +- sd over seeds per grid point). The clock
+    definitions: the sweep spec's [clocks] table, if any, with these options on top."""
     from twoclocks.sweep import collect as run_collect
     pools = tuple(p.strip() for p in pool.split(",") if p.strip())
     ds = run_collect(sweep_dir, out=out, pool=pools, k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
-                     mem_adaptive=mem_adaptive, where=where)
+                     mem_adaptive=mem_adaptive, where=where, clocks=clocks_preset, sustain_steps=sustain_steps,
+                     sustain_factor=sustain_factor, n_boot=n_boot, level=level)
     typer.echo(format_collect(ds))
     typer.echo(f"wrote {out or Path(sweep_dir) / 'collect.zarr'} ({ds.sizes['run']} runs, {ds.sizes['fit']} fits)")
 
@@ -441,6 +464,10 @@ def plot(
                              "pooled tau_mem fits, as `collect` (default group; '' for none)."),
     where: Optional[List[str]] = typer.Option(None, "--where", help="Sweep directory: fit only the runs where "
                                               "FIELD OP VALUE holds, as `collect --where` (e.g. 'n_train>=64')."),
+    clocks_preset: Optional[str] = typer.Option(None, "--clocks", help="Sweep directory: clock definitions, a "
+                                                "preset as `collect --clocks` (default: the spec's [clocks])."),
+    sustain_steps: Optional[float] = SUSTAIN_STEPS_OPT,
+    sustain_factor: Optional[float] = SUSTAIN_FACTOR_OPT,
 ):
     """Draw the figures of every probe cube the run has (paths printed; one line per cube missing); for a sweep
     directory, the cross-run figures: tau_rule vs G, tau_mem vs N with both fits, the memorization collapse.
@@ -452,13 +479,17 @@ def plot(
         from twoclocks.sweep import collect as run_collect
         pools = tuple(p.strip() for p in pool.split(",") if p.strip())
         clocks = run_collect(run_dir, write=False, pool=pools, k=k, acc_threshold=acc_threshold,
-                             mem_threshold=mem_threshold, mem_adaptive=mem_adaptive,
-                             where=where)  # fresh: as `collect` prints now
+                             mem_threshold=mem_threshold, mem_adaptive=mem_adaptive, where=where,
+                             clocks=clocks_preset, sustain_steps=sustain_steps, sustain_factor=sustain_factor,
+                             n_boot=0)  # fresh: as `collect` prints now (the figures draw no intervals)
         res = plot_sweep(run_dir, out=out, formats=fmt, clocks=clocks)
     else:
         from twoclocks.plotting import plot_run
         if where:
             raise TwoclocksError(f"--where selects the runs of a sweep to fit; {run_dir} is one run (no sweep.json)")
+        if clocks_preset or sustain_steps or sustain_factor:
+            raise TwoclocksError(f"--clocks / --sustain-*: for a sweep directory; {run_dir} is one run (use --k, "
+                                 "--acc-threshold, --mem-threshold, --mem-adaptive/--mem-fixed)")
         res = plot_run(run_dir, out=out, formats=fmt, mem_adaptive=mem_adaptive, probes=probe or (),
                        k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold)
     for p in res:

@@ -52,19 +52,21 @@ import xarray as xr
 import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
+from twoclocks.probes.clockdefs import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, DEFAULT_MEM_POLICY, DEFAULT_MEM_THRESHOLD,
+                                        MEM_POLICIES, PRESETS, ClockDef, ClockSet, Condition, MemThreshold, Sustain,
+                                        clocks_from_curves, clockset_from_options, mem_threshold_for, sustained_onset)
+from twoclocks.probes.uncertainty import (DEFAULT_LEVEL, DEFAULT_N_BOOT, METHOD as BOOT_METHOD, grid_bracket,
+                                          run_bootstrap)
 from twoclocks.environment import pooled_environment_note
 from twoclocks.store import open_cube
 
-__all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
+__all__ = ["ClockDef", "ClockSet", "Condition", "Sustain", "PRESETS", "alpha_spread", "FIT_CLOCK_KEYS",
+           "FIT_CLOCK_METHOD", "sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
            "clocks_from_curves", "loss_clocks", "run_clocks", "compute_clocks", "fit_power_law",
            "format_fit", "fit_dataset", "fits_from_dataset", "format_clocks_table", "NOT_GROUPING",
            "LOSS_CLOCKS", "FIT_KEYS", "FIT_STR_KEYS", "WEAK_FIT_RUNS", "ml_cutoff", "parse_where", "select_runs",
            "SEED_FIELDS", "WHERE_OPS"]
 
-DEFAULT_K = 3
-DEFAULT_ACC_THRESHOLD = 0.9
-DEFAULT_MEM_THRESHOLD = 0.1
-MEM_POLICIES = ("adaptive", "fixed")
 LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
 #: config fields that do not separate power-law groups (besides n_train): seeds and bookkeeping
 NOT_GROUPING = ("n_train", "seed", "data_seed", "steps", "device", "bf16", "compile", "log_every", "resume_every",
@@ -75,154 +77,7 @@ SEED_FIELDS = ("seed", "data_seed")
 WHERE_OPS = ("==", "!=", ">=", "<=", ">", "<")
 
 
-# ----------------------------------------------------------------------------- sustained onset
-def sustained_onset(steps, values, threshold: float | None = None, k: int = DEFAULT_K, strict: bool = False):
-    """(step, status) of the first evaluation i from which the criterion holds at i..i+k-1: values >=
-    threshold (> with ``strict``), or, with ``threshold`` None, ``values`` are the criterion's booleans.
-    NaN values count as not holding. ``steps`` in evaluation order (ascending). status: 'reached',
-    'never', or 'pending: ...' when only the last j < k evaluations hold (not yet sustained). The one
-    sustained-onset rule of the package (sample clocks here, loss clocks in the DSM probe)."""
-    steps = np.asarray(steps)
-    if k < 1:
-        raise TwoclocksError(f"--k must be at least 1, got {k}")
-    if threshold is None:
-        above = np.asarray(values).astype(bool)
-    else:
-        v = np.asarray(values, dtype=float)
-        above = (v > threshold) if strict else (v >= threshold)
-        above &= ~np.isnan(v)
-    if len(above) >= k:
-        run = np.convolve(above.astype(int), np.ones(k, int), mode="valid")  # window sums
-        hit = np.flatnonzero(run == k)
-        if hit.size:
-            return float(steps[hit[0]]), "reached"
-    tail = _tail(above)
-    if tail:
-        return np.nan, f"pending: above threshold at the last {tail} of {k} evaluations needed"
-    return np.nan, "never"
-
-
-def _tail(above: np.ndarray) -> int:
-    """Length of the final run of True."""
-    return len(above) - (np.flatnonzero(~above)[-1] + 1 if (~above).any() else 0)
-
-
-# ----------------------------------------------------------------------------- threshold policy
-@dataclass(frozen=True)
-class MemThreshold:
-    """The memorization-threshold policy (module docstring): ``policy`` 'adaptive' (default; the
-    paper's Table 4) thr = b + t (1 - b) above the training-distribution baseline b = N/|support|, or
-    'fixed' thr = t;
-    ``t`` = 0.1."""
-    policy: str = "adaptive"
-    t: float = DEFAULT_MEM_THRESHOLD
-
-    def __post_init__(self):
-        if self.policy not in MEM_POLICIES:
-            raise TwoclocksError(f"unknown memorization threshold policy {self.policy!r}; choose adaptive or fixed")
-        if not (isinstance(self.t, (int, float)) and 0 <= self.t < 1):
-            raise TwoclocksError(f"--mem-threshold must be in [0, 1), got {self.t}")
-
-    @classmethod
-    def from_options(cls, mem_threshold: float | None = None, mem_adaptive: bool | None = None,
-                     policy: "MemThreshold | str | None" = None) -> "MemThreshold":
-        """The policy from command options: ``policy`` (a MemThreshold or its name) wins; else
-        ``mem_adaptive`` True / False picks adaptive / fixed, None the default (adaptive); ``t`` from
-        ``mem_threshold`` (None: 0.1)."""
-        if isinstance(policy, MemThreshold):
-            return policy if mem_threshold is None else cls(policy.policy, float(mem_threshold))
-        if policy is None:
-            policy = DEFAULT_MEM_POLICY.policy if mem_adaptive is None else ("adaptive" if mem_adaptive else "fixed")
-        return cls(policy, DEFAULT_MEM_THRESHOLD if mem_threshold is None else mem_threshold)
-
-    @property
-    def adaptive(self) -> bool:
-        return self.policy == "adaptive"
-
-    def value(self, baseline: float = np.nan) -> float:
-        """The threshold for a run whose baseline sample memorization (N/|support|) is ``baseline``
-        (NaN: unknown, then t)."""
-        b = float(baseline) if baseline is not None else np.nan
-        if self.adaptive and np.isfinite(b):
-            return float(b + self.t * (1.0 - b))
-        return float(self.t)
-
-    def formula(self) -> str:
-        return (f"adaptive: b + {self.t:g} (1 - b), b = N/|support| (sample memorization of a perfect model "
-                f"of the training distribution); {self.t:g} where |support| is unknown" if self.adaptive
-                else f"fixed: {self.t:g}")
-
-    def attrs(self, baseline: float = np.nan, per_run: bool = False) -> dict:
-        """Attrs for every cube that depends on the threshold, e.g. {"mem_threshold_policy": "adaptive",
-        "mem_threshold_t": 0.1, "mem_threshold": 0.156, "mem_threshold_formula": ...}: ``mem_threshold``
-        is the value for the run's ``baseline`` (NaN: unknown, then t); ``per_run``: a cube over several
-        runs with their own baselines, ``mem_threshold`` "per run" for the adaptive policy (the per-run
-        values go in a variable)."""
-        value = ("per run" if self.adaptive else float(self.t)) if per_run else self.value(baseline)
-        return {"mem_threshold_policy": self.policy, "mem_threshold_t": float(self.t),
-                "mem_threshold": value, "mem_threshold_formula": self.formula()}
-
-    def phrase(self, baseline: float = np.nan, value: float | None = None) -> str:
-        """A short phrase for summary lines, e.g. 'tau_mem at adaptive threshold 0.156' (``value``: the
-        threshold already computed)."""
-        return f"tau_mem at {self.policy} threshold {self.value(baseline) if value is None else float(value):.3g}"
-
-
-DEFAULT_MEM_POLICY = MemThreshold()
-
-
-def mem_threshold_for(baseline: float, mem_threshold: float = DEFAULT_MEM_THRESHOLD,
-                      adaptive: bool | None = None) -> float:
-    """The memorization threshold (:class:`MemThreshold`): adaptive b + t (1 - b) above the
-    training-distribution baseline b = N/|support| (the default, ``adaptive`` None or True) or fixed t (``adaptive`` False).
-    A NaN baseline gives t."""
-    return MemThreshold.from_options(mem_threshold, adaptive).value(baseline)
-
-
 # ----------------------------------------------------------------------------- one run
-def clocks_from_curves(steps, sample_acc, sample_mem, baseline: float = np.nan, k: int = DEFAULT_K,
-                       acc_threshold: float = DEFAULT_ACC_THRESHOLD, mem_threshold: float | None = None,
-                       mem_adaptive: bool | None = None, policy: MemThreshold | str | None = None) -> dict:
-    """Both clocks and the innovation window from one run's curves (module docstring). The
-    memorization threshold: ``policy`` or ``mem_threshold`` / ``mem_adaptive``
-    (:meth:`MemThreshold.from_options`; default adaptive, t = 0.1)."""
-    pol = MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
-    steps = np.asarray(steps)
-    order = np.argsort(steps)
-    steps, acc, mem = steps[order], np.asarray(sample_acc, float)[order], np.asarray(sample_mem, float)[order]
-    thr = pol.value(baseline)
-    tau_rule, rule_status = sustained_onset(steps, acc, acc_threshold, k)
-    tau_mem, mem_status = sustained_onset(steps, mem, thr, k, strict=True)
-    tau_rule_raw = tau_rule
-    if np.isfinite(tau_rule) and np.isfinite(tau_mem) and tau_rule > tau_mem:
-        tau_rule, rule_status = np.nan, "discarded: after tau_mem"
-    last = float(steps[-1]) if len(steps) else np.nan
-    censored_at = np.nan
-    if not np.isfinite(tau_mem) and len(steps):
-        tail = _tail((mem > thr) & ~np.isnan(mem))
-        censored_at = float(steps[-tail]) if tail else last
-    if np.isfinite(tau_rule) and np.isfinite(tau_mem):
-        window, wstatus = tau_mem - tau_rule, "open"
-    elif rule_status.startswith("discarded"):
-        window, wstatus = np.nan, "none: the rule is learned only after memorization starts"
-    elif np.isfinite(tau_rule):
-        window, wstatus = np.nan, f"open-ended: tau_mem not reached by step {last:g} (window > {last - tau_rule:g})"
-    else:
-        window, wstatus = np.nan, "undefined: tau_rule not reached"
-    notes = []
-    if np.isfinite(baseline) and baseline >= thr:
-        notes.append(f"baseline memorization N/|support| {baseline:.3g} >= threshold {thr:.3g}: tau_mem may time "
-                     "rule learning (use the adaptive threshold, --mem-adaptive)")
-    elif np.isfinite(baseline) and not pol.adaptive and baseline >= thr / 2:
-        notes.append(f"baseline memorization N/|support| {baseline:.3g} is close to the threshold {thr:.3g}")
-    return {"tau_rule": tau_rule, "tau_rule_status": rule_status, "tau_rule_raw": tau_rule_raw,
-            "tau_mem": tau_mem, "tau_mem_status": mem_status, "tau_mem_censored_at": censored_at,
-            "window": window, "window_status": wstatus,
-            "mem_threshold": thr, "mem_threshold_policy": pol.policy, "mem_threshold_t": float(pol.t),
-            "mem_phrase": pol.phrase(baseline), "mem_baseline": float(baseline), "last_step": last,
-            "n_evals": int(len(steps)), "notes": "; ".join(notes)}
-
-
 def loss_clocks(run) -> dict:
     """Loss-based clocks of a run from ``probes/dsm_spectrum.zarr`` (scalar variables or attrs
     ``tau_rule_loss`` / ``tau_mem_loss``), NaN where absent."""
@@ -258,22 +113,67 @@ def _samples_cube(run):
     return ds.sel(step=ds["step"] >= 0)
 
 
-def run_clocks(run, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
+def _curve(ds: xr.Dataset, var: str) -> np.ndarray:
+    """The curve ``var`` over step of a samples cube (``NAME[LABEL]``: the label of NAME's second dim)."""
+    name, _, label = var.partition("[")
+    if name not in ds:
+        raise TwoclocksError(f"the clock definitions read {var}, which the samples cube lacks; recompute it with "
+                             "`twoclocks-probe samples RUN --force` or change the definitions")
+    da = ds[name]
+    if label:
+        other = [d for d in da.dims if d != "step"]
+        if len(other) != 1 or label[:-1] not in [str(v) for v in da[other[0]].values]:
+            raise TwoclocksError(f"the clock definitions read {var}: {name} has no label {label[:-1]!r}")
+        da = da.sel({other[0]: label[:-1]})
+    return np.asarray(da.transpose("step").values, float)
+
+
+def run_clocks(run, k: int | None = None, acc_threshold: float | None = None,
                mem_threshold: float | None = None, mem_adaptive: bool | None = None,
-               policy: MemThreshold | str | None = None) -> dict:
+               policy: MemThreshold | str | None = None, clocks=None) -> dict:
     """The clocks of one run (a directory or an opened Run) from its samples.zarr, plus its
-    loss-based clocks when the DSM probe stored them. Threshold policy as :func:`clocks_from_curves`."""
+    loss-based clocks when the DSM probe stored them. Definitions as :func:`clocks_from_curves`
+    (``clocks`` and the shorthands)."""
     from twoclocks.run import Run, open_run
     run = run if isinstance(run, Run) else open_run(run)
+    cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy)
     ds = _samples_cube(run)
     if ds.sizes["step"] == 0:
         raise TwoclocksError(f"{run.probe_path('samples')} holds no checkpoint steps; run "
                              f"`twoclocks-probe samples {run.path}`")
     base = support_baseline(run.rule, run.config.n_train)   # computed when read: no frozen baseline
-    out = clocks_from_curves(ds["step"].values, ds["sample_acc"].values, ds["sample_mem"].values, base, k,
-                             acc_threshold, mem_threshold, mem_adaptive, policy)
+    curves = {v: _curve(ds, v) for v in cs.variables if v not in ("sample_acc", "sample_mem")}
+    out = clocks_from_curves(ds["step"].values, ds["sample_acc"].values, ds["sample_mem"].values, base,
+                             clocks=cs, curves=curves)
     out.update(loss_clocks(run))
     return out
+
+
+def alpha_spread(n, tau_boot, level: float = DEFAULT_LEVEL) -> dict:
+    """The spread of the least-squares exponent alpha under per-run clock uncertainty: ``n`` (runs,)
+    training-set sizes, ``tau_boot`` (runs, B) bootstrap replicates of each run's tau_mem (NaN: not
+    reached in that replicate, dropped as the plain fit drops it). Per replicate b the slope of ln tau on
+    ln N over the runs reached in b, in closed form (sums over runs, vectorized over replicates); NaN
+    where fewer than 2 distinct N remain. Returns ``lo`` / ``hi`` the (1 - level)/2 and (1 + level)/2
+    quantiles (numpy's default linear interpolation) of the finite slopes, ``median``, ``n_valid``
+    (replicates with a slope) and ``slopes`` (B,)."""
+    x = np.log(np.asarray(n, float))[:, None]
+    tau = np.asarray(tau_boot, float)
+    m = np.isfinite(tau) & (tau > 0)
+    y = np.where(m, np.log(np.where(m, tau, 1.0)), 0.0)
+    w = m.astype(float)
+    nb = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = (w * x).sum(axis=0) / nb
+        my = y.sum(axis=0) / nb
+        sxx = (w * (x - mx) ** 2).sum(axis=0)
+        sxy = (w * (x - mx) * (y - my)).sum(axis=0)
+        slopes = np.where((nb >= 2) & (sxx > 1e-12), sxy / sxx, np.nan)
+    ok = slopes[np.isfinite(slopes)]
+    a = (1 - level) / 2
+    lo, hi, med = ((float(np.quantile(ok, a)), float(np.quantile(ok, 1 - a)), float(np.median(ok))) if ok.size
+                   else (np.nan, np.nan, np.nan))
+    return {"lo": lo, "hi": hi, "median": med, "n_valid": int(ok.size), "slopes": slopes}
 
 
 # ----------------------------------------------------------------------------- power-law fits
@@ -508,10 +408,12 @@ def fit_dataset(fits: list[dict], dim: str = "fit") -> dict:
     return out
 
 
-def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
+def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None = None,
                    mem_threshold: float | None = None, mem_adaptive: bool | None = None,
                    pool=(), out: str | Path | None = None, policy: MemThreshold | str | None = None,
-                   pools=None, where=None) -> xr.Dataset:
+                   pools=None, where=None, clocks=None, sustain_steps: float | None = None,
+                   sustain_factor: float | None = None, n_boot: int = DEFAULT_N_BOOT,
+                   level: float = DEFAULT_LEVEL, boot_seed: int = 0) -> xr.Dataset:
     """Clocks of several runs as a Dataset with dim ``run`` (the run directories as its coordinate,
     every config value as a coordinate), and the power-law fits of tau_mem vs N (dim ``fit``, both
     fits of :func:`fit_power_law`, the censored runs included). ``pool``: config fields to pool over
@@ -520,6 +422,23 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
     ``where``: the runs to fit (:func:`parse_where`, e.g. ``"n_train>=64"`` or a list of clauses; all
     must hold); the other runs stay in the Dataset with ``fit_selected`` False and in no fit group.
     Writes the Dataset to ``out`` (zarr) when given.
+
+    The clock definitions: ``clocks`` (a :class:`~twoclocks.probes.clockdefs.ClockSet`, a preset name of
+    :data:`~twoclocks.probes.clockdefs.PRESETS`, ClockDefs or their dict; None: the default preset,
+    adaptive) with the shorthands ``k``, ``acc_threshold``, ``policy`` / ``mem_threshold`` /
+    ``mem_adaptive``, ``sustain_steps`` / ``sustain_factor``
+    (:func:`~twoclocks.probes.clockdefs.clockset_from_options`); recorded in the attrs ``clock_defs``
+    (JSON) and ``clock_preset``. Clocks besides tau_rule and tau_mem go in ``extra_clock`` (run,
+    extra_clock) with their statuses.
+
+    Per-run clock uncertainty (docs/science.md#clock-uncertainty): with ``n_boot`` > 0, for every run
+    whose samples cube holds the per-seed samples, the seed bootstrap of
+    :func:`~twoclocks.probes.uncertainty.run_bootstrap` (run i with bootstrap seed ``boot_seed`` + i, so
+    replicates are independent across runs) at ``level``: ``tau_rule_lo`` / ``_hi``, ``tau_mem_lo`` /
+    ``_hi``, ``*_reached``; for every run the grid brackets ``*_bracket_lo`` / ``_hi``. Per fit group
+    the spread of alpha under that uncertainty (:func:`alpha_spread` over the members' tau_mem
+    replicates; a run without a bootstrap enters every replicate with its point clock):
+    ``fit_clock_alpha_lo`` / ``_hi`` / ``_median`` / ``fit_clock_n_valid``.
 
     Besides the clocks, per run: ``mem_baseline`` (b, the memorization of a sampler of the rule's
     support), ``passes_at_tau_mem`` = tau_mem x batch / n_train (passes over each train sample at
@@ -537,16 +456,22 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
     from twoclocks.training.config import TrainConfig
     if not run_dirs:
         raise TwoclocksError("give at least one run directory")
-    pol = MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
-    if not (0 < acc_threshold <= 1):
-        raise TwoclocksError(f"--acc-threshold must be in (0, 1], got {acc_threshold}")
+    cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy, sustain_steps,
+                               sustain_factor)
+    pol = cs.mem_policy()
+    if not (isinstance(n_boot, (int, np.integer)) and not isinstance(n_boot, bool) and n_boot >= 0):
+        raise TwoclocksError(f"--n-boot must be 0 (no bootstrap) or a positive integer, got {n_boot}")
+    if not (0 < level < 1):
+        raise TwoclocksError(f"--level must be in (0, 1), got {level}")
     fields = list(TrainConfig.__dataclass_fields__)
     bad = [p for p in pool if p not in fields]
     if bad:
         raise TwoclocksError(f"--pool {', '.join(bad)}: not a config field; choose from {', '.join(fields)}")
     clauses = parse_where(where, fields)
     runs = [open_run(d) for d in run_dirs]
-    rows = [run_clocks(r, k, acc_threshold, policy=pol) for r in runs]
+    rows = [run_clocks(r, clocks=cs) for r in runs]
+    boots = [run_bootstrap(r, cs, n_boot, boot_seed + i, level, rows[i]["mem_baseline"])
+             if n_boot and _has_seed_samples(r) else None for i, r in enumerate(runs)]
     cfgs = [r.config.to_dict() for r in runs]
     selected = select_runs(cfgs, clauses)
 
@@ -554,11 +479,8 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         return np.array([row[key] for row in rows], dtype=dtype)
     step_attrs = lambda name: {"long_name": name, "units": "steps"}  # noqa: E731
     data = {
-        "tau_rule": ("run", col("tau_rule"), step_attrs(f"rule clock: first step with sample accuracy >= "
-                                                        f"{acc_threshold} for {k} evaluations (NaN: see status)")),
-        "tau_mem": ("run", col("tau_mem"), step_attrs(f"memorization clock: first step with sample "
-                                                      f"memorization > the {pol.policy} threshold for {k} "
-                                                      f"evaluations")),
+        "tau_rule": ("run", col("tau_rule"), step_attrs(f"rule clock: {cs['tau_rule'].text()} (NaN: see status)")),
+        "tau_mem": ("run", col("tau_mem"), step_attrs(f"memorization clock: {cs['tau_mem'].text()}")),
         "tau_mem_censored_at": ("run", col("tau_mem_censored_at"), step_attrs(
             "tau_mem not reached: the step it is known to exceed (right-censoring point; NaN when reached)")),
         "window": ("run", col("window"), step_attrs("innovation window length tau_mem - tau_rule")),
@@ -568,7 +490,7 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         "tau_mem_status": ("run", col("tau_mem_status", str), {"long_name": "tau_mem status"}),
         "window_status": ("run", col("window_status", str), {"long_name": "innovation window status"}),
         "mem_threshold": ("run", col("mem_threshold"), {"long_name": f"sample memorization threshold used "
-                                                                     f"({pol.formula()})", "units": "1"}),
+                                                                     f"({_mem_formula(cs)})", "units": "1"}),
         "mem_baseline": ("run", col("mem_baseline"), {"long_name": "baseline sample memorization N/|support| "
                                                                      "(perfect model of the training distribution)",
                                                       "units": "1"}),
@@ -580,11 +502,14 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         "n_evals": ("run", col("n_evals", int), {"long_name": "number of evaluated checkpoints", "units": "1"}),
         "notes": ("run", col("notes", str), {"long_name": "notes on the clocks"}),
     }
+    data.update(_uncertainty_vars(cs, runs, rows, boots, level))
     for name in LOSS_CLOCKS:
         vals = col(name)
         if np.isfinite(vals).any():
             data[name] = ("run", vals, step_attrs(f"loss-based {name[:-5]} from the DSM probe"))
     coords = {"run": ("run", [str(r.path) for r in runs], {"long_name": "run directory"})}
+    if cs.extra:
+        coords["extra_clock"] = ("extra_clock", list(cs.extra), {"long_name": "further clock of the definitions"})
     for f in fields:
         coords[f] = ("run", np.array([_coord_value(c[f]) for c in cfgs]), {"long_name": f"config: {f}"})
     ds = xr.Dataset(data, coords=coords)
@@ -615,13 +540,24 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
                         {"long_name": "run is in the fit group", "units": "1"})
     for name, (dims, arr, attrs) in fit_dataset(fits).items():
         ds[name] = (dims, arr, attrs)
+    tau_boot = _tau_mem_replicates(rows, boots)
+    spreads = [alpha_spread(n_arr[f["members"]], tau_boot[f["members"]], level) for f in fits]
+    for key, long in FIT_CLOCK_KEYS.items():
+        ds[f"fit_clock_{key}"] = ("fit", np.array([sp[key.replace("alpha_", "")] for sp in spreads], np.int64 if key == "n_valid" else float),
+                                  {"long_name": long, "units": "1"})
     skip = set(NOT_GROUPING) | {f for level in levels for f in level}
     ds.attrs.update({
         "probe": "clocks", "twoclocks_version": twoclocks.__version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "k": k, "acc_threshold": acc_threshold, "mem_adaptive": int(pol.adaptive),
-        **(pol.attrs(float(col("mem_baseline")[0])) if len(rows) == 1 else pol.attrs(per_run=True)),
-        "mem_threshold_rule": pol.formula(),
+        "k": int(cs["tau_mem"].sustain.k), "acc_threshold": _acc_threshold(cs),
+        "mem_adaptive": int(bool(pol and pol.adaptive)),
+        **((pol.attrs(float(col("mem_baseline")[0])) if len(rows) == 1 else pol.attrs(per_run=True)) if pol else {}),
+        "mem_threshold_rule": _mem_formula(cs), **cs.attrs(),
+        "clock_uncertainty_method": (f"{BOOT_METHOD}; level {level:g}, {n_boot} replicates, run i with seed "
+                                     f"{boot_seed} + i; grid bracket (previous evaluated step, tau]"
+                                     if n_boot else "none (--n-boot 0); grid bracket (previous evaluated step, tau]"),
+        "clock_uncertainty_level": float(level), "clock_uncertainty_n_boot": int(n_boot),
+        "fit_clock_method": FIT_CLOCK_METHOD,
         "fit_method": ("least squares of ln tau_mem on ln n_train (scipy.stats.linregress; censored runs dropped) "
                        "with a t interval for alpha (slope standard error, n - 2 dof), and right-censored maximum "
                        "likelihood (Tobit on ln tau_mem, scipy.optimize) with a profile-likelihood interval for "
@@ -642,9 +578,77 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
         if out.suffix != ".zarr":
             raise TwoclocksError(f"--out {out}: give a path ending in .zarr")
         ds = write_derived(ds, out, schema=CLOCKS_SCHEMA, params={
-            "k": k, "acc_threshold": acc_threshold, "mem_threshold_policy": pol.policy, "mem_threshold_t": pol.t,
+            "k": int(cs["tau_mem"].sustain.k), "acc_threshold": _acc_threshold(cs),
+            "mem_threshold_policy": pol.policy if pol else "custom", "mem_threshold_t": pol.t if pol else None,
+            "clock_defs": cs.to_dict(), "n_boot": int(n_boot), "level": float(level),
             "pools": [list(level) for level in levels], "where": [" ".join(c) for c in clauses]})
     return ds
+
+
+#: the per-fit-group spread of alpha under per-run clock uncertainty (:func:`alpha_spread`)
+FIT_CLOCK_KEYS = {
+    "alpha_lo": "lower end of the least-squares alpha over bootstrap replicates of every run's tau_mem (level: "
+                "attrs clock_uncertainty_level)",
+    "alpha_hi": "upper end of the least-squares alpha over bootstrap replicates of every run's tau_mem",
+    "alpha_median": "median of the least-squares alpha over bootstrap replicates of every run's tau_mem",
+    "n_valid": "bootstrap replicates with a least-squares alpha (>= 2 distinct N reached)",
+}
+FIT_CLOCK_METHOD = ("per fit group, the least-squares slope of ln tau_mem on ln N refitted on every bootstrap "
+                    "replicate row (replicate b of every member run's seed bootstrap; a run without per-seed "
+                    "samples or with --n-boot 0 enters with its point tau_mem), in closed form over the runs "
+                    "reached in that replicate; the (1 - level)/2 and (1 + level)/2 quantiles of the slopes "
+                    "(numpy linear interpolation)")
+
+
+def _acc_threshold(cs: ClockSet) -> float:
+    return float(next((c.threshold for c in cs["tau_rule"].conditions if c.var == "sample_acc"), np.nan))
+
+
+def _mem_formula(cs: ClockSet) -> str:
+    pol = cs.mem_policy()
+    return pol.formula() if pol else cs["tau_mem"].text()
+
+
+def _has_seed_samples(run) -> bool:
+    ds = _samples_cube(run)
+    return "sample" in ds and "nn_hamming" in ds and ds.sizes.get("seed", 0) > 0
+
+
+def _uncertainty_vars(cs: ClockSet, runs, rows, boots, level: float) -> dict:
+    """The per-run interval, reached-fraction and grid-bracket variables of :func:`compute_clocks`."""
+    pct = f"{100 * (1 - level) / 2:g}-{100 * (1 + level) / 2:g}%"
+    out = {}
+    for name in ("tau_rule", "tau_mem"):
+        get = lambda key: np.array([b[key] if b is not None else np.nan for b in boots], float)  # noqa: E731
+        out[f"{name}_lo"] = ("run", get(f"{name}_lo"), {"long_name": f"{name} seed-bootstrap {pct} interval, lower "
+                                                                      "end (+inf: beyond the last step; NaN: no "
+                                                                      "bootstrap)", "units": "steps"})
+        out[f"{name}_hi"] = ("run", get(f"{name}_hi"), {"long_name": f"{name} seed-bootstrap {pct} interval, upper "
+                                                                      "end", "units": "steps"})
+        out[f"{name}_reached"] = ("run", get(f"{name}_reached"), {"long_name": f"fraction of bootstrap replicates "
+                                                                               f"reaching {name}", "units": "1"})
+        lo, hi = np.full(len(runs), np.nan), np.full(len(runs), np.nan)
+        for i, (r, row) in enumerate(zip(runs, rows)):
+            if np.isfinite(row[name]):
+                lo[i], hi[i] = grid_bracket(_samples_cube(r)["step"].values, row[name])
+        out[f"{name}_bracket_lo"] = ("run", lo, {"long_name": f"{name} grid bracket (lo, hi]: the evaluated step "
+                                                              "before it (-inf: first step)", "units": "steps"})
+        out[f"{name}_bracket_hi"] = ("run", hi, {"long_name": f"{name} grid bracket (lo, hi]: the clock",
+                                                 "units": "steps"})
+    if cs.extra:
+        out["extra_clock"] = (("run", "extra_clock"), np.array([[row[n] for n in cs.extra] for row in rows], float),
+                              {"long_name": "further clocks of the definitions (attrs clock_defs)", "units": "steps"})
+        out["extra_clock_status"] = (("run", "extra_clock"),
+                                     np.array([[row[f"{n}_status"] for n in cs.extra] for row in rows], dtype=str),
+                                     {"long_name": "status of the further clocks"})
+    return out
+
+
+def _tau_mem_replicates(rows, boots) -> np.ndarray:
+    """(runs, B) tau_mem replicates: each run's bootstrap row, or its point tau_mem in every column."""
+    B = max([len(b["tau_mem_boot"]) for b in boots if b is not None], default=1)
+    return np.array([b["tau_mem_boot"] if b is not None else np.full(B, row["tau_mem"]) for row, b in zip(rows, boots)],
+                    float).reshape(len(rows), B)
 
 
 def parse_where(where, fields) -> list[tuple[str, str, str]]:
@@ -824,8 +828,11 @@ def format_clocks_table(ds: xr.Dataset) -> str:
     fields = [f for f in TrainConfig.__dataclass_fields__ if f in ds.coords
               and f not in ("device", "data_seed") and len(np.unique(ds[f].values)) > 1]
     loss = [n for n in LOSS_CLOCKS if n in ds]
-    head = ["run", *fields, "tau_rule", "tau_mem", "window", *loss, "N/|support|", "mem_thr", "passes@tau_mem",
-            "censored", "resid", "status"]
+    unc = "tau_mem_bracket_hi" in ds
+    extra = [str(e) for e in ds["extra_clock"].values] if "extra_clock" in ds else []
+    head = ["run", *fields, "tau_rule", "tau_mem", "window", *(["rule_ci", "rule_grid", "mem_ci", "mem_grid"] if unc
+                                                              else []), *extra, *loss, "N/|support|", "mem_thr",
+            "passes@tau_mem", "censored", "resid", "status"]
     n_run = ds.sizes["run"]
     nan = np.full(n_run, np.nan)
     passes = ds["passes_at_tau_mem"].values if "passes_at_tau_mem" in ds else nan
@@ -855,6 +862,9 @@ def format_clocks_table(ds: xr.Dataset) -> str:
             status.append("not fitted (--where)")
         rows.append([Path(str(d.run.item())).name, *[str(d[f].item()) for f in fields],
                      _fmt(float(d.tau_rule)), _fmt(float(d.tau_mem)), _fmt(float(d.window)),
+                     *([_interval_text(d, "tau_rule"), _bracket_text(d, "tau_rule"), _interval_text(d, "tau_mem"),
+                        _bracket_text(d, "tau_mem")] if unc else []),
+                     *[_fmt(float(d["extra_clock"].sel(extra_clock=e))) for e in extra],
                      *[_fmt(float(d[n])) for n in loss], _num(float(d.mem_baseline)),
                      f"{float(d.mem_threshold):.3g}", _num(float(passes[i])), ",".join(censored) or "-",
                      "excl" if not selected[i] else _num(round(float(resid[i]), 3) + 0.0, "+.3f"),
@@ -872,12 +882,37 @@ def format_clocks_table(ds: xr.Dataset) -> str:
         out = [Path(str(r)).name for r in ds["run"].values[~selected]]
         lines.append(f"fits over the runs where {', '.join(where)}: {int(selected.sum())} of {n_run} runs"
                      + (f" (not fitted: {', '.join(out)})" if out else ""))
-    for label, fit in fits_from_dataset(ds):
+    if unc:
+        n_boot = int(ds.attrs.get("clock_uncertainty_n_boot", 0))
+        lines.append(f"rule_ci, mem_ci: seed-bootstrap {float(ds.attrs.get('clock_uncertainty_level', 0.9)):.0%} "
+                     f"interval ({n_boot} replicates; - : no per-seed samples or --n-boot 0); rule_grid, mem_grid: "
+                     "grid bracket (previous evaluated step, clock]" if n_boot else
+                     "rule_grid, mem_grid: grid bracket (previous evaluated step, clock]; no bootstrap (--n-boot 0)")
+    if ds.attrs.get("clock_preset"):
+        lines.append(f"clocks: {ds.attrs['clock_preset']} ({ds.attrs.get('clock_defs_text', '')})")
+    for j, (label, fit) in enumerate(fits_from_dataset(ds)):
         lines.append(format_fit(fit, label))
+        if "fit_clock_alpha_lo" in ds and np.isfinite(float(ds["fit_clock_alpha_lo"][j])):
+            f = ds.isel(fit=j)
+            lines.append(f"  alpha under per-run clock uncertainty: [{float(f.fit_clock_alpha_lo):.3g}, "
+                         f"{float(f.fit_clock_alpha_hi):.3g}] (median {float(f.fit_clock_alpha_median):.3g}, "
+                         f"{int(f.fit_clock_n_valid)} replicates)")
     lines += _format_seed_summary(ds)
     if ds.attrs.get("pooled_environment_note"):
         lines.append(ds.attrs["pooled_environment_note"])
     return "\n".join(lines)
+
+
+def _interval_text(d, name: str) -> str:
+    """``[lo,hi]`` of a run's bootstrap interval (no spaces: one table cell), ``-`` without one."""
+    lo, hi = float(d[f"{name}_lo"]), float(d[f"{name}_hi"])
+    return "-" if np.isnan(lo) or np.isnan(hi) else f"[{lo:g},{hi:g}]"
+
+
+def _bracket_text(d, name: str) -> str:
+    """``(lo,hi]`` of a run's grid bracket, ``-`` where the clock is not reached."""
+    lo, hi = float(d[f"{name}_bracket_lo"]), float(d[f"{name}_bracket_hi"])
+    return "-" if np.isnan(hi) else f"({lo:g},{hi:g}]"
 
 
 def _num(v: float, spec: str = ".3g") -> str:

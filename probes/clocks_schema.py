@@ -3,10 +3,11 @@
 :func:`twoclocks.store.write_derived`, which checks them against these declarations."""
 from __future__ import annotations
 
-from twoclocks.probes.clocks import FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS
+from twoclocks.probes.clocks import FIT_CLOCK_KEYS, FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS
 from twoclocks.schema import CubeSchema, Var, coord
 
-__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS"]
+__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS", "UNCERTAINTY_VARS",
+           "FIT_CLOCK_VARS"]
 
 
 def _is_config_field(name: str) -> bool:
@@ -38,6 +39,26 @@ CLOCK_VARS = {
 }
 
 
+#: per-run clock uncertainty (docs/science.md#clock-uncertainty) and the clocks besides tau_rule / tau_mem
+UNCERTAINTY_VARS = {
+    **{f"{c}_{end}": Var(_R, "float64", f"{c} seed-bootstrap interval, {end}er end at attrs clock_uncertainty_level "
+                                        "(+inf: beyond the last evaluated step; NaN: no bootstrap)", "steps")
+       for c in ("tau_rule", "tau_mem") for end in ("lo", "hi")},
+    **{f"{c}_reached": Var(_R, "float64", f"fraction of bootstrap replicates reaching {c} (NaN: no bootstrap)")
+       for c in ("tau_rule", "tau_mem")},
+    **{f"{c}_bracket_lo": Var(_R, "float64", f"{c} grid bracket (lo, hi]: the evaluated step before it (-inf: "
+                                             "the first step; NaN: not reached)", "steps") for c in ("tau_rule", "tau_mem")},
+    **{f"{c}_bracket_hi": Var(_R, "float64", f"{c} grid bracket (lo, hi]: the clock itself (NaN: not reached)", "steps")
+       for c in ("tau_rule", "tau_mem")},
+    "extra_clock": Var(("run", "extra_clock"), "float64", "further clocks of the definitions (attrs clock_defs)",
+                       "steps"),
+    "extra_clock_status": Var(("run", "extra_clock"), "str", "status of the further clocks", None),
+}
+#: per fit group, the spread of the least-squares alpha under per-run clock uncertainty (attrs fit_clock_method)
+FIT_CLOCK_VARS = {f"fit_clock_{key}": Var(("fit",), "int64" if key == "n_valid" else "float64", long)
+                  for key, long in FIT_CLOCK_KEYS.items()}
+
+
 def _fit_var(key: str, long: str) -> Var:
     if key in ("censored_at", "censored_n") or key in FIT_STR_KEYS:
         return Var(("fit",), "str", long + (" (JSON list)" if key not in FIT_STR_KEYS else ""), None)
@@ -67,19 +88,20 @@ SEED_VARS = {
 }
 _COORDS = {"run": coord("run"), "fit": Var(("fit",), "int64", "power-law fit group"),
            "point": Var(("point",), "str", "grid point: runs equal except their seeds", None),
-           "clock": Var(("clock",), "str", "clock", None)}
+           "clock": Var(("clock",), "str", "clock", None),
+           "extra_clock": Var(("extra_clock",), "str", "further clock of the definitions", None)}
 
 CLOCKS_SCHEMA = CubeSchema(
     "clocks", doc="The two clocks and the innovation window per run, and the tau_mem = c N^alpha fits over runs "
                   "equal in everything but N (plain log-log and right-censored maximum likelihood; "
                   "docs/science.md#clocks). Every config field is a coordinate on `run`.",
-    coords=_COORDS, data_vars={**CLOCK_VARS, **FIT_VARS, **SEED_VARS}, extra_coords=_is_config_field)
+    coords=_COORDS, data_vars={**CLOCK_VARS, **UNCERTAINTY_VARS, **FIT_VARS, **FIT_CLOCK_VARS, **SEED_VARS}, extra_coords=_is_config_field)
 
 COLLECT_SCHEMA = CubeSchema(
     "collect", doc="One Dataset over the runs of a sweep: the clocks cube's variables plus the final metrics and "
                    "fit membership; the grid axes are coordinates on `run`.",
     coords={**_COORDS, "run_dir": Var(_R, "str", "run directory", None)},
-    data_vars={**CLOCK_VARS, **FIT_VARS, **SEED_VARS,
+    data_vars={**CLOCK_VARS, **UNCERTAINTY_VARS, **FIT_VARS, **FIT_CLOCK_VARS, **SEED_VARS,
                "final_step": Var(_R, "float64", "last evaluated checkpoint step", "steps"),
                "final_sample_acc": Var(_R, "float64", "sample accuracy at the last evaluated step"),
                "final_sample_mem": Var(_R, "float64", "sample memorization at the last evaluated step"),

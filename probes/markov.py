@@ -22,6 +22,7 @@ import xarray as xr
 
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
+from twoclocks.probes.clockdefs import PRESETS, clockset_from_options
 from twoclocks.probes.registry import FigureSpec, Probe, option, register
 from twoclocks.probes.samples import STATES
 from twoclocks.schema import CubeSchema, Var, coord
@@ -98,9 +99,13 @@ def compute_markov(run, windows: str | None = None, write: bool = True, **clock_
 
 
 def _markov(run, opts) -> xr.Dataset:
-    from twoclocks.probes.clocks import MemThreshold, _samples_cube, run_clocks
+    from twoclocks.probes.clocks import _samples_cube, run_clocks
     windows = opts.windows
-    policy = MemThreshold.from_options(opts.mem_threshold, opts.mem_adaptive)
+    defaults = MarkovOptions()   # the shorthands change the preset only where they differ from their defaults
+    cs = clockset_from_options(opts.clocks, *[getattr(opts, f) if getattr(opts, f) != getattr(defaults, f) or
+                                              opts.clocks is None else None
+                                              for f in ("k", "acc_threshold", "mem_threshold")], opts.mem_adaptive)
+    policy = cs.mem_policy()
     cube = _samples_cube(run)
     if "state" not in cube:
         raise TwoclocksError(f"{run.probe_path('samples')} has no `state`; recompute it with "
@@ -114,7 +119,8 @@ def _markov(run, opts) -> xr.Dataset:
     counts = transition_counts(states, n)
     clocks = None
     if windows is None:
-        clocks = run_clocks(run, k=opts.k, acc_threshold=opts.acc_threshold, policy=policy)
+        clocks = run_clocks(run, clocks=cs)
+        clocks.pop("clock_set")
         wins = default_windows(steps, clocks["tau_rule"], clocks["tau_mem"])
     else:
         wins = parse_windows(windows)
@@ -155,7 +161,7 @@ def _markov(run, opts) -> xr.Dataset:
         attrs={"windows": json.dumps([list(w) for w in wins]), "windows_from": "clocks" if clocks else "user",
                "clocks": json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                      for k, v in (clocks or {}).items()}),
-               **policy.attrs(support_baseline(run.rule, run.config.n_train))},
+               **(policy.attrs(support_baseline(run.rule, run.config.n_train)) if policy else {}), **cs.attrs()},
     )
     return ds
 
@@ -182,6 +188,8 @@ def format_markov(ds: xr.Dataset) -> str:
 class MarkovOptions:
     windows: Optional[str] = option(None, "Step ranges, e.g. '0:1000,1000:5000' [default: before tau_rule, the "
                                           "window, after tau_mem].", cli_type=Optional[str])
+    clocks: Optional[str] = option(None, f"Clocks for the default windows: a preset of clock definitions "
+                                         f"({', '.join(PRESETS)}) [default: adaptive].", cli_type=Optional[str])
     k: int = option(3, "Clocks for the default windows: consecutive evaluations.")
     acc_threshold: float = option(0.9, "Clocks for the default windows: sample accuracy threshold of tau_rule.")
     mem_threshold: float = option(0.1, "Clocks for the default windows: memorization threshold t.")
@@ -192,6 +200,8 @@ class MarkovOptions:
     def __post_init__(self):
         if self.windows is not None:
             parse_windows(self.windows)
+        if self.clocks is not None and self.clocks not in PRESETS:
+            clockset_from_options(self.clocks)   # one-line error naming the presets
 
 
 _L = coord("state_label")

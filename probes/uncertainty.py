@@ -35,18 +35,17 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
-from twoclocks.probes.clocks import DEFAULT_ACC_THRESHOLD, DEFAULT_K, MemThreshold, clocks_from_curves
+from twoclocks.data.rules import support_baseline
+from twoclocks.probes.clockdefs import (DISCARDED, NEVER, PENDING, REACHED, STATUS_NAMES, ClockSet, MemThreshold,
+                                        clocks_from_curves, clockset_from_options, evaluate_clocks,
+                                        sustained_onset_batch)
 from twoclocks.run import Run, open_run
 from twoclocks.store import open_cube
 
 __all__ = ["REACHED", "PENDING", "NEVER", "DISCARDED", "STATUS_NAMES", "seed_indicators",
            "sustained_onset_batch", "bootstrap_indices", "bootstrap_clocks", "grid_bracket", "clock_brackets",
-           "run_clock_uncertainty", "DEFAULT_N_BOOT", "DEFAULT_LEVEL", "METHOD"]
+           "run_clock_uncertainty", "run_bootstrap", "boot_curves", "DEFAULT_N_BOOT", "DEFAULT_LEVEL", "METHOD"]
 
-#: status codes of :func:`sustained_onset_batch` (the statuses of :func:`sustained_onset`) and, for a
-#: bootstrapped tau_rule, DISCARDED (after tau_mem)
-REACHED, PENDING, NEVER, DISCARDED = 0, 1, 2, 3
-STATUS_NAMES = ("reached", "pending", "never", "discarded")
 DEFAULT_N_BOOT = 1000
 DEFAULT_LEVEL = 0.9
 METHOD = ("percentile bootstrap over noise-bank seeds (resampled with replacement, shared across steps); "
@@ -109,7 +108,7 @@ def seed_indicators(source, rule=None, check: bool = True) -> xr.Dataset:
                         "samples cube with `twoclocks-probe samples RUN --force`")
     base = float(ds["uniform_valid_sample_mem"]) if "uniform_valid_sample_mem" in ds else np.nan
     dims = ("step", "seed")
-    return xr.Dataset(
+    out = xr.Dataset(
         {"valid": (dims, valid, {"long_name": "decoded sample is rule-valid (and finite)", "units": "1"}),
          "memorized": (dims, memorized, {"long_name": "sample equals a train sample (nn_hamming == 0)",
                                          "units": "1"}),
@@ -117,42 +116,11 @@ def seed_indicators(source, rule=None, check: bool = True) -> xr.Dataset:
          "baseline": ((), base, {"long_name": "sample memorization of a uniform-valid sampler, N / |valid|",
                                  "units": "1"})},
         coords={"step": ds["step"].values, "seed": ds["seed"].values})
-
-
-# ----------------------------------------------------------------------------- vectorized onset
-def sustained_onset_batch(steps, values, threshold: float | None = None, k: int = DEFAULT_K,
-                          strict: bool = False):
-    """:func:`~twoclocks.probes.clocks.sustained_onset` along the last axis of ``values`` (..., T) at
-    once: (tau, status) arrays of shape (...,), tau NaN where not reached, status
-    :data:`REACHED` / :data:`PENDING` / :data:`NEVER`. Same criterion: ``values >= threshold`` (>
-    with ``strict``; NaN does not hold), or with ``threshold`` None ``values`` are the booleans;
-    ``steps`` ascending, length T."""
-    steps = np.asarray(steps, dtype=float)
-    if k < 1:
-        raise TwoclocksError(f"--k must be at least 1, got {k}")
-    if threshold is None:
-        above = np.asarray(values).astype(bool)
-    else:
-        v = np.asarray(values, dtype=float)
-        above = (v > threshold) if strict else (v >= threshold)
-        above &= ~np.isnan(v)
-    lead, T = above.shape[:-1], above.shape[-1]
-    tau = np.full(lead, np.nan)
-    status = np.full(lead, NEVER, np.int8)
-    if T >= k:
-        c = np.zeros(lead + (T + 1,), np.int64)
-        np.cumsum(above, axis=-1, out=c[..., 1:])
-        hit = (c[..., k:] - c[..., :-k]) == k                      # (..., T - k + 1) windows all holding
-        any_hit = hit.any(axis=-1)
-        first = hit.argmax(axis=-1)
-        tau = np.where(any_hit, steps[first], np.nan)
-        status[any_hit] = REACHED
-    else:
-        any_hit = np.zeros(lead, bool)
-    if T:
-        pending = above[..., -1] & ~any_hit                         # a final run of True, shorter than k
-        status[pending] = PENDING
-    return tau, status
+    if "state" in ds and "state_label" in ds.coords:   # per-seed states: the indicators of state_frac[LABEL]
+        out["state"] = (dims, np.asarray(ds["state"].transpose("step", "seed").values, np.int64),
+                        {"long_name": "sample state (index into state_label)", "units": "1"})
+        out.attrs["state_labels"] = [str(v) for v in ds["state_label"].values]
+    return out
 
 
 # ----------------------------------------------------------------------------- the bootstrap
@@ -180,57 +148,74 @@ def _interval(boot: np.ndarray, level: float):
     return lo, hi, med
 
 
-def bootstrap_clocks(steps, valid, memorized, baseline: float = np.nan, k: int = DEFAULT_K,
-                     acc_threshold: float = DEFAULT_ACC_THRESHOLD, policy: MemThreshold | str | None = None,
-                     n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = DEFAULT_LEVEL) -> dict:
-    """Percentile-bootstrap intervals of both clocks over the noise-bank seeds (module docstring).
+def boot_curves(indicators: dict, W: np.ndarray) -> dict:
+    """Replicate curves (B, T) of per-seed indicators (var -> (T, n) booleans): the means over each
+    replicate's seeds, ``indicators @ W / n`` with the count weights W (n, B) (integer counts, exact in
+    float32 below 2^24 seeds; the curves in float64 as a mean would give)."""
+    out = {}
+    for var, ind in indicators.items():
+        n = ind.shape[1]
+        out[var] = (np.asarray(ind, np.float32) @ W).T.astype(np.float64) / n
+    return out
 
-    ``valid``, ``memorized``: (n_steps, n_seeds) booleans (:func:`seed_indicators`); ``steps``: the
-    evaluated steps (any order; sorted here as ``clocks_from_curves`` does); ``baseline``: the
-    uniform-valid sample memorization for the adaptive threshold; ``policy``: a
-    :class:`~twoclocks.probes.clocks.MemThreshold` or its name (None: the default, adaptive t = 0.1).
-    Replicates: :func:`bootstrap_indices` (``n_boot``, ``seed``).
+
+def bootstrap_clocks(steps, valid, memorized, baseline: float = np.nan, k: int | None = None,
+                     acc_threshold: float | None = None, policy: MemThreshold | str | None = None,
+                     n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = DEFAULT_LEVEL, clocks=None,
+                     indicators: dict | None = None) -> dict:
+    """Percentile-bootstrap intervals of the clocks over the noise-bank seeds (module docstring).
+
+    ``valid``, ``memorized``: (n_steps, n_seeds) booleans (:func:`seed_indicators`), the per-seed
+    indicators of ``sample_acc`` / ``sample_mem``; ``indicators``: those of further curves the
+    definitions read (var -> (n_steps, n_seeds) booleans, e.g. ``state_frac[valid_novel]``: state ==
+    valid_novel); ``steps``: the evaluated steps (any order; sorted here as ``clocks_from_curves``
+    does); ``baseline``: the memorization baseline N/|support|. The clock definitions: ``clocks`` (a
+    :class:`~twoclocks.probes.clockdefs.ClockSet`, preset name or ClockDefs; None: the default) with the
+    shorthands ``k``, ``acc_threshold``, ``policy``
+    (:func:`~twoclocks.probes.clockdefs.clockset_from_options`); every replicate is evaluated by the
+    same :func:`~twoclocks.probes.clockdefs.evaluate_clocks` as the point clocks. Replicates:
+    :func:`bootstrap_indices` (``n_boot``, ``seed``).
 
     Returns a dict: the point estimate (``clocks_from_curves`` on the full bank: ``tau_rule``,
-    ``tau_mem``, their statuses), and per clock C in (tau_rule, tau_mem): ``C_lo`` / ``C_hi`` (the
+    ``tau_mem``, their statuses, and any further clock), and per clock C: ``C_lo`` / ``C_hi`` (the
     interval at ``level``, +inf where beyond the last step), ``C_median``, ``C_reached`` (fraction of
     replicates reaching it), ``C_boot`` (B,) the replicates (NaN unreached), ``C_boot_status`` (B,)
     status codes (:data:`STATUS_NAMES`), ``C_counts`` (n_steps,) how many replicates have the clock at
-    each step (the whole bootstrap distribution of the reached ones); ``tau_rule_discarded`` (fraction
-    of replicates whose tau_rule came after their tau_mem); ``steps``, ``mem_threshold``, ``n_boot``,
-    ``level``, ``n_seeds``, ``method``."""
-    pol = MemThreshold.from_options(policy=policy)
+    each step; ``tau_rule_discarded`` (fraction of replicates whose tau_rule came after their tau_mem);
+    ``steps``, ``mem_threshold``, ``n_boot``, ``level``, ``n_seeds``, ``method``, ``clock_set``."""
+    cs = clockset_from_options(clocks, k, acc_threshold, policy=policy)
     if not (0 < level < 1):
         raise TwoclocksError(f"--level must be in (0, 1), got {level}")
     if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 1):
         raise TwoclocksError(f"--n-boot must be a positive integer, got {n_boot}")
     steps = np.asarray(steps)
-    valid, memorized = np.asarray(valid, bool), np.asarray(memorized, bool)
-    if valid.shape != memorized.shape or valid.ndim != 2 or valid.shape[0] != len(steps):
-        raise TwoclocksError(f"valid {valid.shape} and memorized {memorized.shape} must both be "
-                             f"(n_steps={len(steps)}, n_seeds)")
+    ind = {"sample_acc": np.asarray(valid, bool), "sample_mem": np.asarray(memorized, bool),
+           **{key: np.asarray(v, bool) for key, v in (indicators or {}).items()}}
+    for key, v in ind.items():
+        if v.ndim != 2 or v.shape != ind["sample_acc"].shape or v.shape[0] != len(steps):
+            raise TwoclocksError(f"the per-seed indicators of {key} {v.shape} must be (n_steps={len(steps)}, "
+                                 f"n_seeds={ind['sample_acc'].shape[-1]})")
+    missing = [v for v in cs.variables if v not in ind]
+    if missing:
+        raise TwoclocksError(f"the clock definitions need per-seed indicators of {', '.join(missing)} for the "
+                             f"bootstrap (have {', '.join(ind)})")
     order = np.argsort(steps, kind="stable")
-    steps, valid, memorized = steps[order], valid[order], memorized[order]
-    T, n = valid.shape
+    steps = steps[order]
+    ind = {key: v[order] for key, v in ind.items()}
+    T, n = ind["sample_acc"].shape
     if n == 0:
         raise TwoclocksError("no seeds to resample")
-    thr = pol.value(baseline)
-    point = clocks_from_curves(steps, valid.mean(axis=1), memorized.mean(axis=1), baseline, k, acc_threshold,
-                               policy=pol)
-
+    means = {key: v.mean(axis=1) for key, v in ind.items()}
+    point = clocks_from_curves(steps, means.pop("sample_acc"), means.pop("sample_mem"), baseline, clocks=cs,
+                               curves=means)
     W = _count_weights(bootstrap_indices(n, n_boot, seed), n).astype(np.float32)   # (n, B)
-    # integer counts, exact in float32 below 2^24 seeds; then the curves in float64 as a mean would give
-    acc = (valid.astype(np.float32) @ W).T.astype(np.float64) / n                  # (B, T)
-    mem = (memorized.astype(np.float32) @ W).T.astype(np.float64) / n
-    rule_raw, rule_status = sustained_onset_batch(steps, acc, acc_threshold, k)
-    tau_mem, mem_status = sustained_onset_batch(steps, mem, thr, k, strict=True)
-    discarded = np.isfinite(rule_raw) & np.isfinite(tau_mem) & (rule_raw > tau_mem)
-    tau_rule = np.where(discarded, np.nan, rule_raw)
-    rule_status = np.where(discarded, DISCARDED, rule_status).astype(np.int8)
+    ev = evaluate_clocks(cs, steps, boot_curves({v: ind[v] for v in cs.variables}, W), baseline)
+    discarded = ev["tau_rule"]["status"] == DISCARDED
 
-    out = {"tau_rule": point["tau_rule"], "tau_rule_status": point["tau_rule_status"],
-           "tau_mem": point["tau_mem"], "tau_mem_status": point["tau_mem_status"]}
-    for name, boot, status in (("tau_rule", tau_rule, rule_status), ("tau_mem", tau_mem, mem_status)):
+    out = {name: point[name] for name in cs.names}
+    out.update({f"{name}_status": point[f"{name}_status"] for name in cs.names})
+    for name in cs.names:
+        boot, status = ev[name]["tau"], ev[name]["status"]
         reached = np.isfinite(boot)
         lo, hi, med = _interval(np.where(reached, boot, np.inf), level)
         counts = np.zeros(T, np.int64)
@@ -238,10 +223,14 @@ def bootstrap_clocks(steps, valid, memorized, baseline: float = np.nan, k: int =
         out.update({f"{name}_lo": lo, f"{name}_hi": hi, f"{name}_median": med,
                     f"{name}_reached": float(reached.mean()), f"{name}_boot": boot,
                     f"{name}_boot_status": status, f"{name}_counts": counts})
-    out.update({"tau_rule_discarded": float(discarded.mean()), "steps": steps, "mem_threshold": thr,
-                "mem_threshold_policy": pol.policy, "mem_threshold_t": float(pol.t), "mem_baseline": float(baseline),
-                "k": int(k), "acc_threshold": float(acc_threshold), "n_boot": int(n_boot), "seed": int(seed),
-                "level": float(level), "n_seeds": int(n), "method": METHOD})
+    pol = cs.mem_policy()
+    out.update({"tau_rule_discarded": float(discarded.mean()), "steps": steps, "mem_threshold": point["mem_threshold"],
+                "mem_threshold_policy": pol.policy if pol else "custom", "mem_threshold_t": float(pol.t) if pol else np.nan,
+                "mem_baseline": float(baseline), "k": int(cs["tau_mem"].sustain.k),
+                "acc_threshold": float(next((c.threshold for c in cs["tau_rule"].conditions if c.var == "sample_acc"),
+                                            np.nan)),
+                "n_boot": int(n_boot), "seed": int(seed), "level": float(level), "n_seeds": int(n), "method": METHOD,
+                "clock_set": cs})
     return out
 
 
@@ -268,32 +257,53 @@ def clock_brackets(steps, tau_rule, tau_mem) -> dict:
 
 
 # ----------------------------------------------------------------------------- one run
-def run_clock_uncertainty(run, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
-                          mem_threshold: float | None = None, mem_adaptive: bool | None = None,
-                          policy: MemThreshold | str | None = None, n_boot: int = DEFAULT_N_BOOT,
-                          seed: int = 0, level: float = DEFAULT_LEVEL) -> xr.Dataset:
-    """Clock uncertainty of one run (a directory or an opened Run) from its ``probes/samples.zarr``:
-    the point clocks, the seed-bootstrap intervals and reached fractions (:func:`bootstrap_clocks`) and
-    the grid brackets (:func:`clock_brackets`) as a small Dataset (scalars, plus the bootstrap counts
-    per evaluated step). Threshold policy as :func:`~twoclocks.probes.clocks.clocks_from_curves`."""
+def state_indicators(ind: xr.Dataset) -> dict:
+    """The per-seed indicators of ``state_frac[LABEL]`` (state == LABEL) from :func:`seed_indicators`."""
+    if "state" not in ind:
+        return {}
+    states = ind["state"].values
+    return {f"state_frac[{lab}]": states == i for i, lab in enumerate(ind.attrs["state_labels"])}
+
+
+def run_bootstrap(run, clocks=None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = DEFAULT_LEVEL,
+                  baseline: float | None = None) -> dict:
+    """:func:`bootstrap_clocks` of one run (a directory or an opened Run) from its
+    ``probes/samples.zarr`` under the clock definitions ``clocks`` (anything
+    :func:`~twoclocks.probes.clockdefs.clockset_from_options` takes), plus ``brackets``: each clock's
+    grid bracket (:func:`grid_bracket`). ``baseline``: the memorization baseline (None: N/|support| of
+    the run's rule, as the clocks)."""
     run = run if isinstance(run, Run) else open_run(run)
-    pol = MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
     ind = seed_indicators(run)
     if ind.sizes["step"] == 0:
         raise TwoclocksError(f"{run.probe_path('samples')} holds no checkpoint steps; run "
                              f"`twoclocks-probe samples {run.path}`")
-    base = float(ind["baseline"])
-    r = bootstrap_clocks(ind["step"].values, ind["valid"].values, ind["memorized"].values, base, k,
-                         acc_threshold, pol, n_boot, seed, level)
-    br = clock_brackets(r["steps"], r["tau_rule"], r["tau_mem"])
+    base = support_baseline(run.rule, run.config.n_train) if baseline is None else baseline
+    r = bootstrap_clocks(ind["step"].values, ind["valid"].values, ind["memorized"].values, base, n_boot=n_boot,
+                         seed=seed, level=level, clocks=clocks, indicators=state_indicators(ind))
+    r["brackets"] = {name: grid_bracket(r["steps"], r[name]) for name in r["clock_set"].names}
+    return r
+
+
+def run_clock_uncertainty(run, k: int | None = None, acc_threshold: float | None = None,
+                          mem_threshold: float | None = None, mem_adaptive: bool | None = None,
+                          policy: MemThreshold | str | None = None, n_boot: int = DEFAULT_N_BOOT,
+                          seed: int = 0, level: float = DEFAULT_LEVEL, clocks=None) -> xr.Dataset:
+    """Clock uncertainty of one run (a directory or an opened Run) from its ``probes/samples.zarr``:
+    the point clocks, the seed-bootstrap intervals and reached fractions (:func:`run_bootstrap`) and
+    the grid brackets as a small Dataset (scalars, plus the bootstrap counts per evaluated step). The
+    definitions: ``clocks`` with the shorthands ``k``, ``acc_threshold``, ``policy`` or
+    ``mem_threshold`` / ``mem_adaptive`` (:func:`~twoclocks.probes.clockdefs.clockset_from_options`)."""
+    run = run if isinstance(run, Run) else open_run(run)
+    cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy)
+    r = run_bootstrap(run, cs, n_boot, seed, level)
+    br = r["brackets"]
     pct = f"{100 * (1 - level) / 2:g}-{100 * (1 + level) / 2:g}%"
     steps_attrs = lambda text: {"long_name": text, "units": "steps"}  # noqa: E731
     frac_attrs = lambda text: {"long_name": text, "units": "1"}  # noqa: E731
-    crit = {"tau_rule": f"sample accuracy >= {acc_threshold} for {k} evaluations",
-            "tau_mem": f"sample memorization > {r['mem_threshold']:.4g} ({pol.policy}) for {k} evaluations"}
     data = {}
-    for c in ("tau_rule", "tau_mem"):
-        data[c] = ((), r[c], steps_attrs(f"{c} point estimate ({crit[c]}; NaN: status {r[c + '_status']})"))
+    for d in cs.clocks:
+        c = d.name
+        data[c] = ((), r[c], steps_attrs(f"{c} point estimate ({d.text()}; NaN: status {r[c + '_status']})"))
         data[f"{c}_lo"] = ((), r[f"{c}_lo"], steps_attrs(f"{c} seed-bootstrap {pct} interval, lower end "
                                                          "(+inf: beyond the last evaluated step)"))
         data[f"{c}_hi"] = ((), r[f"{c}_hi"], steps_attrs(f"{c} seed-bootstrap {pct} interval, upper end "
@@ -308,14 +318,17 @@ def run_clock_uncertainty(run, k: int = DEFAULT_K, acc_threshold: float = DEFAUL
             f"number of bootstrap replicates with {c} at this step"))
     data["tau_rule_discarded"] = ((), r["tau_rule_discarded"], frac_attrs(
         "fraction of bootstrap replicates whose tau_rule came after their tau_mem (discarded)"))
-    data["mem_threshold"] = ((), r["mem_threshold"], frac_attrs(f"sample memorization threshold ({pol.formula()})"))
+    pol = cs.mem_policy()
+    data["mem_threshold"] = ((), r["mem_threshold"], frac_attrs(
+        f"sample memorization threshold ({pol.formula() if pol else cs['tau_mem'].text()})"))
     ds = xr.Dataset(data, coords={"step": ("step", r["steps"], {"long_name": "evaluated checkpoint step",
                                                                  "units": "steps"})})
     ds.attrs.update({
         "probe": "clock_uncertainty", "twoclocks_version": twoclocks.__version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "run_dir": str(run.path), "method": METHOD, "n_boot": int(n_boot), "bootstrap_seed": int(seed),
-        "level": float(level), "n_seeds": r["n_seeds"], "k": int(k), "acc_threshold": float(acc_threshold),
+        "level": float(level), "n_seeds": r["n_seeds"], "k": r["k"], "acc_threshold": r["acc_threshold"],
         "tau_rule_status": r["tau_rule_status"], "tau_mem_status": r["tau_mem_status"],
-        **pol.attrs(base), "mem_threshold_rule": pol.formula()})
+        **(pol.attrs(r["mem_baseline"]) if pol else {}),
+        "mem_threshold_rule": pol.formula() if pol else cs["tau_mem"].text(), **cs.attrs()})
     return ds

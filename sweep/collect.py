@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from twoclocks import TwoclocksError
+from twoclocks.probes.uncertainty import DEFAULT_LEVEL, DEFAULT_N_BOOT
 from twoclocks.store import open_cube
 from twoclocks.sweep.spec import _config_fields
 from twoclocks.sweep.state import read_sweep
@@ -29,7 +30,9 @@ def _final_metrics(run_dir: Path) -> dict:
 
 
 def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_threshold: float | None = None,
-            mem_threshold: float | None = None, mem_adaptive: bool | None = None, write: bool = True, where=None):
+            mem_threshold: float | None = None, mem_adaptive: bool | None = None, write: bool = True, where=None,
+            clocks=None, sustain_steps: float | None = None, sustain_factor: float | None = None,
+            n_boot: int = DEFAULT_N_BOOT, level: float = DEFAULT_LEVEL):
     """One Dataset over the runs of a sweep that have probes/samples.zarr: dim ``run`` (the run names;
     ``run_dir`` and the config values that vary as coords), the clocks and window
     (probes.clocks.compute_clocks), the final sample accuracy / memorization / training loss, and the
@@ -38,7 +41,11 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     right-censored one), fitted over the runs selected by ``where`` (clauses such as ``"n_train>=64"``;
     :func:`twoclocks.probes.clocks.parse_where`); per run the passes at tau_mem, the fit residuals and the
     selection; per grid point the clocks' mean and sd over seeds (dims ``point``, ``clock``). Written to
-    ``out`` (default SWEEP_DIR/collect.zarr) unless ``write`` is False."""
+    ``out`` (default SWEEP_DIR/collect.zarr) unless ``write`` is False. The clock definitions: ``clocks``
+    (a preset name, ClockSet or ClockDefs; None: the sweep spec's ``[clocks]`` table, else the default)
+    with the shorthands ``k``, ``acc_threshold``, ``mem_threshold``, ``mem_adaptive``, ``sustain_steps``,
+    ``sustain_factor`` on top; ``n_boot`` / ``level``: the per-run clock intervals of
+    :func:`twoclocks.probes.clocks.compute_clocks`."""
     from twoclocks.probes import clocks as C
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
@@ -56,6 +63,8 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
         raise TwoclocksError(f"--pool {', '.join(bad)}: not a config field")
     pools = [()] + ([tuple(pool)] if pool else [])
     ds = C.compute_clocks([str(d) for d in dirs], mem_adaptive=mem_adaptive, pools=pools, where=where,
+                          clocks=clocks if clocks is not None else spec.clock_set(), sustain_steps=sustain_steps,
+                          sustain_factor=sustain_factor, n_boot=n_boot, level=level,
                           **{key: v for key, v in opts.items() if v is not None})
     ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs], {"long_name": "run directory"}),
                           run=("run", [r["name"] for r in have], {"long_name": "run name (its grid point)"}))
@@ -82,7 +91,8 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
         from twoclocks.probes.clocks_schema import COLLECT_SCHEMA
         from twoclocks.store import write_derived
         params = {"pool": list(pool or ()), "k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold,
-                  "mem_adaptive": mem_adaptive, "where": json.loads(ds.attrs.get("fit_where", "[]"))}
+                  "mem_adaptive": mem_adaptive, "where": json.loads(ds.attrs.get("fit_where", "[]")),
+                  "clock_defs": json.loads(ds.attrs["clock_defs"]), "n_boot": n_boot, "level": level}
         ds = write_derived(ds, Path(out) if out is not None else sweep_dir / "collect.zarr", schema=COLLECT_SCHEMA,
                            params=params)
     return ds

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import tomllib
 from twoclocks import TwoclocksError
+from twoclocks.probes.clockdefs import clockset_from_table
 
 EXECUTORS = ("local", "debug", "slurm")
 DICT_FIELDS = ("rule_params", "encoding_params")
@@ -34,9 +35,16 @@ class SweepSpec:
     grid: dict = field(default_factory=dict)
     slurm: dict = field(default_factory=dict)
     probes: dict = field(default_factory=dict)
+    clocks: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"base": self.base, "grid": self.grid, "slurm": self.slurm, "probes": self.probes}
+        out = {"base": self.base, "grid": self.grid, "slurm": self.slurm, "probes": self.probes}
+        return {**out, "clocks": self.clocks} if self.clocks else out
+
+    def clock_set(self):
+        """The clock definitions of the spec's ``[clocks]`` table
+        (:func:`twoclocks.probes.clockdefs.clockset_from_table`), None without one."""
+        return clockset_from_table(self.clocks) if self.clocks else None
 
 
 def _config_fields() -> list[str]:
@@ -59,11 +67,15 @@ def _flatten_grid(grid: dict, prefix: str = "") -> dict:
 
 
 def spec_from_dict(d: dict, source: str = "the sweep spec") -> SweepSpec:
-    """Validate a spec dict (TOML tables base, grid, slurm, probes) into a :class:`SweepSpec`."""
-    unknown = set(d) - {"base", "grid", "slurm", "probes"}
+    """Validate a spec dict (TOML tables base, grid, slurm, probes, clocks) into a :class:`SweepSpec`.
+    ``[clocks]``: the clock definitions `collect` and `plot` use for the sweep
+    (:func:`twoclocks.probes.clockdefs.clockset_from_table`)."""
+    unknown = set(d) - {"base", "grid", "slurm", "probes", "clocks"}
     if unknown:
-        raise TwoclocksError(f"{source}: unknown table(s) {sorted(unknown)}; use [base], [grid], [slurm] and "
-                             "[probes]")
+        raise TwoclocksError(f"{source}: unknown table(s) {sorted(unknown)}; use [base], [grid], [slurm], "
+                             "[probes] and [clocks]")
+    clocks = d.get("clocks", {}) or {}
+    clockset_from_table(clocks, source)   # validated here: one-line errors
     fields = _config_fields()
     base = dict(d.get("base", {}))
     grid = _flatten_grid(dict(d.get("grid", {})))
@@ -90,7 +102,7 @@ def spec_from_dict(d: dict, source: str = "the sweep spec") -> SweepSpec:
     for name in probes:
         from twoclocks.sweep.executors import _probe
         _probe(name)
-    return SweepSpec(base, grid, slurm, {k: dict(v) for k, v in probes.items()})
+    return SweepSpec(base, grid, slurm, {k: dict(v) for k, v in probes.items()}, json.loads(json.dumps(clocks)))
 
 
 def load_spec(path) -> SweepSpec:

@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from twoclocks import TwoclocksError
+from twoclocks.probes.fits import fit_clocks, format_clock_fits
 from twoclocks.probes.registry import COMMON_OPTIONS as COMMON_HELP
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
@@ -496,6 +497,38 @@ def plot(
         typer.echo(str(p))
     for note in res.notes:
         typer.echo(note)
+
+
+@command
+def fit(
+    sources: List[Path] = typer.Argument(..., help="A sweep directory, run directories (each with "
+                                         "probes/samples.zarr), or a written clocks / collect Dataset (.zarr).",
+                                         metavar="SWEEP_DIR_OR_RUNS..."),
+    y: str = typer.Option("tau_mem", "--y", help="The clock: tau_rule, tau_mem, window, a loss clock, ..."),
+    x: str = typer.Option("n_train", "--x", help="A numeric config field: n_train, group, lr, weight_decay, ..."),
+    model: str = typer.Option("power", "--model", help="power: clock = c x^slope (ln clock on ln x); loglinear: "
+                              "clock = c exp(slope x) (ln clock on x; per-unit factor exp(slope))."),
+    where: Optional[List[str]] = WHERE_OPT,
+    pool: Optional[str] = typer.Option(None, "--pool", help="Config fields to pool over in extra fits beside "
+                                       "the per-group ones, e.g. 'model'."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the fit Dataset to FILE.zarr."),
+    k: Optional[int] = K_OPT,
+    acc_threshold: Optional[float] = ACC_THRESHOLD_OPT,
+    mem_threshold: Optional[float] = MEM_THRESHOLD_OPT,
+    mem_adaptive: Optional[bool] = MEM_ADAPTIVE_OPT,
+):
+    """Fit any clock against any numeric config field across runs, per group, with intervals and a zero-slope test.
+
+    Per group of runs equal in every config field but --x, seeds and bookkeeping: least squares of ln clock
+    (t interval, t-test of slope = 0) and right-censored maximum likelihood (profile-likelihood interval,
+    likelihood-ratio test), the per-unit factor (loglinear) or exponent (power), R^2 and the censored runs."""
+    source = sources[0] if len(sources) == 1 else sources
+    ds = fit_clocks(source, y=y, x=x, model=model, where=where, pool=pool, level=level, out=out, k=k,
+                    acc_threshold=acc_threshold, mem_threshold=mem_threshold, mem_adaptive=mem_adaptive)
+    typer.echo(format_clock_fits(ds))
+    if out is not None:
+        typer.echo(f"wrote {out}")
 
 
 def _print_report(report: dict, dry_run: bool, verb: str) -> None:

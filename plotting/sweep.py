@@ -2,7 +2,8 @@
 collapse in steps per example.
 
 - :func:`plot_clock_scaling` (Figs. 2C, 2D, 10): both clocks vs G and vs N with the least-squares fits;
-- :func:`plot_rule_vs_group` (Fig. 2C): tau_rule and tau_mem vs G, clocks not reached drawn as censored;
+- :func:`plot_rule_vs_group` (Fig. 2C): tau_rule and tau_mem vs G, clocks not reached drawn as censored,
+  with the estimated per-unit-G factor of tau_rule (:func:`rule_group_fit`, line and band);
 - :func:`plot_mem_vs_n` (Fig. 2D, Table 4): tau_mem vs N with the least-squares and the censored
   maximum-likelihood fits (alpha's interval), runs that never memorized drawn as censored;
 - :func:`plot_memorization_collapse` (Figs. 2H, 8): memorization vs step and vs steps per example;
@@ -17,6 +18,7 @@ import textwrap
 import numpy as np
 import xarray as xr
 from twoclocks import TwoclocksError
+from twoclocks.probes.fits import fit_clocks, fit_line, fit_rows
 from twoclocks.plotting.style import (
     memorization_baseline,
     _figure,
@@ -289,14 +291,17 @@ def _constants(clocks, exclude: tuple[str, ...] = ()) -> str:
 
 
 @_styled
-def plot_rule_vs_group(clocks: xr.Dataset, ax=None, per_unit_g: float | None = 10.0):
+def plot_rule_vs_group(clocks: xr.Dataset, ax=None, fit: xr.Dataset | None = None, per_unit_g: float | None = None):
     """tau_rule (circles) and tau_mem (squares) against the group size G on a log step axis (paper
     Fig. 2C), one colour per combination of the other config values that vary (N, model, arch ...).
     A clock not reached is an up-pointing triangle at the last evaluated step (it lies beyond); a
     tau_rule discarded for coming after tau_mem is a grey-filled circle at its raw step.
-    ``per_unit_g``: a dotted guide growing by this factor per unit of G from the earliest tau_rule of
-    the smallest G (the paper's "about tenfold per unit of G"; None: no guide). ``clocks``: collect's
-    Dataset (or compute_clocks'), with ``group`` a coord (or in attrs['constant_config'])."""
+    ``fit``: the estimated tau_rule = c exp(slope G) (:func:`twoclocks.probes.fits.fit_clocks` with
+    y="tau_rule", x="group", model="loglinear"; :func:`rule_group_fit`), drawn per fit group as its
+    least-squares line with the pointwise confidence band, the per-unit-G factor and its interval in the
+    legend (None: no fit). ``per_unit_g``: a fixed dotted guide growing by this factor per unit of G from
+    the earliest tau_rule of the smallest G (None, the default: no guide). ``clocks``: collect's Dataset
+    (or compute_clocks'), with ``group`` a coord (or in attrs['constant_config'])."""
     import matplotlib.lines as mlines
     _need(clocks, ["tau_rule", "tau_mem"], "plot_rule_vs_group")
     g = _coord(clocks, "group")
@@ -333,6 +338,27 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, per_unit_g: float | None = 1
         guide = t0 * per_unit_g ** (gx - g0)
         keep = guide <= top
         ax.plot(gx[keep], guide[keep], color="0.45", ls=(0, (1, 2)), lw=1.2)
+    fit_handles, fit_labels = [], []
+    if fit is not None:
+        runs = [str(r) for r in clocks["run"].values]
+        for j, (lab, f) in enumerate(fit_rows(fit)):
+            m = np.isin(runs, [str(r) for r in fit["run"].values[fit["fit_member"].values[j]]])
+            if not np.isfinite(f["slope"]) or not m.any():
+                continue
+            own = np.unique(idx[m])
+            col = cols[own[0]] if len(own) == 1 else "black"
+            dash = ("--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))[j % 4]
+            gx = np.linspace(np.nanmin(g[m]), np.nanmax(g[m]), 50)
+            mid, lo, hi = fit_line(fit, j, gx)
+            ax.plot(gx, mid, color=col, lw=1.4, ls=dash)
+            if np.isfinite(lo).all():
+                ax.fill_between(gx, lo, hi, color=col, alpha=0.15, lw=0)
+            ci = (f" [{f['factor_lo']:.3g}, {f['factor_hi']:.3g}] ({f['level']:.0%})"
+                  if np.isfinite(f["factor_lo"]) else "")
+            fit_handles.append(mlines.Line2D([], [], color=col, ls=dash))
+            fit_labels.append(f"fit ×{f['factor']:.3g}{ci} per unit of G"
+                              + (f"\n{textwrap.fill(lab, 40)}" if lab != "all runs" else ""))
+            yv = np.r_[yv, mid]
     _log_if_positive(ax, "y", yv)
     gv = np.unique(g)
     ax.set_xticks(gv, [f"{x:g}" for x in gv])
@@ -350,6 +376,8 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, per_unit_g: float | None = 1
               "tau_rule after tau_mem\n(discarded; raw step)", (~np.isfinite(tr) & np.isfinite(raw)).any())]
     handles = [h for h, _, used in kinds if used]
     labels = [lab for _, lab, used in kinds if used]
+    handles += fit_handles
+    labels += fit_labels
     if per_unit_g:
         handles.append(mlines.Line2D([], [], color="0.45", ls=(0, (1, 2))))
         labels.append(f"×{per_unit_g:g} per unit of G")
@@ -491,6 +519,22 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
     return _root(fig)
 
 
+def rule_group_fit(clocks: xr.Dataset, level: float = 0.95) -> xr.Dataset | str | None:
+    """The fit tau_rule = c exp(slope G) that :func:`plot_rule_vs_group` draws
+    (:func:`twoclocks.probes.fits.fit_clocks`, loglinear, per group of runs equal but for G and seeds):
+    None when fewer than 3 G values have a tau_rule, the reason (a line) when the fit is refused."""
+    g = _coord(clocks, "group")
+    if g is None or "tau_rule" not in clocks:
+        return None
+    have = np.isfinite(_floats(clocks, "tau_rule"))
+    if len(np.unique(g[have].astype(float))) < 3:
+        return None
+    try:
+        return fit_clocks(clocks, y="tau_rule", x="group", model="loglinear", level=level)
+    except TwoclocksError as e:
+        return f"no tau_rule vs G fit: {e}"
+
+
 def sweep_figures(clocks: xr.Dataset) -> list[str]:
     """The cross-run figures that apply to a sweep's collect Dataset: 'rule_vs_group' when G varies,
     'mem_vs_n' and 'memorization_collapse' when N varies, 'clock_scaling' when both do."""
@@ -540,7 +584,11 @@ def plot_sweep(sweep_dir, out=None, formats=("png",), clocks: xr.Dataset | None 
     run_dirs = [run_dir(d) for d in (clocks["run_dir"] if "run_dir" in clocks else clocks["run"]).values]
     for name in names:
         if name == "rule_vs_group":
-            fig = plot_rule_vs_group(clocks)
+            fit = rule_group_fit(clocks)
+            if isinstance(fit, str):
+                result.notes.append(fit)
+                fit = None
+            fig = plot_rule_vs_group(clocks, fit=fit)
         elif name == "mem_vs_n":
             fig = plot_mem_vs_n(clocks)
         elif name == "clock_scaling":

@@ -58,6 +58,7 @@ from twoclocks.probes.clockdefs import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, DEFAUL
 from twoclocks.probes.uncertainty import (DEFAULT_LEVEL, DEFAULT_N_BOOT, METHOD as BOOT_METHOD, grid_bracket,
                                           run_bootstrap)
 from twoclocks.environment import pooled_environment_note
+from twoclocks.probes.linefit import WEAK_FIT_RUNS, censored_line_fit, ml_cutoff
 from twoclocks.store import open_cube
 
 __all__ = ["ClockDef", "ClockSet", "Condition", "Sustain", "PRESETS", "alpha_spread", "FIT_CLOCK_KEYS",
@@ -65,7 +66,7 @@ __all__ = ["ClockDef", "ClockSet", "Condition", "Sustain", "PRESETS", "alpha_spr
            "clocks_from_curves", "loss_clocks", "run_clocks", "compute_clocks", "fit_power_law",
            "format_fit", "fit_dataset", "fits_from_dataset", "format_clocks_table", "NOT_GROUPING",
            "LOSS_CLOCKS", "FIT_KEYS", "FIT_STR_KEYS", "WEAK_FIT_RUNS", "ml_cutoff", "parse_where", "select_runs",
-           "SEED_FIELDS", "WHERE_OPS"]
+           "SEED_FIELDS", "WHERE_OPS", "group_runs", "POWER_LAW_NAMES"]
 
 LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
 #: config fields that do not separate power-law groups (besides n_train): seeds and bookkeeping
@@ -202,92 +203,13 @@ FIT_KEYS = {
     "ml_status": "'ok', or why the censored fit is NaN",
     "notes": "warnings on the fit (e.g. a weak fit on fewer than 4 runs); empty: none",
 }
+#: the keys of :data:`FIT_KEYS` under their name in :func:`twoclocks.probes.linefit.censored_line_fit`
+POWER_LAW_NAMES = {"alpha": "slope", "alpha_lo": "slope_lo", "alpha_hi": "slope_hi", "censored_n": "censored_x",
+                   "alpha_ml": "slope_ml", "alpha_ml_lo": "slope_ml_lo", "alpha_ml_hi": "slope_ml_hi"}
 #: the string-valued keys of :data:`FIT_KEYS` (the rest are numbers; censored_* are tuples)
 FIT_STR_KEYS = ("interval_method", "interval_method_ml", "ml_status", "notes")
-#: a fit on fewer runs than this (runs that reached tau_mem) is flagged as weak in ``notes``
-WEAK_FIT_RUNS = 4
-T_INTERVAL = "t"
-ML_INTERVAL = "profile likelihood, t-calibrated"
 #: the censored-ML interval of Datasets written before interval_method_ml existed
 LEGACY_ML_INTERVAL = "profile likelihood, chi2_1 cut"
-
-
-def _tobit_negll(theta, x_obs, y_obs, x_cen, c_cen):
-    """(-log likelihood, its gradient in theta) of ln tau = a + b ln N + e, e ~ N(0, s^2), theta = (a, b,
-    ln s); observed runs contribute the density of y, censored ones P(y > c) = sf((c - a - b x) / s)."""
-    from scipy.special import erfcx, log_ndtr
-    a, b, ls = theta
-    s = np.exp(ls)
-    z = (y_obs - a - b * x_obs) / s
-    f = 0.5 * float(z @ z) + len(y_obs) * (ls + 0.5 * np.log(2 * np.pi))
-    grad = np.array([-z.sum() / s, -(z @ x_obs) / s, len(y_obs) - float(z @ z)])
-    if len(c_cen):
-        w = (c_cen - a - b * x_cen) / s
-        logsf = log_ndtr(-w)                               # log P(Z > w)
-        with np.errstate(over="ignore"):                   # erfcx(-large) = inf: the ratio is 0 there
-            mills = np.sqrt(2 / np.pi) / erfcx(w / np.sqrt(2))  # pdf(w) / sf(w) = d(-log sf)/dw
-        f -= float(logsf.sum())
-        grad -= np.array([mills.sum() / s, (mills @ x_cen) / s, float(mills @ w)])
-    return f, grad
-
-
-def ml_cutoff(n_obs: int, level: float) -> tuple[float, float]:
-    """(cutoff, dof) of the censored-ML profile-likelihood interval on ``n_obs`` runs that reached
-    tau_mem: the likelihood-ratio statistic W(b) = 2 (max ll - max_{a, s} ll(a, b, s)) is cut at
-    n ln(1 + t^2 / (n - 2)), t the Student-t quantile at ``level`` with dof = n - 2, n = ``n_obs``.
-    With no censored runs W(b) = n ln(1 + T(b)^2 / (n - 2)), T(b) the usual t statistic of the slope, so
-    the interval is exactly the t interval (docs/science.md#scaling)."""
-    from scipy.stats import t as student_t
-    dof = n_obs - 2
-    q = float(student_t.ppf(0.5 + level / 2, dof))
-    return float(n_obs * np.log1p(q * q / dof)), float(dof)
-
-
-def _tobit(x_obs, y_obs, x_cen, c_cen, level: float):
-    """(a, b, s, b_lo, b_hi, status, dof): right-censored ML of the line and the profile-likelihood
-    interval of b, {b : W(b) <= cutoff} with the t-calibrated cutoff of :func:`ml_cutoff`; an end is
-    +-inf when the likelihood never drops that far."""
-    from scipy.optimize import brentq, minimize
-    bounds_ls = (np.log(1e-8), np.log(1e3))
-    b0, a0 = np.polyfit(x_obs, y_obs, 1)
-    s0 = max(float(np.std(y_obs - a0 - b0 * x_obs)), 1e-3)
-    args = (x_obs, y_obs, x_cen, c_cen)
-    opts = {"ftol": 1e-12, "gtol": 1e-8, "maxiter": 500}
-    best = None
-    for start in ([a0, b0, np.log(s0)], [a0, b0, np.log(max(s0, 1.0))]):
-        r = minimize(_tobit_negll, start, args=args, jac=True, method="L-BFGS-B",
-                     bounds=[(None, None), (None, None), bounds_ls], options=opts)
-        if best is None or r.fun < best.fun:
-            best = r
-    a, b, ls = best.x
-    nll_min = float(best.fun)
-    q, dof = ml_cutoff(len(y_obs), level)
-    xm = float(np.mean(np.r_[x_obs, x_cen]))
-
-    def excess(bb):  # W(bb) - cutoff; (a, ln s) profiled out, started from the ML line pivoted about xm
-        def prof(t):
-            f, g = _tobit_negll([t[0], bb, t[1]], *args)
-            return f, g[[0, 2]]
-        r = minimize(prof, [a + (b - bb) * xm, ls], jac=True, method="L-BFGS-B",
-                     bounds=[(None, None), bounds_ls], options=opts)
-        return 2.0 * (float(r.fun) - nll_min) - q
-
-    # a first step of about the half-width of the uncensored t interval (the exact end when none is censored)
-    resid = y_obs - a - b * x_obs
-    sxx = float(np.sum((x_obs - x_obs.mean()) ** 2))
-    se = np.sqrt(max(float(resid @ resid), 1e-12) / max(len(y_obs) - 2, 1) / sxx) if sxx > 0 else 1.0
-    half = max(se * np.sqrt(np.expm1(q / len(y_obs)) * dof), 1e-6)
-    ends = []
-    for sign in (-1.0, 1.0):
-        inside, step, end = b, 1.1 * half, sign * np.inf
-        for _ in range(40):
-            trial = b + sign * step
-            if excess(trial) > 0:
-                end = brentq(excess, min(inside, trial), max(inside, trial), xtol=1e-8)
-                break
-            inside, step = trial, step * 2
-        ends.append(float(end))
-    return float(a), float(b), float(np.exp(ls)), ends[0], ends[1], "ok", dof
 
 
 def fit_power_law(n, tau, censored_at=None, level: float = 0.95) -> dict:
@@ -306,8 +228,6 @@ def fit_power_law(n, tau, censored_at=None, level: float = 0.95) -> dict:
     runs reached tau_mem or they span fewer than 2 distinct N), the interval methods, ``notes`` (a fit
     on fewer than 4 runs is weak), plus the group's runs and its censored runs (``n_runs``,
     ``n_censored``, ``censored_at``, ``censored_n``)."""
-    from scipy.stats import linregress
-    from scipy.stats import t as student_t
     n, tau = np.asarray(n, float).ravel(), np.asarray(tau, float).ravel()
     cen = np.full(len(n), np.nan) if censored_at is None else np.asarray(censored_at, float).ravel()
     if not (len(n) == len(tau) == len(cen)):
@@ -315,37 +235,8 @@ def fit_power_law(n, tau, censored_at=None, level: float = 0.95) -> dict:
                              f"({len(n)}, {len(tau)}, {len(cen)})")
     if not 0 < level < 1:
         raise TwoclocksError(f"fit_power_law: level must be in (0, 1), got {level}")
-    good_n = np.isfinite(n) & (n > 0)
-    obs = good_n & np.isfinite(tau) & (tau > 0)
-    censored = good_n & ~obs & np.isfinite(cen) & (cen > 0)
-    order = np.argsort(cen[censored], kind="stable")
-    out = {"c": np.nan, "alpha": np.nan, "alpha_lo": np.nan, "alpha_hi": np.nan, "r2": np.nan,
-           "n": int(obs.sum()), "dof": np.nan, "interval_method": "", "n_runs": int(good_n.sum()),
-           "n_censored": int(censored.sum()), "censored_at": tuple(float(v) for v in cen[censored][order]),
-           "censored_n": tuple(float(v) for v in n[censored][order]),
-           "c_ml": np.nan, "alpha_ml": np.nan, "alpha_ml_lo": np.nan, "alpha_ml_hi": np.nan, "sigma_ml": np.nan,
-           "level": float(level), "interval_method_ml": "", "ml_status": "", "notes": ""}
-    x_obs, y_obs = np.log(n[obs]), np.log(tau[obs])
-    distinct = len(np.unique(x_obs))
-    if distinct >= 2:
-        fit = linregress(x_obs, y_obs)
-        out.update(c=float(np.exp(fit.intercept)), alpha=float(fit.slope), r2=float(fit.rvalue ** 2))
-        if len(x_obs) >= 3:
-            dof = len(x_obs) - 2
-            half = float(student_t.ppf(0.5 + level / 2, dof)) * float(fit.stderr)
-            out.update(alpha_lo=out["alpha"] - half, alpha_hi=out["alpha"] + half, dof=float(dof),
-                       interval_method=T_INTERVAL)
-        if len(x_obs) < WEAK_FIT_RUNS:
-            out["notes"] = (f"weak fit: only {len(x_obs)} runs reached tau_mem (fewer than {WEAK_FIT_RUNS}); "
-                            f"alpha is poorly determined")
-    if obs.sum() < 3 or distinct < 2:
-        out["ml_status"] = (f"needs >= 3 runs that reached tau_mem at >= 2 distinct N (has {int(obs.sum())} at "
-                            f"{distinct})")
-        return out
-    a, b, sd, lo, hi, status, dof = _tobit(x_obs, y_obs, np.log(n[censored]), np.log(cen[censored]), level)
-    out.update(c_ml=float(np.exp(a)), alpha_ml=b, alpha_ml_lo=lo, alpha_ml_hi=hi, sigma_ml=sd, ml_status=status,
-               interval_method_ml=ML_INTERVAL)
-    return out
+    f = censored_line_fit(n, tau, cen, level, "power", clock_name="tau_mem", axis_name="N", slope_name="alpha")
+    return {key: f[POWER_LAW_NAMES.get(key, key)] for key in FIT_KEYS}
 
 
 def format_fit(fit: dict, label: str = "") -> str:
@@ -750,36 +641,48 @@ def _with_seed_summary(ds: xr.Dataset, cfgs: list[dict]) -> xr.Dataset:
     return ds
 
 
-def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None) -> list[dict]:
-    """tau_mem = c N^alpha fits (:func:`fit_power_law`, both the plain and the censored one) over groups
-    of runs whose configs are equal in everything but N, seeds and bookkeeping (NOT_GROUPING) and the
-    fields of a pool level: one list of fits per level (e.g. () per model and G, ('group',) pooled over
-    G as in the paper's Table 4). A group needs >= 2 distinct N; a pooled group equal to an earlier one is
-    not repeated. ``selected``: bool mask of the runs to fit (:func:`select_runs`; None: all), the
-    others are in no group. Returns [{label, pooled_over, members (bool mask), **fit_power_law(...)}]."""
-    tau = np.asarray(tau, float)
+def group_runs(cfgs: list[dict], axis: str, pools=((),), selected=None, ignore=NOT_GROUPING) -> list[dict]:
+    """The fit groups of runs (config dicts) along ``axis``: per pool level (a tuple of fields), runs
+    whose configs are equal in every field but ``axis``, ``ignore`` (seeds and bookkeeping) and the
+    level's fields. A group needs >= 2 distinct ``axis`` values; a group equal to one of an earlier
+    level is not repeated. ``selected``: bool mask of the runs to group (None: all). Returns
+    [{label, pooled_over, members (bool mask)}], the label naming the fields that tell groups apart
+    (e.g. ``"model=tiny, group=3 (pooled over seed)"``; "all runs" when none)."""
     selected = np.ones(len(cfgs), bool) if selected is None else np.asarray(selected, bool)
-    cen = None if censored_at is None else np.asarray(censored_at, float)
     fields = list(cfgs[0]) if cfgs else []
     enc = [{f: json.dumps(_coord_value(c.get(f)), sort_keys=True) for f in fields} for c in cfgs]
-    fits, seen = [], set()
+    values = np.array([json.dumps(_coord_value(c.get(axis)), sort_keys=True) for c in cfgs])
+    out, seen = [], set()
     for pool in pools:
-        skip = set(NOT_GROUPING) | set(pool)
+        skip = set(ignore) | {axis} | set(pool)
         keys = [tuple((f, e[f]) for f in fields if f not in skip) if sel else None for e, sel in zip(enc, selected)]
         groups = [key for key in dict.fromkeys(keys) if key is not None]
         varying = [f for f in fields if f not in skip and len({dict(k)[f] for k in groups}) > 1]
         for key in groups:
             members = np.array([k == key for k in keys])
-            n = np.array([c["n_train"] for c in cfgs], float)[members]
-            if len(np.unique(n)) < 2 or members.tobytes() in seen:
+            if len(np.unique(values[members])) < 2 or members.tobytes() in seen:
                 continue
             seen.add(members.tobytes())
             label = ", ".join(f"{f}={json.loads(dict(key)[f])}" for f in varying) or "all runs"
             if pool:
                 label += f" (pooled over {', '.join(pool)})"
-            fits.append({"label": label, "pooled_over": ",".join(pool), "members": members,
-                         **fit_power_law(n, tau[members], None if cen is None else cen[members])})
-    return fits
+            out.append({"label": label, "pooled_over": ",".join(pool), "members": members})
+    return out
+
+
+def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None) -> list[dict]:
+    """tau_mem = c N^alpha fits (:func:`fit_power_law`, both the plain and the censored one) over groups
+    of runs whose configs are equal in everything but N, seeds and bookkeeping (NOT_GROUPING) and the
+    fields of a pool level: one list of fits per level (e.g. () per model and G, ('group',) pooled over
+    G as in the paper's Table 4). A group needs >= 2 distinct N; a pooled group equal to an earlier one is
+    not repeated (:func:`group_runs`). ``selected``: bool mask of the runs to fit (:func:`select_runs`;
+    None: all), the others are in no group. Returns [{label, pooled_over, members (bool mask),
+    **fit_power_law(...)}]."""
+    tau = np.asarray(tau, float)
+    cen = None if censored_at is None else np.asarray(censored_at, float)
+    n = np.array([c["n_train"] for c in cfgs], float)
+    return [{**g, **fit_power_law(n[g["members"]], tau[g["members"]], None if cen is None else cen[g["members"]])}
+            for g in group_runs(cfgs, "n_train", pools, selected)]
 
 
 def _fmt(v):

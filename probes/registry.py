@@ -29,6 +29,7 @@ from typing import Any, Callable
 import xarray as xr
 
 from twoclocks import TwoclocksError
+from twoclocks.probes.fits_schema import CLOCK_FIT_SCHEMA
 
 __all__ = ["Probe", "FigureSpec", "option", "register", "get_probe", "all_probes", "all_schemas", "load_probe",
            "concat_steps", "COMMON_OPTIONS", "BUILTIN_MODULES"]
@@ -295,4 +296,5 @@ def all_schemas() -> list:
     """The schemas of the built-in probes' cubes and of the derived cross-run cubes (docs/cubes.md)."""
     from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA
     return [p.schema for p in all_probes() if p.options.__module__ in BUILTIN_MODULES] + [CLOCKS_SCHEMA,
-                                                                                           COLLECT_SCHEMA]
+                                                                                           COLLECT_SCHEMA,
+                                                                                           CLOCK_FIT_SCHEMA]

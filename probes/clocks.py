@@ -361,7 +361,7 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     clauses = parse_where(where, fields)
     runs = [open_run(d) for d in run_dirs]
     rows = [run_clocks(r, clocks=cs) for r in runs]
-    boots = [run_bootstrap(r, cs, n_boot, boot_seed + i, level, rows[i]["mem_baseline"])
+    boots = [_bootstrap_or_note(r, rows[i], cs, n_boot, boot_seed + i, level)
              if n_boot and _has_seed_samples(r) else None for i, r in enumerate(runs)]
     cfgs = [r.config.to_dict() for r in runs]
     selected = select_runs(cfgs, clauses)
@@ -668,6 +668,16 @@ def group_runs(cfgs: list[dict], axis: str, pools=((),), selected=None, ignore=N
                 label += f" (pooled over {', '.join(pool)})"
             out.append({"label": label, "pooled_over": ",".join(pool), "members": members})
     return out
+
+
+def _bootstrap_or_note(run, row: dict, cs, n_boot: int, seed: int, level: float):
+    """The run's seed bootstrap, or None with a note in ``row`` when its per-seed samples cannot give one
+    (e.g. they do not reproduce the stored curves): the point clocks stand, without an interval."""
+    try:
+        return run_bootstrap(run, cs, n_boot, seed, level, row["mem_baseline"])
+    except TwoclocksError as e:
+        row["notes"] = "; ".join(filter(None, [row["notes"], f"no seed-bootstrap interval: {e}"]))
+        return None
 
 
 def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None) -> list[dict]:

@@ -53,6 +53,7 @@ import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
 from twoclocks.environment import pooled_environment_note
+from twoclocks.probes.pooling import check_pooling, measured_pooling
 from twoclocks.store import open_cube
 
 __all__ = ["sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
@@ -511,7 +512,7 @@ def fit_dataset(fits: list[dict], dim: str = "fit") -> dict:
 def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_ACC_THRESHOLD,
                    mem_threshold: float | None = None, mem_adaptive: bool | None = None,
                    pool=(), out: str | Path | None = None, policy: MemThreshold | str | None = None,
-                   pools=None, where=None) -> xr.Dataset:
+                   pools=None, where=None, allow_unequal: bool = False) -> xr.Dataset:
     """Clocks of several runs as a Dataset with dim ``run`` (the run directories as its coordinate,
     every config value as a coordinate), and the power-law fits of tau_mem vs N (dim ``fit``, both
     fits of :func:`fit_power_law`, the censored runs included). ``pool``: config fields to pool over
@@ -519,7 +520,8 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
     ``mem_threshold`` / ``mem_adaptive`` (default adaptive, t = 0.1; recorded in the attrs).
     ``where``: the runs to fit (:func:`parse_where`, e.g. ``"n_train>=64"`` or a list of clauses; all
     must hold); the other runs stay in the Dataset with ``fit_selected`` False and in no fit group.
-    Writes the Dataset to ``out`` (zarr) when given.
+    Writes the Dataset to ``out`` (zarr) when given. A fit group whose runs differ in evaluation density or
+    bank size is refused unless ``allow_unequal`` (:func:`twoclocks.probes.pooling.check_pooling`).
 
     Besides the clocks, per run: ``mem_baseline`` (b, the memorization of a sampler of the rule's
     support), ``passes_at_tau_mem`` = tau_mem x batch / n_train (passes over each train sample at
@@ -591,7 +593,9 @@ def compute_clocks(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAULT_
 
     # power-law fits per group of runs equal in everything but N, seeds, bookkeeping (and the pooled fields)
     levels = [tuple(p) for p in pools] if pools is not None else [tuple(pool)]
-    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"), selected=selected)
+    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"), selected=selected,
+                      allow_unequal=allow_unequal, names=[r.path.name for r in runs],
+                      measured=measured_pooling([_samples_cube(r) for r in runs]))
     index = np.full(len(runs), -1)
     for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
         index[f["members"]] = j
@@ -746,13 +750,17 @@ def _with_seed_summary(ds: xr.Dataset, cfgs: list[dict]) -> xr.Dataset:
     return ds
 
 
-def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None) -> list[dict]:
+def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None, allow_unequal: bool = False,
+               names=None, measured: dict | None = None) -> list[dict]:
     """tau_mem = c N^alpha fits (:func:`fit_power_law`, both the plain and the censored one) over groups
     of runs whose configs are equal in everything but N, seeds and bookkeeping (NOT_GROUPING) and the
     fields of a pool level: one list of fits per level (e.g. () per model and G, ('group',) pooled over
     G as in the paper's Table 4). A group needs >= 2 distinct N; a pooled group equal to an earlier one is
     not repeated. ``selected``: bool mask of the runs to fit (:func:`select_runs`; None: all), the
-    others are in no group. Returns [{label, pooled_over, members (bool mask), **fit_power_law(...)}]."""
+    others are in no group. A group whose runs differ in evaluation density or bank size is refused
+    unless ``allow_unequal`` (:func:`twoclocks.probes.pooling.check_pooling`; ``names``, ``measured``:
+    the runs' names and cube measurements for it). Returns [{label, pooled_over, members (bool mask),
+    **fit_power_law(...)}]."""
     tau = np.asarray(tau, float)
     selected = np.ones(len(cfgs), bool) if selected is None else np.asarray(selected, bool)
     cen = None if censored_at is None else np.asarray(censored_at, float)
@@ -773,6 +781,7 @@ def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=No
             label = ", ".join(f"{f}={json.loads(dict(key)[f])}" for f in varying) or "all runs"
             if pool:
                 label += f" (pooled over {', '.join(pool)})"
+            check_pooling(cfgs, members, label, names, measured, allow_unequal)
             fits.append({"label": label, "pooled_over": ",".join(pool), "members": members,
                          **fit_power_law(n, tau[members], None if cen is None else cen[members])})
     return fits

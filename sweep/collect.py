@@ -29,7 +29,8 @@ def _final_metrics(run_dir: Path) -> dict:
 
 
 def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_threshold: float | None = None,
-            mem_threshold: float | None = None, mem_adaptive: bool | None = None, write: bool = True, where=None):
+            mem_threshold: float | None = None, mem_adaptive: bool | None = None, write: bool = True, where=None,
+            allow_unequal: bool = False):
     """One Dataset over the runs of a sweep that have probes/samples.zarr: dim ``run`` (the run names;
     ``run_dir`` and the config values that vary as coords), the clocks and window
     (probes.clocks.compute_clocks), the final sample accuracy / memorization / training loss, and the
@@ -38,7 +39,8 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     right-censored one), fitted over the runs selected by ``where`` (clauses such as ``"n_train>=64"``;
     :func:`twoclocks.probes.clocks.parse_where`); per run the passes at tau_mem, the fit residuals and the
     selection; per grid point the clocks' mean and sd over seeds (dims ``point``, ``clock``). Written to
-    ``out`` (default SWEEP_DIR/collect.zarr) unless ``write`` is False."""
+    ``out`` (default SWEEP_DIR/collect.zarr) unless ``write`` is False. ``allow_unequal``: pool runs of
+    different evaluation density or bank size in a fit (:func:`twoclocks.probes.pooling.check_pooling`)."""
     from twoclocks.probes import clocks as C
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
@@ -56,6 +58,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
         raise TwoclocksError(f"--pool {', '.join(bad)}: not a config field")
     pools = [()] + ([tuple(pool)] if pool else [])
     ds = C.compute_clocks([str(d) for d in dirs], mem_adaptive=mem_adaptive, pools=pools, where=where,
+                          allow_unequal=allow_unequal,
                           **{key: v for key, v in opts.items() if v is not None})
     ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs], {"long_name": "run directory"}),
                           run=("run", [r["name"] for r in have], {"long_name": "run name (its grid point)"}))

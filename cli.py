@@ -15,6 +15,7 @@ import typer
 from twoclocks import TwoclocksError
 from twoclocks.probes.fits import fit_clocks, format_clock_fits
 from twoclocks.probes.registry import COMMON_OPTIONS as COMMON_HELP
+from twoclocks.probes.sensitivity import clock_sensitivity, format_sensitivity, parse_grid_options
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Find out when a generative model learns a rule and when it memorizes: "
@@ -66,6 +67,28 @@ SUSTAIN_FACTOR_OPT = typer.Option(None, "--sustain-factor", help="Sustain by a s
                                   "the first evaluation >= onset x FACTOR (> 1).")
 N_BOOT_OPT = typer.Option(1000, "--n-boot", help="Seed-bootstrap replicates of each run's clock interval (0: none).")
 LEVEL_OPT = typer.Option(0.9, "--level", help="Level of the clock intervals and of the alpha spread.")
+POOL_UNEQUAL_OPT = typer.Option(False, "--pool-unequal", help="Fit runs together even when their evaluation density "
+                                "(saves_per_decade, or evaluated steps per decade) or bank size (n_noise, or seeds in "
+                                "the cube) differ; refused otherwise.")
+SENSITIVITY_OPT = typer.Option(False, "--sensitivity", help="Also print how each clock and alpha move when the "
+                               "arbitrary choices vary one at a time (memorization threshold and policy, accuracy "
+                               "threshold, k, evaluation density, bank size; docs/science.md#sensitivity).")
+SENSITIVITY_OUT_OPT = typer.Option(None, "--sensitivity-out", help="Write the sensitivity Dataset to FILE.zarr "
+                                   "(implies --sensitivity).")
+SENSITIVITY_GRID_OPT = typer.Option(None, "--sensitivity-grid", help="CHOICE=V1,V2,... replacing a default grid, "
+                                    "e.g. k=2,3,5, thin=1,2,4, bank=1,2,4, mem_threshold=0.05,0.1, "
+                                    "mem_policy=adaptive,fixed, acc_threshold=0.8,0.9 ('bank=' leaves it out; "
+                                    "repeatable; implies --sensitivity).")
+
+
+def _echo_sensitivity(run_dirs, grids: dict, out, **options) -> None:
+    """The sensitivity table of ``run_dirs`` (written to ``out`` when given) with the clock options."""
+    sens = clock_sensitivity(run_dirs, grids=grids, out=out, **options)
+    typer.echo("")
+    typer.echo("sensitivity to the arbitrary choices (one at a time around the defaults):")
+    typer.echo(format_sensitivity(sens))
+    if out is not None:
+        typer.echo(f"wrote {out}")
 
 # ------------------------------------------------------------------------------------ probe commands
 def _cli_type(f):
@@ -324,21 +347,32 @@ def clocks(
     sustain_factor: Optional[float] = SUSTAIN_FACTOR_OPT,
     n_boot: int = N_BOOT_OPT,
     level: float = LEVEL_OPT,
+    pool_unequal: bool = POOL_UNEQUAL_OPT,
+    sensitivity: bool = SENSITIVITY_OPT,
+    sensitivity_out: Optional[Path] = SENSITIVITY_OUT_OPT,
+    sensitivity_grid: Optional[List[str]] = SENSITIVITY_GRID_OPT,
 ):
     """tau_rule, tau_mem and the innovation window per run; tau_mem = c N^alpha across runs.
 
     Per run also the memorization baseline N/|support|, the threshold, the passes over each train sample
     at tau_mem (tau_mem x batch / N), the censored clocks and the residual from the fit, each clock's
     seed-bootstrap interval and grid bracket; per fit the spread of alpha under those intervals; per grid
-    point with several seeds, each clock's mean +- sd over the seeds."""
+    point with several seeds, each clock's mean +- sd over the seeds. --sensitivity adds how they move
+    with the arbitrary choices."""
     from twoclocks.probes.clocks import compute_clocks, format_clocks_table
     pools = tuple(p.strip() for p in pool.split(",") if p.strip()) if pool else ()
+    grids = parse_grid_options(sensitivity_grid)  # a bad grid fails before any work
     ds = compute_clocks([str(d) for d in run_dirs], k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
                         mem_adaptive=mem_adaptive, pool=pools, out=out, where=where, clocks=clocks_preset,
-                        sustain_steps=sustain_steps, sustain_factor=sustain_factor, n_boot=n_boot, level=level)
+                        sustain_steps=sustain_steps, sustain_factor=sustain_factor, n_boot=n_boot, level=level,
+                        allow_unequal=pool_unequal)
     typer.echo(format_clocks_table(ds))
     if out is not None:
         typer.echo(f"wrote {out}")
+    if sensitivity or sensitivity_out is not None or sensitivity_grid:
+        _echo_sensitivity([str(d) for d in run_dirs], grids, sensitivity_out, k=k, acc_threshold=acc_threshold,
+                          mem_threshold=mem_threshold, mem_adaptive=mem_adaptive, pool=pools, where=where,
+                          allow_unequal=pool_unequal)
 
 
 EXECUTOR_OPT = typer.Option("local", "--executor", help="local: subprocesses on this machine (waits); debug: one "
@@ -433,20 +467,33 @@ def collect(
     sustain_factor: Optional[float] = SUSTAIN_FACTOR_OPT,
     n_boot: int = N_BOOT_OPT,
     level: float = LEVEL_OPT,
+    pool_unequal: bool = POOL_UNEQUAL_OPT,
+    sensitivity: bool = SENSITIVITY_OPT,
+    sensitivity_out: Optional[Path] = SENSITIVITY_OUT_OPT,
+    sensitivity_grid: Optional[List[str]] = SENSITIVITY_GRID_OPT,
 ):
     """One Dataset over a sweep's runs: clocks, window, final accuracy / memorization, and the
     tau_mem = c N^alpha fits per group and pooled.
 
     The table has the columns of `clocks` (baseline, threshold, passes at tau_mem, censored clocks, fit
     residuals, clock intervals and grid brackets; mean +- sd over seeds per grid point). The clock
-    definitions: the sweep spec's [clocks] table, if any, with these options on top."""
+    definitions: the sweep spec's [clocks] table, if any, with these options on top. --sensitivity adds how they move
+    with the arbitrary choices."""
     from twoclocks.sweep import collect as run_collect
     pools = tuple(p.strip() for p in pool.split(",") if p.strip())
+    grids = parse_grid_options(sensitivity_grid)  # a bad grid fails before any work
     ds = run_collect(sweep_dir, out=out, pool=pools, k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
                      mem_adaptive=mem_adaptive, where=where, clocks=clocks_preset, sustain_steps=sustain_steps,
-                     sustain_factor=sustain_factor, n_boot=n_boot, level=level)
+                     sustain_factor=sustain_factor, n_boot=n_boot, level=level,
+                     allow_unequal=pool_unequal)
     typer.echo(format_collect(ds))
     typer.echo(f"wrote {out or Path(sweep_dir) / 'collect.zarr'} ({ds.sizes['run']} runs, {ds.sizes['fit']} fits)")
+    if sensitivity or sensitivity_out is not None or sensitivity_grid:
+        clock_opts = {key: v for key, v in (("k", k), ("acc_threshold", acc_threshold)) if v is not None}
+        _echo_sensitivity([str(d) for d in ds["run_dir"].values], grids, sensitivity_out,
+                          mem_threshold=mem_threshold, mem_adaptive=mem_adaptive,
+                          pools=[()] + ([pools] if pools else []), where=where, allow_unequal=pool_unequal,
+                          **clock_opts)
 
 
 @command
@@ -469,6 +516,7 @@ def plot(
                                                 "preset as `collect --clocks` (default: the spec's [clocks])."),
     sustain_steps: Optional[float] = SUSTAIN_STEPS_OPT,
     sustain_factor: Optional[float] = SUSTAIN_FACTOR_OPT,
+    pool_unequal: bool = POOL_UNEQUAL_OPT,
 ):
     """Draw the figures of every probe cube the run has (paths printed; one line per cube missing); for a sweep
     directory, the cross-run figures: tau_rule vs G, tau_mem vs N with both fits, the memorization collapse.
@@ -482,7 +530,7 @@ def plot(
         clocks = run_collect(run_dir, write=False, pool=pools, k=k, acc_threshold=acc_threshold,
                              mem_threshold=mem_threshold, mem_adaptive=mem_adaptive, where=where,
                              clocks=clocks_preset, sustain_steps=sustain_steps, sustain_factor=sustain_factor,
-                             n_boot=0)  # fresh: as `collect` prints now (the figures draw no intervals)
+                             n_boot=0, allow_unequal=pool_unequal)  # fresh: as `collect` prints now (the figures draw no intervals)
         res = plot_sweep(run_dir, out=out, formats=fmt, clocks=clocks)
     else:
         from twoclocks.plotting import plot_run

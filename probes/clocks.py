@@ -59,6 +59,7 @@ from twoclocks.probes.uncertainty import (DEFAULT_LEVEL, DEFAULT_N_BOOT, METHOD 
                                           run_bootstrap)
 from twoclocks.environment import pooled_environment_note
 from twoclocks.probes.linefit import WEAK_FIT_RUNS, censored_line_fit, ml_cutoff
+from twoclocks.probes.pooling import check_pooling, measured_pooling
 from twoclocks.store import open_cube
 
 __all__ = ["ClockDef", "ClockSet", "Condition", "Sustain", "PRESETS", "alpha_spread", "FIT_CLOCK_KEYS",
@@ -304,7 +305,8 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
                    pool=(), out: str | Path | None = None, policy: MemThreshold | str | None = None,
                    pools=None, where=None, clocks=None, sustain_steps: float | None = None,
                    sustain_factor: float | None = None, n_boot: int = DEFAULT_N_BOOT,
-                   level: float = DEFAULT_LEVEL, boot_seed: int = 0) -> xr.Dataset:
+                   level: float = DEFAULT_LEVEL, boot_seed: int = 0,
+                   allow_unequal: bool = False) -> xr.Dataset:
     """Clocks of several runs as a Dataset with dim ``run`` (the run directories as its coordinate,
     every config value as a coordinate), and the power-law fits of tau_mem vs N (dim ``fit``, both
     fits of :func:`fit_power_law`, the censored runs included). ``pool``: config fields to pool over
@@ -312,7 +314,8 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     ``mem_threshold`` / ``mem_adaptive`` (default adaptive, t = 0.1; recorded in the attrs).
     ``where``: the runs to fit (:func:`parse_where`, e.g. ``"n_train>=64"`` or a list of clauses; all
     must hold); the other runs stay in the Dataset with ``fit_selected`` False and in no fit group.
-    Writes the Dataset to ``out`` (zarr) when given.
+    Writes the Dataset to ``out`` (zarr) when given. A fit group whose runs differ in evaluation density or
+    bank size is refused unless ``allow_unequal`` (:func:`twoclocks.probes.pooling.check_pooling`).
 
     The clock definitions: ``clocks`` (a :class:`~twoclocks.probes.clockdefs.ClockSet`, a preset name of
     :data:`~twoclocks.probes.clockdefs.PRESETS`, ClockDefs or their dict; None: the default preset,
@@ -407,7 +410,9 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
 
     # power-law fits per group of runs equal in everything but N, seeds, bookkeeping (and the pooled fields)
     levels = [tuple(p) for p in pools] if pools is not None else [tuple(pool)]
-    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"), selected=selected)
+    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"), selected=selected,
+                      allow_unequal=allow_unequal, names=[r.path.name for r in runs],
+                      measured=measured_pooling([_samples_cube(r) for r in runs]))
     index = np.full(len(runs), -1)
     for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
         index[f["members"]] = j
@@ -680,19 +685,25 @@ def _bootstrap_or_note(run, row: dict, cs, n_boot: int, seed: int, level: float)
         return None
 
 
-def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None) -> list[dict]:
+def fit_groups(cfgs: list[dict], tau, pools=((),), censored_at=None, selected=None, allow_unequal: bool = False,
+               names=None, measured: dict | None = None) -> list[dict]:
     """tau_mem = c N^alpha fits (:func:`fit_power_law`, both the plain and the censored one) over groups
     of runs whose configs are equal in everything but N, seeds and bookkeeping (NOT_GROUPING) and the
     fields of a pool level: one list of fits per level (e.g. () per model and G, ('group',) pooled over
     G as in the paper's Table 4). A group needs >= 2 distinct N; a pooled group equal to an earlier one is
     not repeated (:func:`group_runs`). ``selected``: bool mask of the runs to fit (:func:`select_runs`;
-    None: all), the others are in no group. Returns [{label, pooled_over, members (bool mask),
-    **fit_power_law(...)}]."""
+    None: all), the others are in no group. A group whose runs differ in evaluation density or bank size
+    is refused unless ``allow_unequal`` (:func:`twoclocks.probes.pooling.check_pooling`; ``names``,
+    ``measured``: the runs' names and cube measurements for it). Returns [{label, pooled_over, members
+    (bool mask), **fit_power_law(...)}]."""
     tau = np.asarray(tau, float)
     cen = None if censored_at is None else np.asarray(censored_at, float)
     n = np.array([c["n_train"] for c in cfgs], float)
+    groups = group_runs(cfgs, "n_train", pools, selected)
+    for g in groups:
+        check_pooling(cfgs, g["members"], g["label"], names, measured, allow_unequal)
     return [{**g, **fit_power_law(n[g["members"]], tau[g["members"]], None if cen is None else cen[g["members"]])}
-            for g in group_runs(cfgs, "n_train", pools, selected)]
+            for g in groups]
 
 
 def _fmt(v):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from twoclocks.probes.clocks import FIT_CLOCK_KEYS, FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS
 from twoclocks.schema import CubeSchema, Var, coord
 
-__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS", "UNCERTAINTY_VARS",
-           "FIT_CLOCK_VARS"]
+__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "SENSITIVITY_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS",
+           "UNCERTAINTY_VARS", "FIT_CLOCK_VARS"]
 
 
 def _is_config_field(name: str) -> bool:
@@ -110,3 +110,41 @@ COLLECT_SCHEMA = CubeSchema(
                "final_loss": Var(_R, "float64", "training loss at the last log interval (EDM loss for dit, "
                                                 "cross-entropy for gpt)")},
     extra_coords=_is_config_field)
+
+#: the sensitivity study (`clocks --sensitivity-out`, twoclocks.probes.sensitivity.clock_sensitivity)
+_VR, _VF, _V = ("variant", "run"), ("variant", "fit"), ("variant",)
+SENSITIVITY_SCHEMA = CubeSchema(
+    "sensitivity", doc="The clocks per run and alpha per fit group over the arbitrary choices (memorization "
+                       "threshold and policy, accuracy threshold, k, evaluation density, bank size), varied one at "
+                       "a time around the defaults; the variant `default` equals the clocks cube "
+                       "(docs/science.md#sensitivity).",
+    coords={"variant": Var(_V, "str", "the choice and its value (e.g. k=2); 'default': every choice at its default",
+                           None),
+            "choice": Var(_V, "str", "the choice varied (default, mem_threshold, acc_threshold, k, thin, bank)", None),
+            "value": Var(_V, "str", "its value", None),
+            "run": coord("run"), "n_train": Var(_R, "int64", "config: n_train"),
+            "fit": Var(("fit",), "int64", "power-law fit group")},
+    data_vars={
+        "tau_rule": Var(_VR, "float64", "rule clock under the variant (NaN: see tau_rule_status)", "steps"),
+        "tau_mem": Var(_VR, "float64", "memorization clock under the variant (NaN: see tau_mem_status)", "steps"),
+        "window": Var(_VR, "float64", "innovation window length tau_mem - tau_rule under the variant", "steps"),
+        "tau_mem_censored_at": Var(_VR, "float64", "tau_mem not reached: the step it is known to exceed", "steps"),
+        "tau_rule_status": Var(_VR, "str", "tau_rule status", None),
+        "tau_mem_status": Var(_VR, "str", "tau_mem status", None),
+        "mem_threshold": Var(_VR, "float64", "sample memorization threshold used"),
+        "n_evals": Var(_VR, "int64", "evaluated checkpoints used"),
+        "n_seeds": Var(_VR, "float64", "noise-bank seeds the curves average (NaN: unknown)"),
+        **{f"fit_{key}": Var(_VF, "int64" if key in ("n", "n_censored") else "float64", FIT_KEYS[key],
+                             "steps" if key.startswith("c") and key != "n_censored" else "1")
+           for key in ("alpha", "alpha_lo", "alpha_hi", "alpha_ml", "alpha_ml_lo", "alpha_ml_hi", "c", "c_ml", "n",
+                       "n_censored")},
+        "fit_label": Var(("fit",), "str", "the group's runs", None),
+        "fit_member": Var(("fit", "run"), "bool", "run is in the fit group"),
+        "is_default": Var(_V, "bool", "every choice at its default"),
+        "mem_policy": Var(_V, "str", "memorization threshold policy of the variant", None),
+        "mem_t": Var(_V, "float64", "memorization threshold t of the variant"),
+        "acc_threshold": Var(_V, "float64", "accuracy threshold of tau_rule of the variant"),
+        "k": Var(_V, "int64", "evaluations a criterion must hold for"),
+        "thin_factor": Var(_V, "int64", "thinning factor: every thin-th evaluated step kept, counted back from the last"),
+        "bank_factor": Var(_V, "int64", "bank factor: n_seeds // bank seeds kept"),
+    })

@@ -294,7 +294,6 @@ def get_probe(name: str) -> Probe:
 
 def all_schemas() -> list:
     """The schemas of the built-in probes' cubes and of the derived cross-run cubes (docs/cubes.md)."""
-    from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA
-    return [p.schema for p in all_probes() if p.options.__module__ in BUILTIN_MODULES] + [CLOCKS_SCHEMA,
-                                                                                           COLLECT_SCHEMA,
-                                                                                           CLOCK_FIT_SCHEMA]
+    from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA, SENSITIVITY_SCHEMA
+    return [p.schema for p in all_probes() if p.options.__module__ in BUILTIN_MODULES] + [
+        CLOCKS_SCHEMA, COLLECT_SCHEMA, CLOCK_FIT_SCHEMA, SENSITIVITY_SCHEMA]

@@ -32,7 +32,7 @@ def _final_metrics(run_dir: Path) -> dict:
 def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_threshold: float | None = None,
             mem_threshold: float | None = None, mem_adaptive: bool | None = None, write: bool = True, where=None,
             clocks=None, sustain_steps: float | None = None, sustain_factor: float | None = None,
-            n_boot: int = DEFAULT_N_BOOT, level: float = DEFAULT_LEVEL):
+            n_boot: int = DEFAULT_N_BOOT, level: float = DEFAULT_LEVEL, allow_unequal: bool = False):
     """One Dataset over the runs of a sweep that have probes/samples.zarr: dim ``run`` (the run names;
     ``run_dir`` and the config values that vary as coords), the clocks and window
     (probes.clocks.compute_clocks), the final sample accuracy / memorization / training loss, and the
@@ -45,7 +45,8 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     (a preset name, ClockSet or ClockDefs; None: the sweep spec's ``[clocks]`` table, else the default)
     with the shorthands ``k``, ``acc_threshold``, ``mem_threshold``, ``mem_adaptive``, ``sustain_steps``,
     ``sustain_factor`` on top; ``n_boot`` / ``level``: the per-run clock intervals of
-    :func:`twoclocks.probes.clocks.compute_clocks`."""
+    :func:`twoclocks.probes.clocks.compute_clocks`. ``allow_unequal``: pool runs of different
+    evaluation density or bank size in a fit (:func:`twoclocks.probes.pooling.check_pooling`)."""
     from twoclocks.probes import clocks as C
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
@@ -65,6 +66,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     ds = C.compute_clocks([str(d) for d in dirs], mem_adaptive=mem_adaptive, pools=pools, where=where,
                           clocks=clocks if clocks is not None else spec.clock_set(), sustain_steps=sustain_steps,
                           sustain_factor=sustain_factor, n_boot=n_boot, level=level,
+                          allow_unequal=allow_unequal,
                           **{key: v for key, v in opts.items() if v is not None})
     ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs], {"long_name": "run directory"}),
                           run=("run", [r["name"] for r in have], {"long_name": "run name (its grid point)"}))

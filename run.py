@@ -34,15 +34,15 @@ import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
-from twoclocks.store import (DamagedError, disk_full, is_disk_full, move_aside, note, open_cube, write_dataset,
-                             write_text_atomic)
+from twoclocks.store import (DamagedError, check_store, disk_full, fix_hint, is_disk_full, move_aside, note,
+                             open_cube, write_dataset, write_text_atomic)
 from twoclocks.data import make_encoding, make_rule, make_splits
 from twoclocks.training.config import SCHEMA_VERSION, TrainConfig
 
 __all__ = ["Run", "open_run", "checkpoint_name", "checkpoint_steps", "last_checkpoint", "save_atomic",
            "write_json_atomic", "load_checkpoint", "read_config", "read_meta", "resolve_device", "RESUME_MAY_CHANGE",
            "CONFIG_FILE", "DATA_STORE", "CHECKPOINT_DIR", "RESUME_FILE", "LOG_FILE", "PROBE_DIR", "digest_path",
-           "file_sha256", "build_data", "data_digest", "load_data", "checkpoint_problem"]
+           "file_sha256", "build_data", "data_digest", "load_data", "checkpoint_problem", "verify_run"]
 
 CONFIG_FILE, DATA_STORE, CHECKPOINT_DIR, RESUME_FILE, LOG_FILE, PROBE_DIR = (
     "config.json", "data.zarr", "checkpoints", "resume.pt", "log.jsonl", "probes")
@@ -289,6 +289,59 @@ def read_config(path: Path) -> tuple[TrainConfig, dict]:
         raise TwoclocksError(f"{cfg_path} has schema version {meta.get('schema_version')}, this twoclocks "
                              f"reads version {SCHEMA_VERSION}")
     return TrainConfig.from_dict(meta["config"]), meta
+
+
+def verify_run(run_dir) -> dict:
+    """Read every file of a run and check it (read only: nothing is healed or moved): config.json,
+    data.zarr against its recorded digest, every checkpoint against its sha256, every probe cube and
+    pending piece chunk by chunk. Returns ``{"damaged": [(path, problem, fix)], "checked": [paths],
+    "unchecked": [checkpoints without a digest], "aside": [stores moved aside earlier]}``."""
+    run_dir = Path(run_dir)
+    out = {"damaged": [], "checked": [], "unchecked": [], "aside": []}
+    try:
+        cfg, meta = read_config(run_dir)
+    except TwoclocksError as e:
+        out["damaged"].append((run_dir / CONFIG_FILE, str(e), "it cannot be recomputed: restore it from a backup"))
+        return out
+    out["checked"].append(run_dir / CONFIG_FILE)
+    store, want = run_dir / DATA_STORE, meta.get("data_sha256")
+    problem = None
+    try:
+        if want is not None and data_digest(open_cube(store)) != want:
+            problem = "its values do not match data_sha256 in config.json"
+    except DamagedError as e:
+        problem = e.reason
+    except TwoclocksError as e:
+        problem = str(e)
+    if problem is not None:
+        if want is not None and data_digest(build_data(cfg)) == want:
+            fix = ("regenerable from the config (same sha256): any command that reads the run (e.g. "
+                   f"`twoclocks-probe info {run_dir}`) moves it aside and regenerates it")
+        else:
+            fix = f"restore it from a backup, or start the run over with `twoclocks-probe train {run_dir} --force`"
+        out["damaged"].append((store, problem, fix))
+    out["checked"].append(store)
+    ckpts = [run_dir / CHECKPOINT_DIR / checkpoint_name(s) for s in checkpoint_steps(run_dir)]
+    resume = run_dir / CHECKPOINT_DIR / RESUME_FILE
+    for path in ckpts + ([resume] if resume.is_file() else []):
+        if _recorded_digest(path) is None:
+            out["unchecked"].append(path)
+        try:
+            _read_checkpoint(path, "cpu")
+        except DamagedError as e:
+            out["damaged"].append((path, e.reason, _damage_advice(path)))
+        out["checked"].append(path)
+    probes = run_dir / PROBE_DIR
+    stores = sorted(probes.glob("*.zarr")) + sorted(probes.glob(".*.parts/*.zarr")) if probes.is_dir() else []
+    for path in stores:
+        _, problems, _ = check_store(path)
+        if problems:
+            out["damaged"].append((path, "; ".join(problems), fix_hint(path)))
+        out["checked"].append(path)
+    if probes.is_dir():
+        out["aside"] += sorted(probes.glob("*.damaged-*"))
+    out["aside"] += sorted(run_dir.glob("*.damaged-*"))
+    return out
 
 
 class Run:

@@ -52,7 +52,7 @@ from twoclocks import TwoclocksError
 from twoclocks.environment import environment
 
 __all__ = ["CubeStore", "write_dataset", "open_cube", "check_store", "write_derived", "provenance", "CHUNK_BYTES",
-           "jsonable", "metadata_problem", "DamagedError", "disk_full", "write_text_atomic", "note", "is_disk_full", "move_aside", "alive", "remove_stale_tmp",
+           "jsonable", "metadata_problem", "fix_hint", "DamagedError", "disk_full", "write_text_atomic", "note", "is_disk_full", "move_aside", "alive", "remove_stale_tmp",
            "READ_ERRORS"]
 
 CHUNK_BYTES = 4 << 20  # target bytes per chunk along `step`
@@ -270,7 +270,7 @@ def _open_lazy(path: Path, chunks=None) -> xr.Dataset:
             return xr.open_zarr(path, consolidated=False, chunks=chunks)
 
 
-def _fix_hint(path: Path) -> str:
+def fix_hint(path: Path) -> str:
     """How to recompute a damaged store: its probe's command for ``RUN/probes/NAME.zarr``."""
     if path.parent.name == "probes":
         name = path.name[:-len(".zarr")] if path.name.endswith(".zarr") else path.name
@@ -297,7 +297,7 @@ def open_cube(path, chunks=None) -> xr.Dataset:
         ds = _open_lazy(path, chunks)
         return ds if chunks is not None else ds.load()
     except READ_ERRORS as e:
-        raise DamagedError(f"{path} is damaged ({_reason(e)}); {_fix_hint(path)}", path, _reason(e)) from None
+        raise DamagedError(f"{path} is damaged ({_reason(e)}); {fix_hint(path)}", path, _reason(e)) from None
 
 
 def metadata_problem(path) -> str | None:

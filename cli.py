@@ -321,7 +321,8 @@ def _verify(run_dir: Path) -> None:
         typer.echo(f"aside     {path}: a damaged store moved aside when healed; delete it when not needed")
     n = len(report["damaged"])
     if n:
-        raise TwoclocksError(f"{n} damaged file(s) in {run_dir} (listed above with what to do)")
+        raise TwoclocksError(f"{n} damaged file(s) in {run_dir}, first {report['damaged'][0][0]} (each listed "
+                             "above with what to do)")
     typer.echo(f"verified  {len(report['checked'])} files in {run_dir}: intact")
 
 

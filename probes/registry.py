@@ -302,10 +302,10 @@ def user_code_error(what: str, e: BaseException) -> TwoclocksError:
     """A one-line error for an exception raised by the user's code while ``what``; its ``detail`` is
     the traceback of the user's own frames (twoclocks' and importlib's left out), which the command
     line prints before the line with ``--debug`` / ``TWOCLOCKS_DEBUG=1``."""
-    here = str(Path(__file__).resolve().parent.parent)
-    frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if not f.filename.startswith(here) and not f.filename.startswith("<frozen")
-              and "importlib" not in f.filename]
+    frames = traceback.extract_tb(e.__traceback__)
+    mine = {os.path.realpath(__file__), __file__}
+    last = max([i for i, f in enumerate(frames) if f.filename in mine or os.path.realpath(f.filename) in mine] + [-1])
+    frames = [f for f in frames[last + 1:] if not f.filename.startswith("<frozen") and "importlib" not in f.filename]
     text = (str(e).strip().splitlines() or [""])[0][:200]
     err = TwoclocksError(f"{what} failed: {type(e).__name__}: {text}; fix the module "
                          "(--debug or TWOCLOCKS_DEBUG=1 shows its traceback)")

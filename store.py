@@ -92,6 +92,8 @@ def disk_full(path, rerun: str = "rerun") -> TwoclocksError:
 
 def _reason(e: BaseException) -> str:
     text = (str(e).strip().splitlines() or [""])[0][:160]
+    if "computed checksum do not match" in text:
+        return "crc32c checksum mismatch"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 

@@ -1,11 +1,14 @@
 """`twoclocks-probe`: a thin command line over the Python API (typer).
 
-Every command turns a :class:`twoclocks.TwoclocksError` into one line on stderr and exit code 2.
+Every command turns a :class:`twoclocks.TwoclocksError` (bad input, a damaged file, an error in the
+user's own probe module) and a full disk into one line on stderr and exit code 2; exit code 1 is left
+for bugs.
 """
 from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path
 from typing import List, Optional
@@ -15,7 +18,10 @@ import typer
 from twoclocks import TwoclocksError
 from twoclocks.probes.fits import fit_clocks, format_clock_fits
 from twoclocks.probes.registry import COMMON_OPTIONS as COMMON_HELP
+from twoclocks.probes.registry import debug_enabled
 from twoclocks.probes.sensitivity import clock_sensitivity, format_sensitivity, parse_grid_options
+from twoclocks.run import open_run, verify_run
+from twoclocks.store import disk_full, is_disk_full, metadata_problem, fix_hint
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Find out when a generative model learns a rule and when it memorizes: "
@@ -29,7 +35,14 @@ def _wrap_errors(fn):
         try:
             return fn(*args, **kwargs)
         except TwoclocksError as e:
+            if getattr(e, "detail", None) and debug_enabled():  # the user's own traceback, asked for
+                typer.echo(e.detail, err=True)
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            typer.echo(f"error: {disk_full(e.filename or 'a file')}", err=True)
             raise typer.Exit(2)
         except KeyboardInterrupt as e:
             if hasattr(e, "exit_code"):  # training.train.Preempted: state saved at a step boundary
@@ -38,6 +51,13 @@ def _wrap_errors(fn):
             typer.echo("interrupted: finished work is saved; run the same command again to resume", err=True)
             raise typer.Exit(130)
     return wrapper
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="On an error raised by your own code (a probe "
+                                        "module), also show its traceback (or set TWOCLOCKS_DEBUG=1).")):
+    if debug:
+        os.environ["TWOCLOCKS_DEBUG"] = "1"
 
 
 def command(fn):
@@ -287,9 +307,13 @@ def train(
 
 
 @command
-def info(run_dir: Path = RUN_DIR_ARG):
+def info(run_dir: Path = RUN_DIR_ARG,
+         verify: bool = typer.Option(False, "--verify", help="Read every file of the run (config, data, "
+                                     "checkpoints against their sha256, cubes chunk by chunk against their "
+                                     "checksums) and report each damaged one with what to do; exit 2 if any.")):
     """Summarize a run: config, splits, checkpoint steps and the probes present."""
-    from twoclocks.run import open_run
+    if verify:
+        return _verify(run_dir)
     run = open_run(run_dir)
     c = run.config
     typer.echo(f"run        {run.path.resolve()}")
@@ -312,6 +336,27 @@ def info(run_dir: Path = RUN_DIR_ARG):
         typer.echo(f"unfinished {', '.join(pending)}: pieces of an interrupted probe; run it again to complete")
     assumed = [k for k, v in run.meta.get("status", {}).items() if v == "assumed"]
     typer.echo(f"assumed    {', '.join(assumed)}")
+    damaged = [(p, why) for p in probes if (why := metadata_problem(p))]
+    if damaged:
+        p, why = damaged[0]
+        more = f" (and {len(damaged) - 1} more: `info --verify` lists them)" if len(damaged) > 1 else ""
+        raise TwoclocksError(f"{p} is damaged ({why}){more}; {fix_hint(p)}")
+
+
+def _verify(run_dir: Path) -> None:
+    """info --verify: one line per damaged file with what to do; exit 2 if any."""
+    report = verify_run(run_dir)
+    for path, problem, fix in report["damaged"]:
+        typer.echo(f"damaged   {path}: {problem}; {fix}")
+    for path in report["unchecked"]:
+        typer.echo(f"no digest {path}: read back fine, but written without a sha256 (an older twoclocks)")
+    for path in report["aside"]:
+        typer.echo(f"aside     {path}: a damaged store moved aside when healed; delete it when not needed")
+    n = len(report["damaged"])
+    if n:
+        raise TwoclocksError(f"{n} damaged file(s) in {run_dir}, first {report['damaged'][0][0]} (each listed "
+                             "above with what to do)")
+    typer.echo(f"verified  {len(report['checked'])} files in {run_dir}: intact")
 
 
 

@@ -5,14 +5,23 @@
       data.zarr              splits as cells (train / heldout / hypercube) and the fixed sampling bank
       checkpoints/step_XXXXXXXX.pt   model weights at that step (torch.load(..., weights_only=True))
       checkpoints/resume.pt  model + optimizer + RNG state of the latest save (for --resume)
+      checkpoints/*.pt.sha256  the sha256 of each checkpoint file, written with it (sha256sum format)
       log.jsonl              training loss, one JSON line per log interval (the first line of each
                              training session also holds its environment record)
       probes/*.zarr          probe outputs (xarray Datasets)
 
 Probes use only :func:`open_run` and the :class:`Run` it returns.
+
+Integrity: every checkpoint is checked against its ``.sha256`` when loaded (a checkpoint without one,
+from an older version or a save cut short after the rename, is loaded unchecked); ``config.json``
+records ``data_sha256``, the digest of data.zarr's values (:func:`data_digest`), so a damaged
+data.zarr is regenerated from the config when the regenerated values have that digest
+(:func:`load_data`), else refused with a one-line error.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -23,14 +32,17 @@ import numpy as np
 import torch
 import xarray as xr
 
+import twoclocks
 from twoclocks import TwoclocksError
-from twoclocks.store import open_cube
-from twoclocks.data import make_encoding, make_rule
+from twoclocks.store import (DamagedError, check_store, disk_full, fix_hint, is_disk_full, move_aside, note,
+                             open_cube, write_dataset, write_text_atomic)
+from twoclocks.data import make_encoding, make_rule, make_splits
 from twoclocks.training.config import SCHEMA_VERSION, TrainConfig
 
 __all__ = ["Run", "open_run", "checkpoint_name", "checkpoint_steps", "last_checkpoint", "save_atomic",
            "write_json_atomic", "load_checkpoint", "read_config", "read_meta", "resolve_device", "RESUME_MAY_CHANGE",
-           "CONFIG_FILE", "DATA_STORE", "CHECKPOINT_DIR", "RESUME_FILE", "LOG_FILE", "PROBE_DIR"]
+           "CONFIG_FILE", "DATA_STORE", "CHECKPOINT_DIR", "RESUME_FILE", "LOG_FILE", "PROBE_DIR", "digest_path",
+           "file_sha256", "build_data", "data_digest", "load_data", "checkpoint_problem", "verify_run"]
 
 CONFIG_FILE, DATA_STORE, CHECKPOINT_DIR, RESUME_FILE, LOG_FILE, PROBE_DIR = (
     "config.json", "data.zarr", "checkpoints", "resume.pt", "log.jsonl", "probes")
@@ -71,11 +83,9 @@ def read_meta(run_dir) -> dict:
 
 
 def write_json_atomic(path, obj) -> None:
-    """JSON to a temp file in the same directory, then a rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    """JSON to a temp file in the same directory, then a rename over ``path`` (no temp file left
+    behind by a failure; a full disk is a one-line error)."""
+    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -89,31 +99,186 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise TwoclocksError(f"unknown device {device!r}; use auto, cpu or cuda") from None
 
 
+def digest_path(path) -> Path:
+    """The sidecar holding a checkpoint's sha256: ``step_XXXXXXXX.pt.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file in the same directory, fsync, then rename over ``path``."""
+    """torch.save to a temp file in the same directory, fsync, then rename over ``path``; its sha256
+    goes to ``path.sha256`` (the old one is removed before the rename, so a digest never describes
+    another file). A failed save leaves no temp file; a full disk is a one-line error."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = file_sha256(tmp)
+        digest_path(path).unlink(missing_ok=True)
+        os.replace(tmp, path)
+        write_text_atomic(digest_path(path), f"{digest}  {path.name}\n")
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, "rerun (train --resume)") from None
+        raise
+
+
+def _recorded_digest(path: Path) -> str | None:
+    side = digest_path(path)
+    try:
+        words = side.read_text().split()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return words[0] if words else ""
+
+
+def _damage_advice(path: Path) -> str:
+    """What to do about a damaged checkpoint: depends on whether it is resume.pt, the last step's or
+    an earlier one."""
+    run_dir = path.parent.parent
+    if path.name == RESUME_FILE:
+        return (f"delete it and its .sha256, then `twoclocks-probe train {run_dir} --resume` trains again from "
+                "step 0 (the same checkpoints, bit for bit on a CPU)")
+    steps = checkpoint_steps(run_dir)
+    m = CKPT_RE.match(path.name)
+    if m and steps and int(m.group(1)) == steps[-1]:
+        resume = path.parent / RESUME_FILE
+        try:
+            at = int(torch.load(resume, map_location="cpu", weights_only=True)["step"]) if resume.is_file() else None
+        except Exception:  # noqa: BLE001 - only to choose the advice
+            at = None
+        if at == int(m.group(1)):
+            return (f"it is the last checkpoint: delete it and its .sha256, then `twoclocks-probe train {run_dir} "
+                    "--resume` writes it again from resume.pt")
+        return (f"it is the last checkpoint: delete it and its .sha256, then `twoclocks-probe train {run_dir} "
+                "--resume` continues from resume.pt (this step's weights come back only by training again)")
+    return ("delete it and its .sha256 (the probes then skip this step); its weights come back only by training "
+            "the run again from the start with the same config")
+
+
+def checkpoint_problem(path) -> str | None:
+    """Why a checkpoint file is damaged (digest mismatch, unreadable), None if it is sound: reads the
+    file once."""
+    path = Path(path)
+    try:
+        _read_checkpoint(path, "cpu")
+    except DamagedError as e:
+        return e.reason
+    except TwoclocksError as e:
+        return str(e)
+    return None
+
+
+def _read_checkpoint(path: Path, device):
+    data = path.read_bytes()
+    want = _recorded_digest(path)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        reason = (f"its sha256 does not match {digest_path(path).name}" if want else
+                  f"{digest_path(path).name} is unreadable")
+        raise DamagedError(f"checkpoint {path} is damaged ({reason}); {_damage_advice(path)}", path, reason)
+    try:
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception as e:  # truncated, corrupt, or containing non-tensor objects
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DamagedError(f"checkpoint {path} cannot be read ({reason}); it is truncated or corrupt: "
+                           f"{_damage_advice(path)}", path, reason) from None
 
 
 def load_checkpoint(path: Path, device="cpu") -> dict:
-    """Load a checkpoint safely (weights_only=True: no code runs) with a clear error if unreadable."""
+    """Load a checkpoint safely (weights_only=True: no code runs), checked against its recorded
+    sha256, with a one-line error naming the file and what to do if it is damaged."""
     path = Path(path)
     if not path.is_file():
         raise TwoclocksError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # truncated, corrupt, or containing non-tensor objects
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise TwoclocksError(f"checkpoint {path} cannot be read ({reason}); it is truncated or corrupt: "
-                             "delete it (and re-run training with --resume if it was the last)") from None
+    obj = _read_checkpoint(path, device)
     if not isinstance(obj, dict) or "model" not in obj:
         raise TwoclocksError(f"checkpoint {path} is not a twoclocks checkpoint (no 'model' entry)")
     return obj
+
+
+def build_data(cfg: TrainConfig) -> xr.Dataset:
+    """data.zarr's Dataset, from the config alone: the splits (cells) and the fixed sampling bank
+    (dit: standard-normal noises; gpt: uniforms), all drawn from ``cfg.data_seed``."""
+    rule = make_rule(cfg.rule_spec())
+    enc = make_encoding(cfg.encoding, rule.n_symbols, **cfg.encoding_params)
+    splits = make_splits(rule, cfg.n_train, cfg.n_heldout, cfg.n_hypercube, cfg.data_seed)
+    rng = np.random.default_rng([cfg.data_seed, 3])
+    p = rule.D * enc.channels
+    ds = xr.Dataset(
+        {
+            "train": (("train_index", "cell"), splits["train"], {"long_name": "train samples (cells)"}),
+            "heldout": (("heldout_index", "cell"), splits["heldout"],
+                        {"long_name": "held-out valid samples not in train (cells)"}),
+            "hypercube": (("hypercube_index", "cell"), splits["hypercube"],
+                          {"long_name": "uniform random images, no rule (cells)"}),
+        },
+        coords={"cell": np.arange(rule.D)},
+        attrs={"rule": json.dumps(rule.to_dict()), "encoding": json.dumps(enc.to_dict()),
+               "twoclocks_version": twoclocks.__version__},
+    )
+    if cfg.arch == "dit":
+        ds["noise"] = (("seed", "feature"), rng.standard_normal((cfg.n_noise, p)).astype(np.float32),
+                       {"long_name": "fixed sampler noise bank z (x_0 = z * sigma_max)"})
+    else:
+        ds["uniforms"] = (("seed", "cell"), rng.random((cfg.n_noise, rule.D)).astype(np.float32),
+                          {"long_name": "fixed sampling uniforms (symbol chosen by inverse CDF at u)"})
+    return ds.assign_coords(seed=np.arange(cfg.n_noise))
+
+
+def data_digest(ds: xr.Dataset) -> str:
+    """sha256 of a data Dataset's values: every variable and coordinate (name, dims, dtype, shape,
+    bytes) in name order; attrs and the storage format do not enter."""
+    h = hashlib.sha256()
+    for name in sorted(ds.variables):
+        v = ds.variables[name]
+        a = np.ascontiguousarray(v.values)
+        h.update(json.dumps([name, list(v.dims), a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def load_data(run_dir, cfg: TrainConfig, meta: dict) -> xr.Dataset:
+    """data.zarr, read and checked; a damaged one is moved aside and regenerated from the config when
+    the regenerated values have the digest recorded in config.json, else a one-line error."""
+    store = Path(run_dir) / DATA_STORE
+    if not store.exists():
+        raise TwoclocksError(f"{run_dir} has no data.zarr; the run was not fully created, "
+                             f"re-create it with `twoclocks-probe train {run_dir} --force`")
+    want = meta.get("data_sha256")
+    try:
+        ds = open_cube(store)
+        if want is None or data_digest(ds) == want:
+            return ds
+        reason = "its values do not match data_sha256 in config.json"
+    except DamagedError as e:
+        reason = e.reason
+    redo = f"restore it from a backup, or start the run over with `twoclocks-probe train {run_dir} --force`"
+    if want is None:
+        raise DamagedError(f"{store} is damaged ({reason}) and config.json records no digest to prove a "
+                           f"regenerated copy identical (a run created before twoclocks 0.3): {redo}", store, reason)
+    fresh = build_data(cfg)
+    if data_digest(fresh) != want:
+        raise DamagedError(f"{store} is damaged ({reason}) and the data regenerated from the config differs from "
+                           f"the recorded digest (another numpy or twoclocks version?): {redo}", store, reason)
+    aside = move_aside(store)
+    write_dataset(fresh, store)
+    note(f"damaged {store} ({reason}): moved to {aside.name}; regenerated from the config "
+         f"(same sha256 {want[:12]} as recorded)")
+    return open_cube(store)
 
 
 def read_config(path: Path) -> tuple[TrainConfig, dict]:
@@ -124,6 +289,59 @@ def read_config(path: Path) -> tuple[TrainConfig, dict]:
         raise TwoclocksError(f"{cfg_path} has schema version {meta.get('schema_version')}, this twoclocks "
                              f"reads version {SCHEMA_VERSION}")
     return TrainConfig.from_dict(meta["config"]), meta
+
+
+def verify_run(run_dir) -> dict:
+    """Read every file of a run and check it (read only: nothing is healed or moved): config.json,
+    data.zarr against its recorded digest, every checkpoint against its sha256, every probe cube and
+    pending piece chunk by chunk. Returns ``{"damaged": [(path, problem, fix)], "checked": [paths],
+    "unchecked": [checkpoints without a digest], "aside": [stores moved aside earlier]}``."""
+    run_dir = Path(run_dir)
+    out = {"damaged": [], "checked": [], "unchecked": [], "aside": []}
+    try:
+        cfg, meta = read_config(run_dir)
+    except TwoclocksError as e:
+        out["damaged"].append((run_dir / CONFIG_FILE, str(e), "it cannot be recomputed: restore it from a backup"))
+        return out
+    out["checked"].append(run_dir / CONFIG_FILE)
+    store, want = run_dir / DATA_STORE, meta.get("data_sha256")
+    problem = None
+    try:
+        if want is not None and data_digest(open_cube(store)) != want:
+            problem = "its values do not match data_sha256 in config.json"
+    except DamagedError as e:
+        problem = e.reason
+    except TwoclocksError as e:
+        problem = str(e)
+    if problem is not None:
+        if want is not None and data_digest(build_data(cfg)) == want:
+            fix = ("regenerable from the config (same sha256): any command that reads the run (e.g. "
+                   f"`twoclocks-probe info {run_dir}`) moves it aside and regenerates it")
+        else:
+            fix = f"restore it from a backup, or start the run over with `twoclocks-probe train {run_dir} --force`"
+        out["damaged"].append((store, problem, fix))
+    out["checked"].append(store)
+    ckpts = [run_dir / CHECKPOINT_DIR / checkpoint_name(s) for s in checkpoint_steps(run_dir)]
+    resume = run_dir / CHECKPOINT_DIR / RESUME_FILE
+    for path in ckpts + ([resume] if resume.is_file() else []):
+        if _recorded_digest(path) is None:
+            out["unchecked"].append(path)
+        try:
+            _read_checkpoint(path, "cpu")
+        except DamagedError as e:
+            out["damaged"].append((path, e.reason, _damage_advice(path)))
+        out["checked"].append(path)
+    probes = run_dir / PROBE_DIR
+    stores = sorted(probes.glob("*.zarr")) + sorted(probes.glob(".*.parts/*.zarr")) if probes.is_dir() else []
+    for path in stores:
+        _, problems, _ = check_store(path)
+        if problems:
+            out["damaged"].append((path, "; ".join(problems), fix_hint(path)))
+        out["checked"].append(path)
+    if probes.is_dir():
+        out["aside"] += sorted(probes.glob("*.damaged-*"))
+    out["aside"] += sorted(run_dir.glob("*.damaged-*"))
+    return out
 
 
 class Run:
@@ -139,11 +357,7 @@ class Run:
     # ---- data
     @cached_property
     def data(self) -> xr.Dataset:
-        store = self.path / DATA_STORE
-        if not store.exists():
-            raise TwoclocksError(f"{self.path} has no data.zarr; the run was not fully created, "
-                                 "re-create it with `twoclocks-probe train RUN_DIR --force`")
-        return open_cube(store).load()
+        return load_data(self.path, self.config, self.meta)
 
     def cells(self, split: str) -> np.ndarray:
         """(n, D) uint8 cells of a split: 'train', 'heldout' or 'hypercube'."""

@@ -178,7 +178,8 @@ def markdown() -> str:
             "also carries provenance attrs: `probe`, `probe_params` (JSON), `twoclocks_version`, "
             "`created_at`, `source_steps` (JSON), `environment` (JSON: torch and CUDA versions, device and its "
             "name, precision and compile mode used), `run_dir`, `run_config` (JSON), `run_config_status` "
-            "(paper/assumed per field) and `trained_with_version`.\n\n")
+            "(paper/assumed per field) and `trained_with_version`. Every array's chunks end with a crc32c checksum "
+            "(zarr 3's `crc32c` codec after `zstd`), checked whenever twoclocks reads the cube.\n\n")
     return head + "\n".join(s.markdown() for s in all_schemas())
 
 

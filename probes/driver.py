@@ -118,6 +118,7 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
     params = probe.identity(opts, ctx)
     if probe.uses_network:
         params["precision"] = prec
+    run.data  # read and checked (a damaged copy healed or refused) before anything stored is touched
     store = CubeStore(run, name, params, force=force)
     finalize = (lambda ds: probe.finalize(ds, ctx)) if probe.finalize is not None else None
     attrs = {"precision": prec} if probe.uses_network else {}

@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import os
 import sys
+import traceback
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -32,7 +34,7 @@ from twoclocks import TwoclocksError
 from twoclocks.probes.fits_schema import CLOCK_FIT_SCHEMA
 
 __all__ = ["Probe", "FigureSpec", "option", "register", "get_probe", "all_probes", "all_schemas", "load_probe",
-           "concat_steps", "COMMON_OPTIONS", "BUILTIN_MODULES"]
+           "concat_steps", "COMMON_OPTIONS", "BUILTIN_MODULES", "user_code_error", "debug_enabled"]
 
 #: modules whose import registers the built-in probes (order: the order of `probe-all` and `plot`)
 BUILTIN_MODULES = (
@@ -257,28 +259,60 @@ def load_probe(spec: str) -> Probe:
     _load_builtins()
     if ":" in spec:
         mod, _, attr = spec.rpartition(":")
+        bad_spec = (f"; give MODULE:OBJECT of an importable module or path/to/file.py:OBJECT")
         try:
             if mod.endswith(".py"):
                 path = Path(mod).resolve()
                 if not path.is_file():
-                    raise ImportError(f"no file {path}")
+                    raise TwoclocksError(f"cannot load probe {spec!r} (no file {path}){bad_spec}")
                 name = f"twoclocks_user_probe_{path.stem}"
                 module = sys.modules.get(name)
                 if module is None or getattr(module, "__file__", None) != str(path):
                     module_spec = importlib.util.spec_from_file_location(name, path)
                     module = importlib.util.module_from_spec(module_spec)
                     sys.modules[name] = module
-                    module_spec.loader.exec_module(module)
+                    try:
+                        module_spec.loader.exec_module(module)
+                    except BaseException:
+                        sys.modules.pop(name, None)
+                        raise
             else:
                 module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and (mod == e.name or mod.startswith(e.name + ".")):  # the module itself is not there
+                raise TwoclocksError(f"cannot load probe {spec!r} ({e}){bad_spec}") from None
+            raise user_code_error(f"importing {mod} (probe {spec})", e) from None
+        except Exception as e:  # noqa: BLE001 - the user's module raised while it was imported
+            raise user_code_error(f"importing {mod} (probe {spec})", e) from None
+        try:
             obj = getattr(module, attr)
-        except (ImportError, AttributeError) as e:
-            raise TwoclocksError(f"cannot load probe {spec!r} ({e}); give MODULE:OBJECT of an importable module "
-                                 "or path/to/file.py:OBJECT") from None
+        except AttributeError:
+            raise TwoclocksError(f"cannot load probe {spec!r} (module {mod} has no {attr!r}){bad_spec}") from None
         if not isinstance(obj, Probe):
             raise TwoclocksError(f"{spec} is not a twoclocks.probes.Probe (got {type(obj).__name__})")
         return register(obj)
     return get_probe(spec)
+
+
+def debug_enabled() -> bool:
+    """Whether errors in the user's own code show its traceback: ``--debug`` or ``TWOCLOCKS_DEBUG=1``."""
+    return os.environ.get("TWOCLOCKS_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def user_code_error(what: str, e: BaseException) -> TwoclocksError:
+    """A one-line error for an exception raised by the user's code while ``what``; its ``detail`` is
+    the traceback of the user's own frames (twoclocks' and importlib's left out), which the command
+    line prints before the line with ``--debug`` / ``TWOCLOCKS_DEBUG=1``."""
+    frames = traceback.extract_tb(e.__traceback__)
+    mine = {os.path.realpath(__file__), __file__}
+    last = max([i for i, f in enumerate(frames) if f.filename in mine or os.path.realpath(f.filename) in mine] + [-1])
+    frames = [f for f in frames[last + 1:] if not f.filename.startswith("<frozen") and "importlib" not in f.filename]
+    text = (str(e).strip().splitlines() or [""])[0][:200]
+    err = TwoclocksError(f"{what} failed: {type(e).__name__}: {text}; fix the module "
+                         "(--debug or TWOCLOCKS_DEBUG=1 shows its traceback)")
+    err.detail = ("Traceback (your code):\n" + "".join(traceback.format_list(frames))
+                  + "".join(traceback.format_exception_only(type(e), e))).rstrip("\n")
+    return err
 
 
 def get_probe(name: str) -> Probe:

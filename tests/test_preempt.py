@@ -69,7 +69,19 @@ def test_usr2_saves_then_chains_to_the_previous_handler(tmp_path, previous):
     assert _losses(tmp_path / "full") == _losses(tmp_path / "cut")
 
 
-def test_ctrl_c_once_stops_cleanly_twice_at_once(tmp_path):
+@pytest.fixture
+def sigint_handled():
+    """SIGINT handled as in an interactive Python (KeyboardInterrupt), whatever the suite was launched
+    with: `nohup` or `python -m pytest &` from a script start it ignored (SIG_IGN), which the trainer
+    rightly leaves alone. The launch-time handler comes back afterwards."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_once_stops_cleanly_twice_at_once(tmp_path, sigint_handled):
     """A first SIGINT stops at the step boundary (Preempted, exit code 130); two in a row raise a plain
     KeyboardInterrupt at once (here between steps, so step 7 is still saved)."""
     cfg = dict(TINY, steps=20)
@@ -81,6 +93,19 @@ def test_ctrl_c_once_stops_cleanly_twice_at_once(tmp_path):
     assert not isinstance(e.value, Preempted)
     assert load_checkpoint(tmp_path / "twice/checkpoints/resume.pt")["step"] == 7
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ignored_sigint_is_left_alone(tmp_path):
+    """A process started with SIGINT ignored (nohup, `cmd &` from a script) keeps it ignored while
+    training and after."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        train(tmp_path / "ign", dict(TINY, steps=3), progress=False,
+              callback=lambda s, loss: os.kill(os.getpid(), signal.SIGINT))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert load_checkpoint(tmp_path / "ign/checkpoints/resume.pt")["step"] == 3
 
 
 def test_sigterm_to_the_cli_process(tmp_path):

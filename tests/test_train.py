@@ -98,6 +98,9 @@ def test_checkpoint_with_code_is_refused(tiny_run, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(tiny_run, run_dir)
     torch.save({"step": 10, "model": {}, "evil": TrainConfig()}, run_dir / "checkpoints" / "step_00000010.pt")
+    with pytest.raises(TwoclocksError, match="sha256 does not match"):  # not the file its digest describes
+        open_run(run_dir).model(10)
+    (run_dir / "checkpoints" / "step_00000010.pt.sha256").unlink()  # unchecked: torch refuses the pickle
     with pytest.raises(TwoclocksError, match="cannot be read"):
         open_run(run_dir).model(10)
 

@@ -37,18 +37,16 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-import xarray as xr
 
 import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.environment import environment, environment_changes
-from twoclocks.store import open_cube
-from twoclocks.data import make_encoding, make_rule, make_splits
-from twoclocks.store import write_dataset
+from twoclocks.data import make_encoding, make_rule
+from twoclocks.store import disk_full, is_disk_full, remove_stale_tmp, write_dataset
 from twoclocks.run import (CHECKPOINT_DIR, CONFIG_FILE, DATA_STORE, LOG_FILE, RESUME_FILE, RESUME_MAY_CHANGE,
-                           checkpoint_name, load_checkpoint, read_config, resolve_device, save_atomic, write_json_atomic)
+                           build_data, checkpoint_name, data_digest, load_checkpoint, load_data, read_config,
+                           read_meta, resolve_device, save_atomic, write_json_atomic)
 from twoclocks.training.config import TrainConfig, config_json, save_schedule
 from twoclocks.training.edm import edm_draw, edm_loss_at
 from twoclocks.training.models import build_model, training_data
@@ -75,38 +73,16 @@ class Preempted(KeyboardInterrupt):
 
 
 def create_run(run_dir: Path, cfg: TrainConfig, user_set: set[str]) -> None:
-    """Write config.json and data.zarr (splits + fixed sampling bank) into a new run directory."""
-    rule = make_rule(cfg.rule_spec())
-    enc = make_encoding(cfg.encoding, rule.n_symbols, **cfg.encoding_params)
-    splits = make_splits(rule, cfg.n_train, cfg.n_heldout, cfg.n_hypercube, cfg.data_seed)
-    rng = np.random.default_rng([cfg.data_seed, 3])
-    p = rule.D * enc.channels
-    ds = xr.Dataset(
-        {
-            "train": (("train_index", "cell"), splits["train"], {"long_name": "train samples (cells)"}),
-            "heldout": (("heldout_index", "cell"), splits["heldout"],
-                        {"long_name": "held-out valid samples not in train (cells)"}),
-            "hypercube": (("hypercube_index", "cell"), splits["hypercube"],
-                          {"long_name": "uniform random images, no rule (cells)"}),
-        },
-        coords={"cell": np.arange(rule.D)},
-        attrs={"rule": json.dumps(rule.to_dict()), "encoding": json.dumps(enc.to_dict()),
-               "twoclocks_version": twoclocks.__version__},
-    )
-    if cfg.arch == "dit":
-        ds["noise"] = (("seed", "feature"), rng.standard_normal((cfg.n_noise, p)).astype(np.float32),
-                       {"long_name": "fixed sampler noise bank z (x_0 = z * sigma_max)"})
-    else:
-        ds["uniforms"] = (("seed", "cell"), rng.random((cfg.n_noise, rule.D)).astype(np.float32),
-                          {"long_name": "fixed sampling uniforms (symbol chosen by inverse CDF at u)"})
-    ds = ds.assign_coords(seed=np.arange(cfg.n_noise))
+    """Write data.zarr (splits + fixed sampling bank, :func:`twoclocks.run.build_data`) and config.json
+    (with ``data_sha256``, the digest of the data's values) into a new run directory."""
+    ds = build_data(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_dataset(ds, run_dir / DATA_STORE)
     (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
     # config.json last: its presence marks a complete run directory
-    cfg_tmp = run_dir / f".{CONFIG_FILE}.tmp"
-    cfg_tmp.write_text(config_json(cfg, user_set, twoclocks.__version__))
-    cfg_tmp.replace(run_dir / CONFIG_FILE)
+    meta = json.loads(config_json(cfg, user_set, twoclocks.__version__))
+    meta["data_sha256"] = data_digest(ds)
+    write_json_atomic(run_dir / CONFIG_FILE, meta)
 
 
 def prepare_run_dir(run_dir, overrides: dict, resume: bool, force: bool) -> TrainConfig:
@@ -251,7 +227,10 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
     rule = make_rule(cfg.rule_spec())
     enc = make_encoding(cfg.encoding, rule.n_symbols, **cfg.encoding_params)
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    cells = open_cube(run_dir / DATA_STORE)["train"].values
+    if resume:  # temp files of an earlier session that crashed or met a full disk
+        for folder in (run_dir, ckpt_dir):
+            remove_stale_tmp(folder)
+    cells = load_data(run_dir, cfg, read_meta(run_dir))["train"].values
 
     # --- model, optimizer, randomness; the loss of the current log interval is summed on the device
     model = build_model(cfg, rule, enc).to(device)
@@ -271,6 +250,8 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
         logged_env = _truncate_log(run_dir / LOG_FILE, step)
         previous_env = state.get("environment") or logged_env
         resumed = True
+    elif resume:  # no resume state (deleted when damaged): train again from step 0, identically
+        _truncate_log(run_dir / LOG_FILE, 0)
 
     # --- the whole train set lives on the device; batches are drawn with replacement
     data = training_data(cfg, cells, enc, device)
@@ -296,8 +277,8 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
                      "environment": env}, ckpt_dir / RESUME_FILE)
         saved = step
 
-    if step == 0:
-        save(0)
+    if step == 0 or (step in schedule and not (ckpt_dir / checkpoint_name(step)).exists()):
+        save(step)  # (a resumed run whose checkpoint of this step was deleted gets it back from resume.pt)
     log = open(run_dir / LOG_FILE, "a")
     bar = _progress(progress, cfg.steps, step)
     t0, at_boundary = time.time(), True
@@ -338,6 +319,10 @@ def train(run_dir, overrides: dict | None = None, resume: bool = False, force: b
     except KeyboardInterrupt:
         if at_boundary and saved != step:
             save(step)  # keep finished work: --resume continues from here
+        raise
+    except OSError as e:  # the log line (a checkpoint save raises its own one-line error)
+        if is_disk_full(e):
+            raise disk_full(run_dir / LOG_FILE, "rerun (train --resume)") from None
         raise
     finally:
         bar.close()

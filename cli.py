@@ -167,7 +167,6 @@ def probe_command(probe):
             if kw.get(f.name) is None and f.default is not dataclasses.MISSING:
                 kw[f.name] = f.default
         ds = probe(run_dir, **kw)
-        from twoclocks.run import open_run
         path = open_run(run_dir).probe_path(probe.cube_name(kw.get("denoiser")))
         sizes = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
         typer.echo(f"wrote {path} ({sizes})")
@@ -210,7 +209,6 @@ def probe(
               "progress": not quiet}
     kw.update({k: v for k, v in common.items() if k in p.common_options() and v is not None})
     ds = p(run_dir, **kw)
-    from twoclocks.run import open_run
     typer.echo(f"wrote {open_run(run_dir).probe_path(p.cube_name(denoiser))} "
                f"({', '.join(f'{k} {v}' for k, v in ds.sizes.items())})")
     text = p.summary(ds)

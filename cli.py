@@ -103,7 +103,8 @@ SENSITIVITY_GRID_OPT = typer.Option(None, "--sensitivity-grid", help="CHOICE=V1,
 
 def _echo_sensitivity(run_dirs, grids: dict, out, **options) -> None:
     """The sensitivity table of ``run_dirs`` (written to ``out`` when given) with the clock options."""
-    sens = clock_sensitivity(run_dirs, grids=grids, out=out, **options)
+    sens = clock_sensitivity(run_dirs, grids=grids, out=out,
+                             **{key: v for key, v in options.items() if v is not None})  # None: the default
     typer.echo("")
     typer.echo("sensitivity to the arbitrary choices (one at a time around the defaults):")
     typer.echo(format_sensitivity(sens))

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import chi2, linregress
+from scipy.stats import t as student_t
 
 from twoclocks import TwoclocksError
 from twoclocks.planted import (REFERENCE_ORDER, ReferenceRates, Schedule, choose_references,
@@ -154,18 +155,21 @@ def test_sweep_recovers_planted_scaling(sweep):
     assert [r["tau_rule"] for r in rows] == list(ds.tau_rule.values)
 
 
-def test_profile_interval_is_a_narrow_t_interval(sweep):
-    """Without censoring, fit_power_law's profile-likelihood interval is the least-squares slope +-
-    sqrt((n - 2) (exp(q / n) - 1)) standard errors (q = chi2_1(0.95)), narrower than the t-interval's
-    t_{n-2} quantile: its exact coverage is profile_coverage(n) (0.87 for n = 6), not 95%."""
+def test_profile_interval_is_the_t_interval(sweep):
+    """Without censoring, fit_power_law's t-calibrated profile-likelihood interval is the least-squares
+    slope +- t_{n-2}(0.975) standard errors (exact 95% coverage); the uncalibrated chi-square cut would be
+    sqrt((n - 2) (exp(q / n) - 1)) standard errors, whose exact coverage profile_coverage(n) is 0.87 for
+    n = 6."""
     truths, pruns = sweep
     n = np.array([tr["n_train"] for tr in truths], float)
     tau = np.array([p.truth["tau_mem_planted_grid"] for p in pruns])
     fit = fit_power_law(n, tau)
     ls = linregress(np.log(n), np.log(tau))
-    half = math.sqrt(4 * math.expm1(chi2.ppf(0.95, 1) / 6)) * ls.stderr
+    half = student_t.ppf(0.975, len(n) - 2) * ls.stderr
     assert fit["alpha_ml_lo"] == pytest.approx(ls.slope - half, abs=2e-5)
     assert fit["alpha_ml_hi"] == pytest.approx(ls.slope + half, abs=2e-5)
+    chi2_half = math.sqrt(4 * math.expm1(chi2.ppf(0.95, 1) / 6)) * ls.stderr
+    assert chi2_half < 0.8 * half                       # the old cut was much narrower
     assert profile_coverage(6) == pytest.approx(0.869, abs=0.002)
 
 

@@ -111,11 +111,11 @@ def test_default_row_equals_compute_clocks(sweep):
 def test_threshold_and_k_rows_equal_compute_clocks_with_that_option(sweep):
     _, dirs, ds = sweep
     m = rows(ds, "mem_threshold")
-    assert m.sizes["variant"] == len(DEFAULT_GRIDS["mem_threshold"]) * 2
+    assert m.sizes["variant"] == len(DEFAULT_GRIDS["mem_threshold"]) * len(DEFAULT_GRIDS["mem_policy"])
     for j in range(m.sizes["variant"]):
         r = m.isel(variant=j)
         pol, t = str(r.value.item()).split()
-        ref = compute_clocks(dirs, mem_threshold=float(t), mem_adaptive=pol == "adaptive")
+        ref = compute_clocks(dirs, mem_threshold=float(t), policy=pol, n_boot=0)
         np.testing.assert_array_equal(r.tau_mem.values, ref.tau_mem.values)
         np.testing.assert_array_equal(r.mem_threshold.values, ref.mem_threshold.values)
         np.testing.assert_allclose(r.fit_alpha.values, ref.fit_alpha.values, rtol=1e-12)

@@ -43,6 +43,10 @@ import numpy as np
 import torch
 
 from twoclocks import TwoclocksError
+from twoclocks.data.count_rules import ExactK, GlobalK, _RowCountRule
+from twoclocks.data.encodings import make_encoding
+from twoclocks.data.latin import RowLatin
+from twoclocks.data.rules import GroupParity, restricted_support, support_for_reference
 
 __all__ = ["hypercube_denoiser", "parity_denoiser", "parity_denoiser_closed_form",
            "memorizing_denoiser", "REFERENCES", "reference_denoiser", "symbol_logits",
@@ -244,9 +248,6 @@ def _row_perm_logweights(L: torch.Tensor, n: int, chunk: int = 64) -> torch.Tens
 def has_closed_form(rule) -> bool:
     """Whether :func:`rule_log_marginals` has an exact closed form for ``rule`` (None: the cube) that is
     also the training distribution (a sampler restricted to part of the valid set has none)."""
-    from twoclocks.data.count_rules import ExactK, _RowCountRule
-    from twoclocks.data.latin import RowLatin
-    from twoclocks.data.rules import GroupParity, restricted_support
     if rule is not None and restricted_support(rule):
         return False
     if rule is None or isinstance(rule, (GroupParity, ExactK, _RowCountRule)):
@@ -259,9 +260,6 @@ def rule_log_marginals(rule, L: torch.Tensor) -> torch.Tensor:
     on all K^D images) and independent per-cell evidence exp(L[d, k]) (L (B, D, K), -inf allowed),
     exact (module docstring). Uniform over the symbols where no valid image agrees with the evidence.
     Rules without a closed form (:func:`has_closed_form`) raise TwoclocksError."""
-    from twoclocks.data.count_rules import ExactK, GlobalK, _RowCountRule
-    from twoclocks.data.latin import RowLatin
-    from twoclocks.data.rules import GroupParity
     L = torch.as_tensor(L).to(torch.float64)
     B = L.shape[0]
     if rule is None:
@@ -314,7 +312,6 @@ def infer_encoding(rule, train_x):
     """The encoding of model-space data ``train_x`` (n, P) for ``rule``: one channel per cell -> scalar
     (binary for 2 symbols, the same codes), K channels -> one-hot, zero-mean when values are negative.
     TwoclocksError when the data is not made of that encoding's codes."""
-    from twoclocks.data.encodings import make_encoding
     x = np.asarray(train_x, dtype=np.float64)
     K, D = rule.n_symbols, rule.D
     if x.ndim != 2 or x.shape[1] % D:
@@ -348,11 +345,9 @@ def reference_denoiser(name: str, rule, train_x, encoding=None):
     binary = _binary_codes(encoding)
     if name == "ideal-cube":
         return hypercube_denoiser() if binary else posterior_denoiser(None, encoding)
-    from twoclocks.data.rules import GroupParity
     if binary and isinstance(rule, GroupParity):
         return parity_denoiser(rule.G)
     if has_closed_form(rule):
         return posterior_denoiser(rule, encoding)
-    from twoclocks.data.rules import support_for_reference
     support = support_for_reference(rule, "ideal-rule reference")
     return memorizing_denoiser(torch.as_tensor(encoding.encode(support)))

@@ -55,7 +55,7 @@ from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clockdefs import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, DEFAULT_MEM_POLICY, DEFAULT_MEM_THRESHOLD,
                                         MEM_POLICIES, PRESETS, ClockDef, ClockSet, Condition, MemThreshold, Sustain,
                                         clocks_from_curves, clockset_from_options, mem_threshold_for, sustained_onset)
-from twoclocks.probes.uncertainty import (DEFAULT_LEVEL, DEFAULT_N_BOOT, METHOD as BOOT_METHOD, grid_bracket,
+from twoclocks.probes.uncertainty import (samples_cube, DEFAULT_LEVEL, DEFAULT_N_BOOT, METHOD as BOOT_METHOD, grid_bracket,
                                           run_bootstrap)
 from twoclocks.environment import pooled_environment_note
 from twoclocks.probes.linefit import WEAK_FIT_RUNS, censored_line_fit, ml_cutoff
@@ -102,19 +102,6 @@ def loss_clocks(run) -> dict:
     return out
 
 
-def _samples_cube(run):
-    path = run.probe_path("samples")
-    if not path.exists():
-        raise TwoclocksError(f"run {run.path} has no probes/samples.zarr; compute it first with "
-                             f"`twoclocks-probe samples {run.path}`")
-    ds = open_cube(path)
-    missing = [v for v in ("sample_acc", "sample_mem") if v not in ds]
-    if missing:
-        raise TwoclocksError(f"{path} lacks {', '.join(missing)}; recompute it with "
-                             f"`twoclocks-probe samples {run.path} --force`")
-    return ds.sel(step=ds["step"] >= 0)
-
-
 def _curve(ds: xr.Dataset, var: str) -> np.ndarray:
     """The curve ``var`` over step of a samples cube (``NAME[LABEL]``: the label of NAME's second dim)."""
     name, _, label = var.partition("[")
@@ -139,7 +126,7 @@ def run_clocks(run, k: int | None = None, acc_threshold: float | None = None,
     from twoclocks.run import Run, open_run
     run = run if isinstance(run, Run) else open_run(run)
     cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy)
-    ds = _samples_cube(run)
+    ds = samples_cube(run)
     if ds.sizes["step"] == 0:
         raise TwoclocksError(f"{run.probe_path('samples')} holds no checkpoint steps; run "
                              f"`twoclocks-probe samples {run.path}`")
@@ -412,7 +399,7 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     levels = [tuple(p) for p in pools] if pools is not None else [tuple(pool)]
     fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"), selected=selected,
                       allow_unequal=allow_unequal, names=[r.path.name for r in runs],
-                      measured=measured_pooling([_samples_cube(r) for r in runs]))
+                      measured=measured_pooling([samples_cube(r) for r in runs]))
     index = np.full(len(runs), -1)
     for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
         index[f["members"]] = j
@@ -462,10 +449,10 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
                        "flagged weak (fit_notes)"),
         "fit_pooled_over": json.dumps(sorted(skip)),
         "fit_where": json.dumps([" ".join(c) for c in clauses]),
-        "source_steps": json.dumps({str(r.path): [int(v) for v in _samples_cube(r)["step"].values] for r in runs}),
+        "source_steps": json.dumps({str(r.path): [int(v) for v in samples_cube(r)["step"].values] for r in runs}),
         "pooled_environment_note": pooled_environment_note(  # empty when the runs' environments agree
             [r.training_environments() for r in runs],
-            [json.loads(_samples_cube(r).attrs.get("environment", "null")) for r in runs]),
+            [json.loads(samples_cube(r).attrs.get("environment", "null")) for r in runs]),
     })
     if out is not None:
         from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA
@@ -506,7 +493,7 @@ def _mem_formula(cs: ClockSet) -> str:
 
 
 def _has_seed_samples(run) -> bool:
-    ds = _samples_cube(run)
+    ds = samples_cube(run)
     return "sample" in ds and "nn_hamming" in ds and ds.sizes.get("seed", 0) > 0
 
 
@@ -526,7 +513,7 @@ def _uncertainty_vars(cs: ClockSet, runs, rows, boots, level: float) -> dict:
         lo, hi = np.full(len(runs), np.nan), np.full(len(runs), np.nan)
         for i, (r, row) in enumerate(zip(runs, rows)):
             if np.isfinite(row[name]):
-                lo[i], hi[i] = grid_bracket(_samples_cube(r)["step"].values, row[name])
+                lo[i], hi[i] = grid_bracket(samples_cube(r)["step"].values, row[name])
         out[f"{name}_bracket_lo"] = ("run", lo, {"long_name": f"{name} grid bracket (lo, hi]: the evaluated step "
                                                               "before it (-inf: first step)", "units": "steps"})
         out[f"{name}_bracket_hi"] = ("run", hi, {"long_name": f"{name} grid bracket (lo, hi]: the clock",

@@ -23,8 +23,10 @@ import xarray as xr
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clockdefs import PRESETS, clockset_from_options
+from twoclocks.probes.clocks import run_clocks
 from twoclocks.probes.registry import FigureSpec, Probe, option, register
 from twoclocks.probes.samples import STATES
+from twoclocks.probes.uncertainty import samples_cube
 from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["transition_counts", "row_normalize", "parse_windows", "default_windows", "compute_markov",
@@ -99,14 +101,13 @@ def compute_markov(run, windows: str | None = None, write: bool = True, **clock_
 
 
 def _markov(run, opts) -> xr.Dataset:
-    from twoclocks.probes.clocks import _samples_cube, run_clocks
     windows = opts.windows
     defaults = MarkovOptions()   # the shorthands change the preset only where they differ from their defaults
     cs = clockset_from_options(opts.clocks, *[getattr(opts, f) if getattr(opts, f) != getattr(defaults, f) or
                                               opts.clocks is None else None
                                               for f in ("k", "acc_threshold", "mem_threshold")], opts.mem_adaptive)
     policy = cs.mem_policy()
-    cube = _samples_cube(run)
+    cube = samples_cube(run)
     if "state" not in cube:
         raise TwoclocksError(f"{run.probe_path('samples')} has no `state`; recompute it with "
                              f"`twoclocks-probe samples {run.path} --force`")

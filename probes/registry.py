@@ -31,6 +31,7 @@ from typing import Any, Callable
 import xarray as xr
 
 from twoclocks import TwoclocksError
+from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA, SENSITIVITY_SCHEMA
 from twoclocks.probes.fits_schema import CLOCK_FIT_SCHEMA
 
 __all__ = ["Probe", "FigureSpec", "option", "register", "get_probe", "all_probes", "all_schemas", "load_probe",
@@ -328,6 +329,5 @@ def get_probe(name: str) -> Probe:
 
 def all_schemas() -> list:
     """The schemas of the built-in probes' cubes and of the derived cross-run cubes (docs/cubes.md)."""
-    from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA, SENSITIVITY_SCHEMA
     return [p.schema for p in all_probes() if p.options.__module__ in BUILTIN_MODULES] + [
         CLOCKS_SCHEMA, COLLECT_SCHEMA, CLOCK_FIT_SCHEMA, SENSITIVITY_SCHEMA]

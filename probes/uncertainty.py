@@ -42,7 +42,7 @@ from twoclocks.probes.clockdefs import (DISCARDED, NEVER, PENDING, REACHED, STAT
 from twoclocks.run import Run, open_run
 from twoclocks.store import open_cube
 
-__all__ = ["REACHED", "PENDING", "NEVER", "DISCARDED", "STATUS_NAMES", "seed_indicators",
+__all__ = ["samples_cube", "REACHED", "PENDING", "NEVER", "DISCARDED", "STATUS_NAMES", "seed_indicators",
            "sustained_onset_batch", "bootstrap_indices", "bootstrap_clocks", "grid_bracket", "clock_brackets",
            "run_clock_uncertainty", "run_bootstrap", "boot_curves", "DEFAULT_N_BOOT", "DEFAULT_LEVEL", "METHOD"]
 
@@ -53,12 +53,20 @@ METHOD = ("percentile bootstrap over noise-bank seeds (resampled with replacemen
 
 
 # ----------------------------------------------------------------------------- per-seed indicators
-def _samples_cube(run: Run) -> xr.Dataset:
+def samples_cube(run: Run) -> xr.Dataset:
+    """The trained steps (step >= 0) of ``run``'s ``probes/samples.zarr``, with its curves
+    ``sample_acc`` and ``sample_mem``; a one-line error saying which command computes what is missing.
+    The one way the clock code opens a samples cube."""
     path = run.probe_path("samples")
     if not path.exists():
         raise TwoclocksError(f"run {run.path} has no probes/samples.zarr; compute it first with "
                              f"`twoclocks-probe samples {run.path}`")
-    return open_cube(path)
+    ds = open_cube(path)
+    missing = [v for v in ("sample_acc", "sample_mem") if v not in ds]
+    if missing:
+        raise TwoclocksError(f"{path} lacks {', '.join(missing)}; recompute it with "
+                             f"`twoclocks-probe samples {run.path} --force`")
+    return ds.sel(step=ds["step"] >= 0)
 
 
 def seed_indicators(source, rule=None, check: bool = True) -> xr.Dataset:
@@ -82,7 +90,7 @@ def seed_indicators(source, rule=None, check: bool = True) -> xr.Dataset:
             raise TwoclocksError("seed_indicators(ds, rule): give the run's rule with a samples cube")
     else:
         run = source if isinstance(source, Run) else open_run(source)
-        ds = _samples_cube(run)
+        ds = samples_cube(run)
         rule = run.rule if rule is None else rule
     missing = [v for v in ("sample", "nn_hamming") if v not in ds]
     if missing:

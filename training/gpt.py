@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from twoclocks import TwoclocksError
+from twoclocks.data.rules import support_for_reference
 
 __all__ = ["GPTConfig", "GPT", "gpt_inputs", "gpt_loss", "next_logprobs", "inverse_cdf", "sample_fixed",
            "sample_naive", "ideal_rule_logprobs", "IdealRuleAR", "UniformAR", "MemorizeAR",
@@ -244,7 +245,6 @@ def _enumerated_ar(rule):
     enumerated sampler support (the training distribution) as an autoregressive model (cached per rule)."""
     key = repr(rule)
     if key not in _ENUMERATED:
-        from twoclocks.data.rules import support_for_reference
         support = support_for_reference(rule, "ideal autoregressive rule model")
         _ENUMERATED.clear()
         _ENUMERATED[key] = MemorizeAR(support, rule.n_symbols)

@@ -49,6 +49,15 @@ _VAR = re.compile(r"[A-Za-z_]\w*(\[[A-Za-z_]\w*\])?")
 
 
 # ----------------------------------------------------------------------------- sustained onset
+def _holds(values, threshold: float | None, strict: bool) -> np.ndarray:
+    """The criterion per evaluation: ``values >= threshold`` (> with ``strict``; NaN does not hold), or
+    with ``threshold`` None ``values`` themselves as booleans."""
+    if threshold is None:
+        return np.asarray(values).astype(bool)
+    v = np.asarray(values, dtype=float)
+    return ((v > threshold) if strict else (v >= threshold)) & ~np.isnan(v)
+
+
 def sustained_onset(steps, values, threshold: float | None = None, k: int = DEFAULT_K, strict: bool = False):
     """(step, status) of the first evaluation i from which the criterion holds at i..i+k-1: values >=
     threshold (> with ``strict``), or, with ``threshold`` None, ``values`` are the criterion's booleans.
@@ -58,12 +67,7 @@ def sustained_onset(steps, values, threshold: float | None = None, k: int = DEFA
     steps = np.asarray(steps)
     if k < 1:
         raise TwoclocksError(f"--k must be at least 1, got {k}")
-    if threshold is None:
-        above = np.asarray(values).astype(bool)
-    else:
-        v = np.asarray(values, dtype=float)
-        above = (v > threshold) if strict else (v >= threshold)
-        above &= ~np.isnan(v)
+    above = _holds(values, threshold, strict)
     if len(above) >= k:
         run = np.convolve(above.astype(int), np.ones(k, int), mode="valid")  # window sums
         hit = np.flatnonzero(run == k)
@@ -94,12 +98,7 @@ def sustained_onset_batch(steps, values, threshold: float | None = None, k: int 
     steps = np.asarray(steps, dtype=float)
     if k < 1:
         raise TwoclocksError(f"--k must be at least 1, got {k}")
-    if threshold is None:
-        above = np.asarray(values).astype(bool)
-    else:
-        v = np.asarray(values, dtype=float)
-        above = (v > threshold) if strict else (v >= threshold)
-        above &= ~np.isnan(v)
+    above = _holds(values, threshold, strict)
     lead, T = above.shape[:-1], above.shape[-1]
     tau = np.full(lead, np.nan)
     status = np.full(lead, NEVER, np.int8)

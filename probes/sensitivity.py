@@ -44,9 +44,9 @@ from twoclocks.probes.clocks import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, MEM_POLIC
                                      clocks_from_curves, fit_groups, parse_where, select_runs)
 from twoclocks.probes.clocks_schema import SENSITIVITY_SCHEMA
 from twoclocks.probes.pooling import POOLING_FLAG, check_pooling, measured_pooling
-from twoclocks.probes.uncertainty import seed_indicators
+from twoclocks.probes.uncertainty import samples_cube, seed_indicators
 from twoclocks.run import Run, open_run
-from twoclocks.store import open_cube, write_derived
+from twoclocks.store import write_derived
 from twoclocks.training.config import TrainConfig
 
 __all__ = ["clock_sensitivity", "format_sensitivity", "parse_grid_options", "check_grids", "thin_index",
@@ -186,17 +186,10 @@ def _variants(center: _Variant, grids: dict) -> list[_Variant]:
 def _read(run: Run, need_seeds: bool) -> dict:
     """One run's samples cube, read once: the stored curves (as run_clocks reads them) and, when
     ``need_seeds`` and present, the per-seed indicators."""
-    path = run.probe_path("samples")
-    if not path.exists():
-        raise TwoclocksError(f"run {run.path} has no probes/samples.zarr; compute it first with "
-                             f"`twoclocks-probe samples {run.path}`")
-    ds = open_cube(path)
-    missing = [v for v in ("sample_acc", "sample_mem") if v not in ds]
-    if missing:
-        raise TwoclocksError(f"{path} lacks {', '.join(missing)}; recompute it with "
-                             f"`twoclocks-probe samples {run.path} --force`")
+    ds = samples_cube(run)
     if ds.sizes["step"] == 0:
-        raise TwoclocksError(f"{path} holds no checkpoint steps; run `twoclocks-probe samples {run.path}`")
+        raise TwoclocksError(f"{run.probe_path('samples')} holds no checkpoint steps; run "
+                             f"`twoclocks-probe samples {run.path}`")
     out = {"steps": ds["step"].values, "acc": ds["sample_acc"].values.astype(float),
            "mem": ds["sample_mem"].values.astype(float), "cube": ds, "ind": None}
     if need_seeds and "sample" in ds and "nn_hamming" in ds:

@@ -297,6 +297,8 @@ def verify_run(run_dir) -> dict:
     pending piece chunk by chunk. Returns ``{"damaged": [(path, problem, fix)], "checked": [paths],
     "unchecked": [checkpoints without a digest], "aside": [stores moved aside earlier]}``."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TwoclocksError(f"run directory {run_dir} does not exist")
     out = {"damaged": [], "checked": [], "unchecked": [], "aside": []}
     try:
         cfg, meta = read_config(run_dir)

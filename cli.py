@@ -639,7 +639,7 @@ def _print_report(report: dict, dry_run: bool, verb: str) -> None:
     failed = [o for o in report["outcomes"] if o["state"] == "failed"]
     if failed:
         raise TwoclocksError(f"{len(failed)} run(s) failed (first: {failed[0]['run']}: {failed[0]['info']}); "
-                             f"run the same command again to {verb} them")
+                             f"finished runs are kept: fix the cause, then run the same command again to {verb} them")
 
 
 # -------------------------------------------------------------------------------------- formatting

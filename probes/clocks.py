@@ -82,15 +82,13 @@ WHERE_OPS = ("==", "!=", ">=", "<=", ">", "<")
 # ----------------------------------------------------------------------------- one run
 def loss_clocks(run) -> dict:
     """Loss-based clocks of a run from ``probes/dsm_spectrum.zarr`` (scalar variables or attrs
-    ``tau_rule_loss`` / ``tau_mem_loss``), NaN where absent."""
+    ``tau_rule_loss`` / ``tau_mem_loss``), NaN where absent. A damaged cube is never read as "no
+    loss clocks": it raises the store's one-line DamagedError (which names the probe that heals it)."""
     out = {name: np.nan for name in LOSS_CLOCKS}
     path = run.probe_path("dsm_spectrum")
     if not path.exists():
         return out
-    try:
-        ds = open_cube(path)
-    except Exception:  # a partly written or foreign store: no loss clocks rather than a failure
-        return out
+    ds = open_cube(path)
     for name in LOSS_CLOCKS:
         if name in ds.variables and ds[name].size == 1:
             out[name] = float(ds[name].values.ravel()[0])

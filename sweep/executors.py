@@ -166,7 +166,7 @@ def slurm_script(sweep_dir, slurm: dict, n_jobs: int, max_parallel: int | None =
 # --------------------------------------------------------------------------------------- executing
 def _last_line(err) -> str:
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(err).__name__)[:300]
+    return (lines[-1] if lines else type(err).__name__)[:1000]
 
 
 def execute(tasks: list[tuple[str, Checkpointable]], executor: str, sweep_dir, slurm: dict | None = None,

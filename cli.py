@@ -157,6 +157,9 @@ def probe_command(probe):
     if "force" in common:
         params.append(P("force", P.KEYWORD_ONLY, default=typer.Option(False, "--force", help=COMMON_HELP["force"]),
                         annotation=bool))
+    if "update_stale" in common:
+        params.append(P("update_stale", P.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+            False, "--update-stale", help=COMMON_HELP["update_stale"])))
     if "progress" in common:
         params.append(P("quiet", P.KEYWORD_ONLY, default=typer.Option(False, "--quiet", help="No progress bar."),
                         annotation=bool))
@@ -194,6 +197,7 @@ def probe(
     device: str = typer.Option("auto", "--device", help=COMMON_HELP["device"]),
     precision: str = typer.Option("auto", "--precision", help=COMMON_HELP["precision"]),
     force: bool = typer.Option(False, "--force", help=COMMON_HELP["force"]),
+    update_stale: bool = typer.Option(False, "--update-stale", help=COMMON_HELP["update_stale"]),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Run any probe, including one of your own (MODULE:OBJECT), with resume, provenance and progress."""
@@ -207,7 +211,7 @@ def probe(
             raise TwoclocksError(f"--option {item!r}: write KEY=VALUE, e.g. n_items=256")
         kw[key.strip()] = parse_value(value)
     common = {"steps": steps, "denoiser": denoiser, "device": device, "precision": precision, "force": force,
-              "progress": not quiet}
+              "update_stale": update_stale, "progress": not quiet}
     kw.update({k: v for k, v in common.items() if k in p.common_options() and v is not None})
     ds = p(run_dir, **kw)
     typer.echo(f"wrote {open_run(run_dir).probe_path(p.cube_name(denoiser))} "
@@ -333,6 +337,8 @@ def info(run_dir: Path = RUN_DIR_ARG,
                    "again (same options) rewrites it as zarr 3 and compacts its .parts")
     if pending:
         typer.echo(f"unfinished {', '.join(pending)}: pieces of an interrupted probe; run it again to complete")
+    for line in _stale_lines(probes):
+        typer.echo(line)
     assumed = [k for k, v in run.meta.get("status", {}).items() if v == "assumed"]
     typer.echo(f"assumed    {', '.join(assumed)}")
     damaged = [(p, why) for p in probes if (why := metadata_problem(p))]
@@ -340,6 +346,25 @@ def info(run_dir: Path = RUN_DIR_ARG,
         p, why = damaged[0]
         more = f" (and {len(damaged) - 1} more: `info --verify` lists them)" if len(damaged) > 1 else ""
         raise TwoclocksError(f"{p} is damaged ({why}){more}; {fix_hint(p)}")
+
+
+def _stale_lines(cubes) -> list[str]:
+    """One line per cube holding steps computed by an older version of its probe (store.stale_steps)."""
+    from twoclocks.probes.registry import get_probe
+    from twoclocks.store import open_cube, stale_steps
+    lines = []
+    for path in cubes:
+        name = path.name[:-len(".zarr")]
+        try:
+            probe = get_probe(name.split("-")[0])
+            stale = stale_steps(open_cube(path, chunks={}), probe.version)
+        except TwoclocksError:
+            continue
+        if stale:
+            shown = ", ".join(map(str, stale[:8])) + (f" (+{len(stale) - 8} more)" if len(stale) > 8 else "")
+            lines.append(f"stale      {path.name}: steps {shown} computed by an older {probe.name} (now version "
+                         f"{probe.version}); `twoclocks-probe {probe.name} RUN --update-stale` recomputes them")
+    return lines
 
 
 def _verify(run_dir: Path) -> None:
@@ -476,6 +501,8 @@ def probe_all(
     executor: str = EXECUTOR_OPT,
     max_parallel: Optional[int] = MAX_PARALLEL_OPT,
     dry_run: bool = DRY_RUN_OPT,
+    update_stale: bool = typer.Option(False, "--update-stale", help="Also recompute the steps an older version of "
+                                      "each probe computed (the plan lists them as stale)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Run per-run probes over every trained run of a sweep (one job per run, its single writer).
@@ -485,6 +512,11 @@ def probe_all(
     names = [p.strip() for p in probes.split(",") if p.strip()] if probes else list(spec.probes)
     opts = spec_from_options(None, probes=option or ()).probes if option else {}
     chosen = {p: {**spec.probes.get(p, {}), **opts.get(p, {})} for p in names}
+    if update_stale:
+        from twoclocks.probes.registry import load_probe
+        for p, o in chosen.items():
+            if "update_stale" in load_probe(p).common_options():
+                o.setdefault("update_stale", True)
     extra = sorted(set(opts) - set(chosen))
     if extra:
         raise TwoclocksError(f"--option for {', '.join(extra)}, which is not in --probes")

@@ -17,7 +17,7 @@ import numpy as np
 
 from twoclocks import TwoclocksError
 
-__all__ = ["Var", "CubeSchema", "COORDS", "coord", "SchemaError", "markdown"]
+__all__ = ["Var", "CubeSchema", "COORDS", "FRAMEWORK_VARS", "coord", "SchemaError", "markdown"]
 
 
 class SchemaError(TwoclocksError):
@@ -27,12 +27,16 @@ class SchemaError(TwoclocksError):
 @dataclass(frozen=True)
 class Var:
     """One stored array: its dims, dtype (numpy name; 'str' for text), meaning and units.
-    ``flags``: for integer codes, the meanings of 0, 1, 2, ... (CF flag_values / flag_meanings)."""
+    ``flags``: for integer codes, the meanings of 0, 1, 2, ... (CF flag_values / flag_meanings).
+    ``derived``: computed from the cube's other arrays (the probe's ``finalize``), never from a
+    network: the store drops it from every part before a merge and the probe recomputes it, so a
+    probe never strips its own derived views."""
     dims: tuple
     dtype: str
     long_name: str
     units: str | None = "1"
     flags: tuple | None = None
+    derived: bool = False
 
     def attrs(self) -> dict:
         a = {"long_name": self.long_name}
@@ -46,7 +50,7 @@ class Var:
     def kind_ok(self, dtype: np.dtype) -> bool:
         want = self.dtype
         if want == "str":
-            return dtype.kind in "UO"
+            return dtype.kind in "UOT"  # T: numpy StringDType, as plain xarray reads zarr v3 strings
         w = np.dtype(want)
         if w.kind == "f":
             return dtype.kind == "f"
@@ -54,6 +58,12 @@ class Var:
             return dtype.kind in "iu"
         return dtype.kind == w.kind
 
+
+#: Arrays the store itself adds to every cube with a ``step`` (declared here once, added to every such schema)
+FRAMEWORK_VARS = {
+    "probe_version": Var(("step",), "int64", "version of the probe that computed the step (Probe.version; "
+                                             "1 for steps stored before versions were recorded)"),
+}
 
 #: The shared coordinates: every cube that has a ``step`` (or ``split``, ...) uses this definition.
 COORDS = {
@@ -85,6 +95,15 @@ class CubeSchema:
     data_vars: dict
     doc: str = ""
     extra_coords: object = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if "step" in self.coords:  # the store records the probe version of every step (FRAMEWORK_VARS)
+            object.__setattr__(self, "data_vars", {**self.data_vars, **{
+                k: v for k, v in FRAMEWORK_VARS.items() if k not in self.data_vars}})
+
+    def derived(self) -> tuple:
+        """The names of the derived arrays (:attr:`Var.derived`)."""
+        return tuple(n for _, n, v in self._entries() if v.derived)
 
     def _entries(self):
         yield from (("coordinate", k, v) for k, v in self.coords.items())

@@ -34,8 +34,9 @@ from twoclocks import TwoclocksError
 from twoclocks.data import bits as _bits
 from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSION, KEYED_COORDS, KEYS, MASK,
                                           MODEL_UNITS, LandscapeOptions, anchor_spec, complete_anchors, face_geometry,
-                                          jobs, keyed_merge, keyed_piece, keyed_select, keyed_todo, request,
+                                          keyed_piece, keyed_select, keyed_todo, request,
                                           resolve_anchors, steps_spec)
+from twoclocks.store import jobs
 from twoclocks.probes.registry import FigureSpec, Probe, option, register
 from twoclocks.schema import CubeSchema, Var
 
@@ -279,7 +280,7 @@ def _attrs(ctx, n_summarized: int) -> dict:
 def _finalize(ds, ctx):
     """The stored cube's summaries: over the anchors computed at every (step, sigma) of the cube."""
     keep = complete_anchors(ds)
-    ds = _summaries(ds.drop_vars([v for v in DERIVED if v in ds.variables]), keep, ctx.opts)
+    ds = _summaries(ds, keep, ctx.opts)  # the store dropped the derived variables (SCHEMA: derived=True)
     ds["summarized"] = ("anchor", np.isin(ds["anchor"].values, keep))
     ds.attrs.update(_attrs(ctx, len(keep)))
     return ds
@@ -321,16 +322,16 @@ SCHEMA = CubeSchema("basin", doc="Denoiser basins along lines from each anchor t
     "exact_match": Var(_PER_ANCHOR, "bool", VARS["exact_match"][0], VARS["exact_match"][1]),
     "hamming": Var(_PER_ANCHOR, "int32", VARS["hamming"][0], VARS["hamming"][1]),
     "l2": Var(_PER_ANCHOR, "float32", VARS["l2"][0], VARS["l2"][1]),
-    **{f"{k}_{suffix}": Var(_SUMMARY, "float64", f"{what}: {ln}", un)
+    **{f"{k}_{suffix}": Var(_SUMMARY, "float64", f"{what}: {ln}", un, derived=True)
        for k, (ln, un) in VARS.items()
        for suffix, what in (("mean", "mean over anchors of"),
                             ("lo", f"bootstrap {100 * _Q:g}% bound of the mean of"),
                             ("hi", f"bootstrap {100 * (1 - _Q):g}% bound of the mean of"))},
     "basin_radius": Var(("step", "sigma", "direction"), "float64", "basin radius: first alpha >= 0 where the mean "
-                        "exact match over anchors drops below 0.5 (NaN: not within the alpha grid)"),
+                        "exact match over anchors drops below 0.5 (NaN: not within the alpha grid)", derived=True),
     MASK: COMPUTED,
     "summarized": Var(("anchor",), "bool", "the anchor enters the summaries over anchors (computed at every step "
-                                           "and sigma of the cube)"),
+                                           "and sigma of the cube)", derived=True),
 })
 
 
@@ -351,7 +352,7 @@ PROBE = register(Probe(
          "neighbours -> probes/basin.zarr, with means over anchors and the basin radius.",
     archs=("dit",), references=("ideal-rule", "ideal-cube", "memorize"),
     resolve=resolve_anchors, setup=_setup, compute=_compute, todo=keyed_todo,
-    merge=keyed_merge(SCHEMA, derived=DERIVED),
+    keys=KEYS,
     finalize=_finalize, select=_select,
     params=lambda ctx: {"geometry": GEOMETRY_VERSION, "directions": list(DIRECTIONS)},
     summary=lambda ds: basin_summary(ds), figures=_figures,

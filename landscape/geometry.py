@@ -13,13 +13,14 @@ of side 2 (in model space x = 2b - 1). Plane coordinates: origin at the face cen
 m = (x_a + x_b)/2 = (x_c + x_d)/2, e_u = unit(x_b - x_a), e_v = the Gram-Schmidt rest of x_c - x_a.
 In them the vertices sit at a = (-sqrt2, 0), b = (sqrt2, 0), c = (0, sqrt2), d = (0, -sqrt2).
 
-Keyed cubes (the rest of this module): both landscape probes store ONE cube over the union of what
-was ever computed, keyed by (step, anchor, sigma), with a boolean ``computed`` mask over those keys. A
-call asks for steps x anchors x sigmas (the anchors and noise levels are request options, not part of
-the cube's identity): :func:`keyed_todo` finds the (sigma -> anchors) a step still lacks,
-the probe evaluates them in one batched call and returns them as one piece (:func:`keyed_piece`, a
-length-1 ``step`` dim), :func:`keyed_merge` overlays the stored cube and the pieces (later parts win
-where they computed a cell; int and bool arrays keep their dtype, holes are filled explicitly) and
+Keyed cubes: both landscape probes store ONE cube over the union of what was ever computed, keyed by
+(step, anchor, sigma) (``keys=KEYS`` in their declaration: the store's keyed model,
+:mod:`twoclocks.store`), with a boolean ``computed`` mask over those keys. A call asks for steps x
+anchors x sigmas (the anchors and noise levels are request options, not part of the cube's identity):
+:func:`keyed_todo` finds the (sigma -> anchors) a step still lacks, the probe evaluates them in one
+batched call and returns them as one piece (:func:`keyed_piece`, a length-1 ``step`` dim), the store's
+:func:`twoclocks.store.keyed_merge` overlays the stored cube and the pieces (later parts win where they
+computed a cell; int and bool arrays keep their dtype, holes are filled explicitly) and
 :func:`keyed_select` cuts the call's request from the cube. So a second call with other anchors or
 noise levels reuses every cell already computed and evaluates only the new ones.
 """
@@ -33,7 +34,7 @@ from typing import ClassVar, List, Optional
 import numpy as np
 import xarray as xr
 
-from twoclocks import TwoclocksError
+from twoclocks import TwoclocksError, store
 from twoclocks.data import bits as _bits
 from twoclocks.probes.registry import option
 from twoclocks.schema import Var, coord
@@ -41,7 +42,7 @@ from twoclocks.schema import Var, coord
 __all__ = ["Face", "choose_pairs", "face_geometry", "faces_from_cells", "parse_anchors", "check_anchors",
            "check_sigmas", "parse_sigmas", "anchor_spec", "range_spec", "as_run", "steps_spec", "VERTICES",
            "GEOMETRY_VERSION", "LandscapeOptions", "Request", "request", "resolve_anchors", "jobs", "keyed_todo",
-           "keyed_piece", "keyed_merge", "keyed_select", "complete_anchors", "fill_value", "KEYS", "MASK",
+           "keyed_piece", "keyed_select", "complete_anchors", "KEYS", "MASK",
            "MODEL_UNITS", "KEYED_COORDS", "FACE_COORDS"]
 
 VERTICES = ("a", "b", "c", "d")
@@ -244,7 +245,7 @@ MODEL_UNITS = coord("sigma").units
 #: the keys of a landscape cube, in the order of its per-anchor arrays
 KEYS = ("step", "anchor", "sigma")
 #: the boolean variable over :data:`KEYS` that says which cells hold computed values
-MASK = "computed"
+MASK = store.MASK
 
 KEYED_COORDS = {"step": coord("step"), "anchor": coord("anchor"), "sigma": coord("sigma")}
 FACE_COORDS = {
@@ -362,167 +363,31 @@ def request(ctx) -> Request:
 
 
 # ----------------------------------------------------------------------------- keyed cubes
-def fill_value(dtype):
-    """The value of a cell not computed: NaN (floats), False (booleans), -1 (signed ints), 0 (unsigned)."""
-    dtype = np.dtype(dtype)
-    return {"f": np.nan, "c": np.nan, "b": False, "i": -1, "u": 0}.get(dtype.kind, None)
-
-
-def jobs(todo: dict) -> list[tuple[int, float]]:
-    """The (anchor position, sigma) pairs of a todo {sigma: [anchor positions]}, in evaluation order."""
-    return [(p, sg) for sg in sorted(todo) for p in todo[sg]]
+# The keyed store itself (todo, pieces, merge, select) is twoclocks.store's: both landscape probes
+# declare ``keys=KEYS``; these wrappers only turn a call's request into the store's terms.
+def _want(ctx) -> dict:
+    req = request(ctx)
+    return {"anchor": req.anchors, "sigma": req.sigmas}
 
 
 def keyed_todo(existing, step: int, ctx):
     """{sigma: [positions into the request's anchors]} the cube lacks at ``step`` (None: complete)."""
-    req = request(ctx)
-    everything = {sg: list(range(len(req.anchors))) for sg in req.sigmas}
-    if existing is None or "step" not in existing.dims:
-        return everything
-    steps = [int(s) for s in existing["step"].values]
-    if int(step) not in steps:
-        return everything
-    if MASK in existing:
-        comp = existing[MASK].sel(step=int(step)).transpose("anchor", "sigma").values.astype(bool)
-    else:  # a cube without the mask holds computed values everywhere
-        comp = np.ones((existing.sizes["anchor"], existing.sizes["sigma"]), bool)
-    have_a = {int(a): k for k, a in enumerate(existing["anchor"].values)}
-    have_s = {float(s): k for k, s in enumerate(existing["sigma"].values)}
-    ai = np.array([have_a.get(a, -1) for a in req.anchors])
-    out = {}
-    for sg in req.sigmas:
-        j = have_s.get(float(sg))
-        ok = np.zeros(len(ai), bool) if j is None else (ai >= 0) & comp[np.maximum(ai, 0), j]
-        missing = np.flatnonzero(~ok).tolist()
-        if missing:
-            out[sg] = missing
-    return out or None
+    return store.keyed_todo(existing, step, _want(ctx), KEYS)
 
 
 def keyed_piece(step: int, anchors, todo: dict, values: dict, tail: dict, schema, anchor_coords: dict | None = None,
                 coords: dict | None = None) -> xr.Dataset:
-    """One piece (a length-1 ``step`` dim) holding the cells of ``todo`` ({sigma: [anchor positions]}).
-
-    ``values``: name -> array (n_jobs, *tail sizes) in :func:`jobs` order; ``tail``: the trailing dims
-    of those arrays -> their coordinate values; ``anchor_coords``: name -> (dims, array over the
-    request's ``anchors``, first dim ``anchor``); ``coords``: further coordinates as they are. Cells of
-    the rectangle (anchors x sigmas of the piece) not in ``todo`` hold :func:`fill_value` and are
-    False in the ``computed`` mask. Dtypes are the schema's."""
-    pos = sorted({p for ps in todo.values() for p in ps})
-    sig = sorted(todo)
-    a_of, s_of = {p: k for k, p in enumerate(pos)}, {s: k for k, s in enumerate(sig)}
-    order = jobs(todo)
-    ja = np.array([a_of[p] for p, _ in order], np.int64)
-    js = np.array([s_of[s] for _, s in order], np.int64)
-    head = (1, len(pos), len(sig))
-    mask = np.zeros(head, bool)
-    mask[0, ja, js] = True
-    tail_dims = tuple(tail)
-    data = {MASK: (KEYS, mask)}
-    for name, v in values.items():
-        v = np.asarray(v)
-        dt = np.dtype(schema.data_vars[name].dtype)
-        arr = np.full(head + v.shape[1:], fill_value(dt), dt)
-        arr[0, ja, js] = v
-        data[name] = (KEYS + tail_dims, arr)
-    c = {"step": ("step", np.array([int(step)], np.int64)),
-         "anchor": ("anchor", np.asarray(anchors, np.int64)[pos]),
-         "sigma": ("sigma", np.asarray(sig, np.float64))}
-    c.update({d: (d, np.asarray(vals)) for d, vals in tail.items()})
-    for name, (dims, arr) in (anchor_coords or {}).items():
-        c[name] = (dims, np.asarray(arr)[pos])
-    c.update(coords or {})
-    return xr.Dataset(data, coords=c)
-
-
-def keyed_merge(schema, derived=()):
-    """A ``merge`` for a keyed cube: the union over (step, anchor, sigma) of the parts (the stored cube
-    first, then the pieces), overlaying each part where its ``computed`` mask is True (a later part
-    wins a cell computed twice: pieces merged again after an interrupted compaction change nothing).
-
-    Variables over all three keys are overlaid cell by cell, allocated with the schema's dtype and
-    :func:`fill_value` (so int and bool arrays never turn float); variables over ``anchor`` without
-    ``step`` or ``sigma`` (the face of each anchor) are per-anchor constants, later part wins;
-    variables over some but not all keys, and the names in ``derived``, are derived and dropped
-    (``finalize`` recomputes them); variables without any key come from the first part."""
-    declared = {**schema.coords, **schema.data_vars}
-    drop = set(derived)
-
-    def dtype_of(name, fallback):
-        spec = declared.get(name)
-        return np.dtype(spec.dtype) if spec is not None and spec.dtype != "str" else fallback
-
-    def merge(parts: list[xr.Dataset]) -> xr.Dataset:
-        parts = [p for p in parts if all(k in p.dims for k in KEYS)]
-        if not parts:
-            return xr.Dataset()
-        keys = {k: np.unique(np.concatenate([np.asarray(p[k].values) for p in parts])) for k in KEYS}
-        shape = tuple(len(keys[k]) for k in KEYS)
-        arrays, dims, as_coord, other = {}, {}, {}, {}
-        attrs = {}
-        for p in parts:
-            attrs.update(p.attrs)
-            idx = {k: np.searchsorted(keys[k], p[k].values) for k in KEYS}
-            cells = np.ix_(idx["step"], idx["anchor"], idx["sigma"])
-            m = (p[MASK].transpose(*KEYS).values.astype(bool) if MASK in p.variables
-                 else np.ones(tuple(p.sizes[k] for k in KEYS), bool))
-            every = bool(m.all())
-            for name, var in p.variables.items():
-                if name in KEYS or name in drop:
-                    continue
-                vd = var.dims
-                if all(k in vd for k in KEYS):
-                    rest = tuple(d for d in vd if d not in KEYS)
-                    v = var.transpose(*KEYS, *rest).values
-                    if name not in arrays:
-                        dt = dtype_of(name, v.dtype)
-                        arrays[name] = np.full(shape + v.shape[3:], fill_value(dt), dt)
-                        dims[name], as_coord[name] = KEYS + rest, name in p.coords
-                    if every:
-                        arrays[name][cells] = v
-                    else:
-                        sub = arrays[name][cells]
-                        sub[m] = v[m]
-                        arrays[name][cells] = sub
-                elif "anchor" in vd and "step" not in vd and "sigma" not in vd:
-                    rest = tuple(d for d in vd if d != "anchor")
-                    v = var.transpose("anchor", *rest).values
-                    if name not in arrays:
-                        dt = dtype_of(name, v.dtype)
-                        arrays[name] = np.full((shape[1],) + v.shape[1:], fill_value(dt), dt)
-                        dims[name], as_coord[name] = ("anchor",) + rest, name in p.coords
-                    arrays[name][idx["anchor"]] = v
-                elif not any(k in vd for k in KEYS) and name not in other:
-                    other[name] = (var, name in p.coords)
-                # else: derived over some of the keys (summaries): dropped, finalize recomputes it
-        coords = {k: (k, keys[k]) for k in KEYS}
-        data = {}
-        for name, arr in arrays.items():
-            (coords if as_coord[name] else data)[name] = (dims[name], arr)
-        for name, (var, is_coord) in other.items():
-            (coords if is_coord else data)[name] = var
-        return xr.Dataset(data, coords=coords, attrs=attrs)
-    return merge
+    """One piece of a landscape cube (:func:`twoclocks.store.keyed_piece` over :data:`KEYS`)."""
+    return store.keyed_piece(step, np.asarray(anchors, np.int64), todo, values, tail, schema, KEYS, anchor_coords,
+                             coords)
 
 
 def complete_anchors(ds: xr.Dataset) -> np.ndarray:
     """The anchors computed at every (step, sigma) of ``ds`` (all anchors of a cube without the mask)."""
-    if MASK not in ds:
-        return np.asarray(ds["anchor"].values)
-    full = ds[MASK].all(("step", "sigma")).values
-    return np.asarray(ds["anchor"].values)[full]
+    return store.complete_along(ds, KEYS)
 
 
 def keyed_select(ds: xr.Dataset, ctx, drop=()) -> xr.Dataset:
     """The call's request (its steps x anchors x sigmas) cut from the cube, loaded, without the mask
     (and the variables in ``drop``)."""
-    req = request(ctx)
-    sub = ds.sel(step=[int(s) for s in ctx.steps], anchor=list(req.anchors), sigma=list(req.sigmas))
-    if MASK in sub:
-        m = sub[MASK].values
-        if not m.all():
-            raise TwoclocksError(f"{int((~m).sum())} of {m.size} requested cells are missing from the cube "
-                                 "(an interrupted call?); run the same command again to complete them")
-    gone = [v for v in (MASK, *drop) if v in sub.variables]
-    return sub.drop_vars(gone).load()
-
+    return store.keyed_select(ds, ctx.steps, _want(ctx), drop)

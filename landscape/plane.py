@@ -25,8 +25,9 @@ import xarray as xr
 from twoclocks import TwoclocksError
 from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSION, KEYED_COORDS, KEYS, MASK,
                                           MODEL_UNITS, VERTICES, Face, LandscapeOptions, anchor_spec, complete_anchors,
-                                          face_geometry, jobs, keyed_merge, keyed_piece, keyed_select, keyed_todo,
+                                          face_geometry, keyed_piece, keyed_select, keyed_todo,
                                           request, resolve_anchors, steps_spec)
+from twoclocks.store import jobs
 from twoclocks.probes.registry import FigureSpec, Probe, option, register
 from twoclocks.schema import CubeSchema, Var
 
@@ -178,7 +179,7 @@ PROBE = register(Probe(
     name="plane", cube="plane", options=PlaneOptions, schema=SCHEMA,
     help="Denoiser vector field on the plane of a hypercube face through a train sample -> probes/plane.zarr.",
     archs=("dit",), references=("ideal-rule", "ideal-cube", "memorize"),
-    resolve=resolve_anchors, setup=_setup, compute=_compute, todo=keyed_todo, merge=keyed_merge(SCHEMA),
+    resolve=resolve_anchors, setup=_setup, compute=_compute, todo=keyed_todo, keys=KEYS,
     finalize=_finalize, select=_select, params=lambda ctx: {"geometry": GEOMETRY_VERSION},
     summary=lambda ds: plane_summary(ds), figures=_figures,
 ))

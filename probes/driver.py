@@ -4,7 +4,8 @@ cube with provenance, and return it.
 
 Resume: every finished piece is on disk (atomic) before the next one starts, so an interrupt (Ctrl-C,
 kill -9, a SLURM timeout) loses at most the piece in flight; the next call merges what is there and
-computes only what is missing. ``force`` recomputes everything.
+computes only what is missing. ``force`` recomputes everything; ``update_stale`` recomputes the steps
+an older version of the probe computed (each step records its ``probe_version``).
 
 Overlap: on a GPU a helper thread loads the next checkpoint and writes the finished piece while the
 current one is computed, so a checkpoint costs about its network calls. On a CPU the cores are the
@@ -24,6 +25,7 @@ import xarray as xr
 from twoclocks import TwoclocksError
 from twoclocks.environment import bf16_measured_ok, device_name, environment
 from twoclocks.probes.common import resolve_sources, step_key
+from twoclocks.store import CubeStore, concat_steps, keyed_merge, load_checked, stale_steps, write_derived
 
 __all__ = ["Context", "run_probe", "resolve_precision", "PRECISIONS", "COMPACT_EVERY", "COMPACT_SECONDS"]
 
@@ -83,12 +85,11 @@ def _as_run(run):
 
 
 def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: str = "auto",
-              precision: str = "auto", force: bool = False, progress: bool = True, overlap: bool | None = None,
-              **options) -> xr.Dataset:
+              precision: str = "auto", force: bool = False, update_stale: bool = False, progress: bool = True,
+              overlap: bool | None = None, **options) -> xr.Dataset:
     """Compute (or complete) ``probe``'s cube on ``run`` and return it (module docstring)."""
     from twoclocks.progress import track
     from twoclocks.run import resolve_device
-    from twoclocks.store import CubeStore, write_derived
 
     run = _as_run(run)
     opts = probe.make_options(**options)
@@ -119,19 +120,20 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
     if probe.uses_network:
         params["precision"] = prec
     run.data  # read and checked (a damaged copy healed or refused) before anything stored is touched
-    store = CubeStore(run, name, params, force=force)
+    store = CubeStore(run, name, params, force=force, schema=probe.schema, keys=probe.keys, version=probe.version)
+    merge = keyed_merge(probe.schema, probe.keys) if probe.keys and probe.merge is concat_steps else probe.merge
     finalize = (lambda ds: probe.finalize(ds, ctx)) if probe.finalize is not None else None
     attrs = {"precision": prec} if probe.uses_network else {}
     attrs["environment"] = json.dumps(environment(dev, prec if probe.uses_network else None))
 
     def assemble():
-        return store.compact(probe.merge, finalize=finalize, schema=probe.schema, attrs=attrs)
+        return store.compact(merge, finalize=finalize, schema=probe.schema, attrs=attrs)
 
-    existing = assemble()  # merge pieces an interrupted call left behind
-    if existing is not None:
-        existing = existing.load()
+    existing = assemble()  # merge pieces an interrupted call left behind (what is done: the steps and masks)
     todo_fn = probe.todo or _default_todo
-    work = [(s, src, t) for s, src in sources if (t := todo_fn(existing, s, ctx)) is not None]
+    stale = set(stale_steps(existing, probe.version)) if update_stale and existing is not None else set()
+    work = [(s, src, t) for s, src in sources
+            if (t := todo_fn(None if int(s) in stale else existing, s, ctx)) is not None]
     extra = probe.extra_pieces is not None and (existing is None or not _has_extra(existing, probe))
     if work or extra:
         state = probe.setup(ctx) if probe.setup is not None else None
@@ -169,6 +171,7 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
         ds = existing
     if ds is None:
         raise TwoclocksError(f"{probe.name}: nothing was computed for {run.path}")
+    ds = load_checked(ds, store.path)  # every value read and its checksum checked (a damaged chunk: a one-line error)
     if probe.select is not None:
         ds = probe.select(ds, ctx)
     return ds

@@ -249,14 +249,9 @@ def reference_piece(run, rows: DsmRows, batch_size: int) -> xr.Dataset:
     return xr.Dataset(data, coords=coords)
 
 
-#: variables add_derived computes (recomputed at every assembly, so dropped before merging)
-DERIVED = ("gap", "gap_se", "rel_gap_mem", "rel_gap_rule", "significant_mem", "significant_rule", "separated_mem",
-           "separated_rule", "tau_mem_loss", "tau_rule_loss", "reference_gap")
-
-
 def _merge(parts: list[xr.Dataset]) -> xr.Dataset:
-    """The stored cube and new pieces (step pieces, the references piece) as one cube, before add_derived."""
-    parts = [p.drop_vars([v for v in DERIVED if v in p]) for p in parts]
+    """The stored cube and new pieces (step pieces, the references piece) as one cube, before add_derived
+    (the store drops the derived variables, declared ``derived`` in :data:`SCHEMA`, from every part)."""
     ds = concat_steps(parts)
     for p in parts:  # the references piece carries the note on omitted references
         if "reference" in p.coords and "omitted" in p["reference"].attrs:
@@ -465,29 +460,29 @@ SCHEMA = CubeSchema(NAME, doc="DSM loss by noise level on the train, held-out an
     "reference_loss": Var(_RSV, "float64", "unweighted DSM loss of the exact reference denoiser", _L),
     "reference_loss_se": Var(_RSV, "float64", "standard error of reference_loss over subset items", _L),
     "reference_loss_weighted": Var(_RSV, "float64", "EDM-weighted DSM loss of the exact reference denoiser", _L),
-    "reference_gap": Var(("reference", "sigma"), "float64", "reference heldout minus train loss", _L),
+    "reference_gap": Var(("reference", "sigma"), "float64", "reference heldout minus train loss", _L, derived=True),
     "subset_index": Var(("split", "item"), "int64", "index into the split of each subset item (-1: the split is "
                                                     "smaller than n_subset)"),
     "subset_size": Var(("split",), "int64", "number of items of the split evaluated"),
     "noise_draws": Var(("split",), "int64", "fixed noise draws per item and sigma"),
-    "gap": Var(("step", "sigma"), "float64", "held-out minus train loss (memorization gap)", _L),
+    "gap": Var(("step", "sigma"), "float64", "held-out minus train loss (memorization gap)", _L, derived=True),
     "gap_se": Var(("step", "sigma"), "float64", "standard error of gap (items treated as independent; "
-                                                "conservative with the shared noise)", _L),
+                                                "conservative with the shared noise)", _L, derived=True),
     "rel_gap_mem": Var(("step", "sigma"), "float64", "relative memorization gap (heldout - train) / "
-                                                     "max(heldout, train) (0 where both are 0)"),
+                                                     "max(heldout, train) (0 where both are 0)", derived=True),
     "rel_gap_rule": Var(("step", "sigma"), "float64", "relative rule gap (hypercube - heldout) / "
-                                                      "max(hypercube, heldout) (0 where both are 0)"),
+                                                      "max(hypercube, heldout) (0 where both are 0)", derived=True),
     "significant_mem": Var(("step", "sigma"), "bool", "train vs held-out loss split at this sigma (relative gap "
-                                                      "> threshold and > z SE)"),
+                                                      "> threshold and > z SE)", derived=True),
     "significant_rule": Var(("step", "sigma"), "bool", "held-out vs hypercube loss split at this sigma (relative "
-                                                       "gap > threshold and > z SE)"),
-    "separated_mem": Var(("step",), "bool", "train vs held-out loss split at some sigma of the band"),
-    "separated_rule": Var(("step",), "bool", "held-out vs hypercube loss split at some sigma of the band"),
+                                                       "gap > threshold and > z SE)", derived=True),
+    "separated_mem": Var(("step",), "bool", "train vs held-out loss split at some sigma of the band", derived=True),
+    "separated_rule": Var(("step",), "bool", "held-out vs hypercube loss split at some sigma of the band", derived=True),
     "tau_mem_loss": Var((), "float64", "loss-based memorization clock: first step from which held-out loss exceeds "
-                                       "train loss at some sigma of the band, for k consecutive checkpoints", "steps"),
+                                       "train loss at some sigma of the band, for k consecutive checkpoints", "steps", derived=True),
     "tau_rule_loss": Var((), "float64", "loss-based rule clock: first step from which hypercube loss exceeds "
                                         "held-out loss at some sigma of the band, for k consecutive checkpoints; "
-                                        "NaN when later than tau_mem_loss", "steps"),
+                                        "NaN when later than tau_mem_loss", "steps", derived=True),
 })
 
 

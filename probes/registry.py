@@ -33,6 +33,7 @@ import xarray as xr
 from twoclocks import TwoclocksError
 from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, COLLECT_SCHEMA, SENSITIVITY_SCHEMA
 from twoclocks.probes.fits_schema import CLOCK_FIT_SCHEMA
+from twoclocks.store import concat_steps
 
 __all__ = ["Probe", "FigureSpec", "option", "register", "get_probe", "all_probes", "all_schemas", "load_probe",
            "concat_steps", "COMMON_OPTIONS", "BUILTIN_MODULES", "user_code_error", "debug_enabled"]
@@ -55,6 +56,8 @@ COMMON_OPTIONS = {
     "precision": "Network arithmetic: fp32, bf16, or auto: fp32 unless a recorded measurement on this GPU "
                  "model showed bf16 keeps this probe's results (docs/science.md#precision).",
     "force": "Recompute everything, discarding stored results of this probe.",
+    "update_stale": "Recompute only the steps an older version of this probe computed, whose numbers a fix "
+                    "changed (info and probe-all list them).",
     "progress": "Show a progress bar on stderr.",
 }
 
@@ -100,31 +103,6 @@ class FigureSpec:
     draw: Callable
 
 
-def concat_steps(parts: list[xr.Dataset]) -> xr.Dataset:
-    """The default merge of a per-checkpoint cube: concatenate along ``step``; a later part wins a step
-    given twice; variables without a ``step`` dim are taken from the first part that has them."""
-    seen, keep = set(), []
-    loose = [p for p in parts if "step" not in p.dims]
-    parts = [p for p in parts if "step" in p.dims]
-    for p in reversed(parts):
-        steps = [int(s) for s in p["step"].values]
-        new = [i for i, s in enumerate(steps) if s not in seen]
-        seen.update(steps)
-        if new:
-            keep.append(p.isel(step=new) if len(new) < len(steps) else p)
-    keep.reverse()
-    if not keep:
-        return xr.merge(loose, combine_attrs="override") if loose else xr.Dataset()
-    stepped = [p[[v for v in p.data_vars if "step" in p[v].dims]] for p in keep]
-    ds = xr.concat(stepped, dim="step", data_vars="minimal", coords="minimal", compat="override",
-                   join="outer", combine_attrs="override").sortby("step")
-    for p in parts + loose:
-        for name in p.data_vars:
-            if "step" not in p[name].dims and name not in ds:
-                ds[name] = p[name]
-    return ds
-
-
 @dataclass
 class Probe:
     """One probe, declared once (module docstring).
@@ -143,7 +121,12 @@ class Probe:
     ``bf16_target``: (metric, "min" | "max", bound), what a bf16-vs-fp32 measurement must show for
     bf16 to keep this probe's results; ``--precision auto`` uses bf16 only on a GPU model with recorded
     measurements that meet it (:func:`twoclocks.environment.bf16_measured_ok`). A derived probe (no checkpoints of its own) sets ``derive(run, opts) -> Dataset``
-    instead."""
+    instead.
+
+    Storage (:mod:`twoclocks.store`): ``keys`` empty (the default) for one piece per step, merged by
+    ``merge``; ``keys=("step", A, B)`` for a keyed cube over those keys with a ``computed`` mask (the
+    store's keyed merge). ``version``: raise it when a fix changes the probe's numbers; each step
+    records the version that computed it, and ``--update-stale`` recomputes the older ones."""
     name: str
     cube: str
     help: str
@@ -167,6 +150,8 @@ class Probe:
     needs: tuple = ()
     uses_network: bool = True
     bf16_target: tuple = ()
+    keys: tuple = ()
+    version: int = 1
 
     # ---- options
     def option_fields(self) -> list[dataclasses.Field]:
@@ -197,7 +182,7 @@ class Probe:
     def common_options(self) -> tuple:
         if self.derive is not None:
             return ()
-        out = ["steps", "device", "force", "progress"]
+        out = ["steps", "device", "force", "update_stale", "progress"]
         if self.references:
             out.append("denoiser")
         if self.uses_network:

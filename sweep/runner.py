@@ -1,11 +1,13 @@
 """`sweep` and `probe-all`: plan what each run needs and hand the jobs to an executor."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+import numpy as np
 
 from twoclocks import TwoclocksError
 from twoclocks.run import checkpoint_steps
+from twoclocks.store import open_cube, stale_steps
 from twoclocks.sweep.executors import (
     ProbeTask,
     RunTask,
@@ -78,16 +80,20 @@ def run_sweep(spec: SweepSpec, sweep_dir, executor: str = "local", max_parallel:
 
 
 # --------------------------------------------------------------------------------------- probe-all
-def _cube_coverage(run_dir: Path, cube: str) -> str:
+def _cube_coverage(run_dir: Path, cube: str, version: int | None = None) -> str:
+    """How much of a run's checkpoints a cube holds (its step coordinate; nothing else is read), and how
+    many of them an older version of its probe computed (stale)."""
     path = run_dir / "probes" / f"{cube}.zarr"
     if not path.exists():
         return "new" if not (run_dir / "probes" / f".{cube}.parts").exists() else "partial (not assembled)"
     try:
-        stored = set(json.loads(json.loads((path / ".zattrs").read_text()).get("source_steps", "[]")))
-    except (OSError, ValueError):
-        return "present"
+        ds = open_cube(path, chunks={})
+        stored = {int(s) for s in np.atleast_1d(ds["step"].values)} if "step" in ds.coords else set()
+        stale = stale_steps(ds, version) if version is not None else []
+    except TwoclocksError:
+        return "present (unreadable: info --verify)"
     have = set(checkpoint_steps(run_dir))
-    return f"{len(stored & have)}/{len(have)} checkpoints"
+    return f"{len(stored & have)}/{len(have)} checkpoints" + (f", {len(stale)} stale" if stale else "")
 
 
 def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "local", max_parallel: int | None = None,
@@ -124,7 +130,7 @@ def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "loc
         else:
             arch = _read_meta(run_dir).get("config", {}).get("arch", "dit")
             cov = ", ".join(f"{p} " + (f"n/a ({'/'.join(_probe(p).archs)} only)" if not _probe(p).applies_to(arch)
-                                       else _cube_coverage(run_dir, _probe(p).cube))
+                                       else _cube_coverage(run_dir, _probe(p).cube, _probe(p).version))
                             for p in probes)
             js = jobs.get(r["name"])
             if js is not None and js.failed:  # its last probe job failed: shown, and submitted again

@@ -237,8 +237,8 @@ def write_planted_samples(run: Run, bank: np.ndarray, schedule: Schedule, steps,
                           attrs: dict | None = None, ev: SampleEvaluator | None = None) -> xr.Dataset:
     """Select each step's samples from the reference ``bank`` (3, n, P) by :func:`choose_references`,
     score them with the samples probe's evaluator and write ``probes/samples.zarr`` through the
-    package's writer (``CubeStore``: one piece for the steps, one for the baselines; the probe's merge,
-    finalize and schema), with ``attrs`` (the planted schedule and clocks) added. Returns the cube."""
+    package's writer (``CubeStore``: one piece for the steps; the probe's merge, finalize (which adds
+    the run's baselines) and schema), with ``attrs`` (the planted schedule and clocks) added. Returns the cube."""
     ev = SampleEvaluator(run.rule, run.encoding, run.cells("train")) if ev is None else ev
     opts = SAMPLES_PROBE.make_options()
     steps = np.asarray(steps, np.int64)
@@ -248,7 +248,6 @@ def write_planted_samples(run: Run, bank: np.ndarray, schedule: Schedule, steps,
     params = {**SAMPLES_PROBE.identity(opts), "precision": "fp32"}
     store = CubeStore(run, SAMPLES_PROBE.cube, params, force=True)
     store.write_piece("planted_steps", xr.concat(pieces, dim="step"))
-    store.write_piece("baselines", ev.baselines())
     ctx = Context(run, opts, torch.device("cpu"), "fp32", None, tuple(int(s) for s in steps))
     extra = {"precision": "fp32", "environment": json.dumps(environment(torch.device("cpu"), "fp32"))}
     extra.update(attrs or {})

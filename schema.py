@@ -180,6 +180,7 @@ class CubeSchema:
         for kind, name, spec in self._entries():
             meaning = spec.long_name + (f" (flags: {', '.join(f'{i} {m}' for i, m in enumerate(spec.flags))})"
                                         if spec.flags else "")
+            meaning += " (derived: recomputed from the other arrays at every assembly)" if spec.derived else ""
             lines.append(f"| `{name}` | {kind} | {', '.join(spec.dims) or '(scalar)'} | {spec.dtype} | "
                          f"{spec.units or ''} | {meaning.replace('|', '/')} |")
         if self.extra_coords is not None:

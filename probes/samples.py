@@ -45,7 +45,7 @@ from twoclocks.probes.memo import GroupIndex, TrainIndex
 from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 
-__all__ = ["STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
+__all__ = ["run_baselines", "with_baselines", "STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
            "parse_eps", "run_samples", "summary_lines"]
 
 STATES = ("invalid_value", "rule_error", "valid_novel", "valid_memorized")
@@ -280,8 +280,26 @@ def _compute(ctx, ev, source, step, todo):
     return ev.evaluate(x, ctx.opts.eps, ctx.opts.eps_state).expand_dims(step=[step])
 
 
-def _baselines(ctx, ev):
-    return {"baselines": ev.baselines()}
+#: the baselines of a run, computed once per process (they depend only on the rule and the train set)
+_BASELINES: dict = {}
+
+
+def run_baselines(run) -> xr.Dataset:
+    """The baselines (:meth:`SampleEvaluator.baselines`) of an opened run: a function of its rule and
+    train set only, so they are computed when a cube is assembled or read, never frozen in a cube (a
+    corrected baseline reaches every existing cube without ``--force``)."""
+    key = (str(run.path), repr(run.rule), int(len(run.cells("train"))))
+    if key not in _BASELINES:
+        _BASELINES[key] = SampleEvaluator(run.rule, run.encoding, run.cells("train")).baselines()
+    return _BASELINES[key]
+
+
+def with_baselines(ds: xr.Dataset, run) -> xr.Dataset:
+    """``ds`` with the run's baselines (replacing any stored ones) and their methods in the attrs."""
+    base = run_baselines(run)
+    ds = ds.drop_vars([v for v in base.data_vars if v in ds.variables]).assign(base.data_vars)
+    ds.attrs["baseline_methods"] = base.attrs["baseline_methods"]
+    return ds
 
 
 def _merge(parts):
@@ -293,6 +311,7 @@ def _merge(parts):
 
 
 def _finalize(ds, ctx):
+    ds = with_baselines(ds, ctx.run)
     ds.attrs.update({"eps_state": float(ctx.opts.eps_state), "states": " ".join(STATES),
                      "definitions": "see the twoclocks.probes.samples module docstring and docs/science.md#samples"})
     return ds
@@ -361,17 +380,17 @@ SCHEMA = CubeSchema("samples", doc="The fixed noise bank sampled at each checkpo
     "state_frac": Var(("step", "state_label"), "float64", "fraction of samples per state"),
     "nonfinite_count": Var(("step",), "int64", "number of samples with a non-finite coordinate (NaN or inf; -1: "
                                                "not recorded, a step stored by twoclocks 0.1)"),
-    "chance_group_acc": Var((), "float64", "group accuracy of uniform random cells (chance)"),
-    "chance_sample_acc": Var((), "float64", "sample accuracy of uniform random cells (chance)"),
-    "uniform_valid_sample_mem": Var((), "float64", "sample memorization of a uniform-valid sampler, N / |valid|"),
-    "uniform_cube_sample_mem": Var((), "float64", "sample memorization of a uniform-cube sampler, N / K^D"),
-    "uniform_valid_group_mem": Var((), "float64", "group memorization of a uniform-valid sampler"),
-    "uniform_cube_group_mem": Var((), "float64", "group memorization of a uniform-cube sampler"),
+    "chance_group_acc": Var((), "float64", "group accuracy of uniform random cells (chance)", derived=True),
+    "chance_sample_acc": Var((), "float64", "sample accuracy of uniform random cells (chance)", derived=True),
+    "uniform_valid_sample_mem": Var((), "float64", "sample memorization of a uniform-valid sampler, N / |valid|", derived=True),
+    "uniform_cube_sample_mem": Var((), "float64", "sample memorization of a uniform-cube sampler, N / K^D", derived=True),
+    "uniform_valid_group_mem": Var((), "float64", "group memorization of a uniform-valid sampler", derived=True),
+    "uniform_cube_group_mem": Var((), "float64", "group memorization of a uniform-cube sampler", derived=True),
     "support_sample_mem": Var((), "float64", "sample memorization of a perfect model of the training distribution, "
-                                             "N / |support| (the baseline of the adaptive memorization threshold)"),
-    "valid_set_size": Var((), "float64", "number of rule-valid images |valid| (NaN: unknown)"),
+                                             "N / |support| (the baseline of the adaptive memorization threshold)", derived=True),
+    "valid_set_size": Var((), "float64", "number of rule-valid images |valid| (NaN: unknown)", derived=True),
     "support_size": Var((), "float64", "number of images the training-data sampler draws from, uniformly, "
-                                       "|support| (= |valid| except Latin squares and Sudoku; NaN: unknown)"),
+                                       "|support| (= |valid| except Latin squares and Sudoku; NaN: unknown)", derived=True),
     "support_frac": Var(("step",), "float64", "fraction of samples in the training distribution's support (Latin "
                                               "squares, Sudoku: the cyclic square's isotopy class)"),
     "line_valid_frac": Var(("step", "family"), "float64", "fraction of the family's lines (rows, columns, blocks) "
@@ -394,8 +413,7 @@ PROBE = register(Probe(
     name="samples", cube="samples", options=SamplesOptions, schema=SCHEMA,
     help="Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"),
-    setup=_setup, compute=_compute, extra_pieces=_baselines, extra_done=lambda ds: "support_sample_mem" in ds,
-    merge=_merge,
+    setup=_setup, compute=_compute, merge=_merge, select=lambda ds, ctx: with_baselines(ds, ctx.run),
     finalize=_finalize, summary=lambda ds: "\n".join(summary_lines(ds)), figures=_figures,
     bf16_target=("identical_samples_frac", "min", 0.995),  # decoded final samples, bf16 vs fp32
 ))

@@ -147,3 +147,13 @@ def test_samples_cube_of_a_latin_run_through_the_probe(tmp_path):
     assert mem < MemThreshold().value(64 / 432)
     trained = run_samples(run, progress=False)                      # the trained steps carry the same variables
     assert "family_valid_frac" in trained and trained["family_valid_frac"].dims == ("step", "family")
+    # a cube whose stored baseline is the one 0.2 froze (N/|valid| = 64/576) reports the corrected one
+    # when read, without --force and without recomputing a step
+    import zarr
+    from twoclocks.probes.clocks import compute_clocks
+    path = run / "probes" / "samples.zarr"
+    zarr.open_array(str(path / "support_sample_mem"), mode="r+")[...] = 64 / 576
+    zarr.consolidate_metadata(str(path))
+    again = run_samples(run, progress=False)
+    assert float(again["support_sample_mem"]) == pytest.approx(64 / 432)
+    assert float(compute_clocks([str(run)])["mem_baseline"].squeeze()) == pytest.approx(64 / 432)

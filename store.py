@@ -788,7 +788,7 @@ class CubeStore:
         self.schema, self.keys, self.version = schema, tuple(keys), version
         self.path = run.probe_path(name)
         self.parts = self.path.with_name(f".{name}.parts")
-        self._cache = None
+        self._cache = self._layout = None
         _recover(self.path)
         if force:
             _discard(self.parts)
@@ -886,9 +886,12 @@ class CubeStore:
         first pending piece with a ``step`` dim."""
         if self._cache is not None:
             return self._cache
+        if self._layout is not None:
+            return self._layout
         if self.path.exists():
             try:
-                return _open_lazy(self.path, chunks={})
+                self._layout = _open_lazy(self.path, chunks={})
+                return self._layout
             except READ_ERRORS:
                 return None
         for k in self.piece_keys():
@@ -946,7 +949,7 @@ class CubeStore:
             parts = ([] if base is None else self._prepare([base])) + pieces
             ds = self._assemble(merge(parts), finalize, schema, attrs)
             write_dataset(ds, self.path)
-        self._cache = None
+        self._cache = self._layout = None
         for k in keys:
             _discard(self.parts / f"{k}.zarr")
         if not self.piece_keys():

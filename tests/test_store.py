@@ -274,3 +274,29 @@ def test_keyed_store_overlays_cells_and_selects():
     np.testing.assert_array_equal(sel["v"].values[0], [[1, 2], [11, 12], [21, 22]])
     assert list(store.complete_along(merged, keys)) == [3, 9]     # computed at every sigma the cube has (0.5)
     assert list(store.complete_along(full, keys)) == [3, 5, 9]
+
+
+def test_update_stale_recomputes_only_the_steps_of_an_older_version(tiny_run, tmp_path):
+    """A probe that raised its version: a plain call computes only missing steps; --update-stale also
+    the steps the older version computed, and the cube records the new version for them."""
+    import dataclasses
+    import shutil
+    from twoclocks.probes.registry import get_probe
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("probes"))
+    v1 = get_probe("samples")
+    v1(run, steps="0,1", device="cpu", progress=False)
+    seen = []
+
+    def compute(ctx, state, source, step, todo):
+        seen.append(int(step))
+        return v1.compute(ctx, state, source, step, todo)
+    v2 = dataclasses.replace(v1, version=2, compute=compute)
+    ds = v2(run, steps="0,1,2", device="cpu", progress=False)
+    assert seen == [2] and stale_steps(ds, 2) == [0, 1]
+    seen.clear()
+    ds = v2(run, steps="0,1,2", device="cpu", progress=False, update_stale=True)
+    assert seen == [0, 1] and stale_steps(ds, 2) == [] and list(ds["probe_version"].values) == [2, 2, 2]
+    seen.clear()
+    v2(run, steps="0,1,2", device="cpu", progress=False, update_stale=True)
+    assert seen == []

@@ -55,9 +55,23 @@ def _wrap_errors(fn):
 
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug", help="On an error raised by your own code (a probe "
-                                        "module), also show its traceback (or set TWOCLOCKS_DEBUG=1).")):
+                                        "module), also show its traceback (or set TWOCLOCKS_DEBUG=1)."),
+             model_factory: Optional[str] = typer.Option(
+                 None, "--model-factory", help="Runs of checkpoints from your own code: the model factory you trust, "
+                 "MODULE:FUNCTION or FILE.py:FUNCTION (or set TWOCLOCKS_MODEL_FACTORY); without it, or "
+                 "--trust-code, the factory a run's config.json names is never imported."),
+             trust_code: bool = typer.Option(False, "--trust-code", help="Import the model factory each run's "
+                                             "config.json names (or set TWOCLOCKS_TRUST_CODE=1): only for runs "
+                                             "you made or trust.")):
     if debug:
         os.environ["TWOCLOCKS_DEBUG"] = "1"
+    if model_factory:  # the environment carries it to probe-all's worker processes
+        target, sep, fn = model_factory.strip().rpartition(":")
+        if sep and target.endswith(".py") and not Path(target).is_absolute():
+            model_factory = f"{Path(target).resolve()}:{fn}"
+        os.environ["TWOCLOCKS_MODEL_FACTORY"] = model_factory.strip()
+    if trust_code:
+        os.environ["TWOCLOCKS_TRUST_CODE"] = "1"
 
 
 def command(fn):
@@ -321,8 +335,15 @@ def info(run_dir: Path = RUN_DIR_ARG,
     c = run.config
     typer.echo(f"run        {run.path.resolve()}")
     typer.echo(f"rule       {run.rule!r}  |valid| = {run.rule.valid_set_size}  encoding = {c.encoding}")
-    typer.echo(f"model      {c.arch} {c.model} (depth {c.depth}, hidden {c.hidden}, heads {c.heads})")
-    typer.echo(f"training   {c.steps} steps, batch {c.batch}, lr {c.lr}, weight decay {c.weight_decay}, seed {c.seed}")
+    if run.foreign is not None:
+        f = run.foreign
+        typer.echo(f"model      {c.arch}, checkpoints from your own code: factory {f.factory} "
+                   f"(imported only with --model-factory / --trust-code), loader {f.loader}, "
+                   f"convention {f.convention.get('type')}, files checkpoints/{f.pattern}")
+    else:
+        typer.echo(f"model      {c.arch} {c.model} (depth {c.depth}, hidden {c.hidden}, heads {c.heads})")
+        typer.echo(f"training   {c.steps} steps, batch {c.batch}, lr {c.lr}, weight decay {c.weight_decay}, "
+                   f"seed {c.seed}")
     sizes = {s: int(run.data.sizes[f'{s}_index']) for s in ("train", "heldout", "hypercube")}
     typer.echo("splits     " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + f", bank {run.n_seeds} seeds")
     st = run.steps
@@ -382,6 +403,60 @@ def _verify(run_dir: Path) -> None:
                              "above with what to do)")
     typer.echo(f"verified  {len(report['checked'])} files in {run_dir}: intact")
 
+
+
+# ------------------------------------------------------------------ checkpoints trained by other code
+@command
+def data(
+    run_dir: Path = typer.Argument(..., help="Directory of the data-only run to create."),
+    arch: Optional[str] = typer.Option(None, help="dit (diffusion: a noise bank) or gpt (autoregressive: a uniform "
+                                       "bank). [default: dit]"),
+    rule: Optional[str] = typer.Option(None, help="Rule family, as `train --rule`. [default: parity]"),
+    side: Optional[int] = typer.Option(None, help="Image side. [default: 6]"),
+    group: Optional[int] = typer.Option(None, help="Parity group size G. [default: 3]"),
+    k: Optional[int] = typer.Option(None, "--k", help="K for the count rules."),
+    ks: Optional[str] = typer.Option(None, "--ks", help="Allowed counts for row-var-k / global-k, e.g. '2,3,4'."),
+    encoding: Optional[str] = typer.Option(None, help="binary, scalar or onehot, as `train --encoding`."),
+    n_train: Optional[int] = typer.Option(None, help="Number of unique train samples N. [default: 4096]"),
+    n_heldout: Optional[int] = typer.Option(None, help="Size of the held-out split. [default: 4096]"),
+    n_hypercube: Optional[int] = typer.Option(None, help="Size of the hypercube split. [default: 4096]"),
+    n_noise: Optional[int] = typer.Option(None, help="Size of the fixed sampling bank. [default: 2048]"),
+    seed: Optional[int] = typer.Option(None, help="Seed of the data. [default: 0]"),
+    foreign: Optional[Path] = typer.Option(None, "--foreign", help="JSON or TOML file with the run's 'foreign' "
+                                           "section: factory, loader, checkpoints, convention "
+                                           "(docs/your_own_checkpoints.md); on an existing run, sets it."),
+    force: bool = typer.Option(False, "--force", help="Delete the run in RUN_DIR and create it again."),
+):
+    """Create a run directory without training (config, data, empty checkpoints/) for checkpoints your own
+    code trains; `export` writes its data for your trainer."""
+    from twoclocks.interop.export import create_data_run
+    overrides = {k_: v for k_, v in dict(arch=arch, rule=rule, side=side, group=group, encoding=encoding,
+                 n_train=n_train, n_heldout=n_heldout, n_hypercube=n_hypercube, n_noise=n_noise,
+                 seed=seed).items() if v is not None}
+    rule_params = {}
+    if k is not None:
+        rule_params["k"] = k
+    if ks is not None:
+        try:
+            rule_params["ks"] = [int(v) for v in ks.split(",")]
+        except ValueError:
+            raise TwoclocksError(f"--ks must be a comma-separated list of integers, got {ks!r}") from None
+    if rule_params:
+        overrides["rule_params"] = rule_params
+    create_data_run(run_dir, overrides, foreign=foreign, force=force)
+    typer.echo(f"data run: {run_dir} (put your checkpoints in {run_dir / 'checkpoints'})")
+
+
+@command
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    out: Path = typer.Argument(..., help="Directory for data.npz, encoding.json and montage.png."),
+):
+    """Write a run's splits in plain formats for other trainers: data.npz (cells, encoded arrays, images and
+    token sequences per split, the sampling bank), encoding.json and montage.png."""
+    from twoclocks.interop.export import export_run
+    for path in export_run(run_dir, out):
+        typer.echo(str(path))
 
 
 @command

@@ -37,12 +37,14 @@ from twoclocks import TwoclocksError
 from twoclocks.store import (DamagedError, check_store, disk_full, fix_hint, is_disk_full, move_aside, note,
                              open_cube, write_dataset, write_text_atomic)
 from twoclocks.data import make_encoding, make_rule, make_splits
+from twoclocks.interop.spec import ForeignSpec, describe, foreign_checkpoints, foreign_spec
 from twoclocks.training.config import SCHEMA_VERSION, TrainConfig
 
 __all__ = ["Run", "open_run", "checkpoint_name", "checkpoint_steps", "last_checkpoint", "save_atomic",
            "write_json_atomic", "load_checkpoint", "read_config", "read_meta", "resolve_device", "RESUME_MAY_CHANGE",
            "CONFIG_FILE", "DATA_STORE", "CHECKPOINT_DIR", "RESUME_FILE", "LOG_FILE", "PROBE_DIR", "digest_path",
-           "file_sha256", "build_data", "data_digest", "load_data", "checkpoint_problem", "verify_run"]
+           "file_sha256", "build_data", "data_digest", "load_data", "checkpoint_problem", "verify_run",
+           "checkpoint_files", "run_foreign"]
 
 CONFIG_FILE, DATA_STORE, CHECKPOINT_DIR, RESUME_FILE, LOG_FILE, PROBE_DIR = (
     "config.json", "data.zarr", "checkpoints", "resume.pt", "log.jsonl", "probes")
@@ -55,12 +57,31 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}.pt"
 
 
+def run_foreign(run_dir) -> ForeignSpec | None:
+    """The run's ``foreign`` section (checkpoints from your own code, :mod:`twoclocks.interop`), parsed
+    without importing anything; None for a run this package trained (or no readable config.json)."""
+    try:
+        section = json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("foreign")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None if section is None else foreign_spec(section, str(Path(run_dir) / CONFIG_FILE))
+
+
+def checkpoint_files(run_dir, foreign: ForeignSpec | None = None) -> dict[int, Path]:
+    """{step: checkpoint file} of a run, sorted by step (reads only the directory listing and, for
+    foreign checkpoints, the pattern and step regex in config.json)."""
+    d = Path(run_dir) / CHECKPOINT_DIR
+    foreign = run_foreign(run_dir) if foreign is None else foreign
+    if foreign is not None:
+        return foreign_checkpoints(run_dir, foreign)
+    if not d.is_dir():
+        return {}
+    return dict(sorted((int(m.group(1)), p) for p in d.iterdir() if (m := CKPT_RE.match(p.name))))
+
+
 def checkpoint_steps(run_dir) -> list[int]:
     """Sorted steps of a run's saved checkpoint files (reads only the directory listing)."""
-    d = Path(run_dir) / CHECKPOINT_DIR
-    if not d.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in d.iterdir() if (m := CKPT_RE.match(p.name)))
+    return list(checkpoint_files(run_dir))
 
 
 def last_checkpoint(run_dir) -> int | None:
@@ -323,15 +344,21 @@ def verify_run(run_dir) -> dict:
             fix = f"restore it from a backup, or start the run over with `twoclocks-probe train {run_dir} --force`"
         out["damaged"].append((store, problem, fix))
     out["checked"].append(store)
-    ckpts = [run_dir / CHECKPOINT_DIR / checkpoint_name(s) for s in checkpoint_steps(run_dir)]
+    foreign = meta.get("foreign") and run_foreign(run_dir)
+    ckpts = list(checkpoint_files(run_dir, foreign or None).values())
     resume = run_dir / CHECKPOINT_DIR / RESUME_FILE
-    for path in ckpts + ([resume] if resume.is_file() else []):
+    for path in ckpts + ([resume] if resume.is_file() and not foreign else []):
         if _recorded_digest(path) is None:
             out["unchecked"].append(path)
         try:
-            _read_checkpoint(path, "cpu")
+            if foreign:  # weights only, as loaded for the probes; the factory is not imported
+                from twoclocks.interop.factory import read_checkpoint_file
+                read_checkpoint_file(path, foreign.loader)
+            else:
+                _read_checkpoint(path, "cpu")
         except DamagedError as e:
-            out["damaged"].append((path, e.reason, _damage_advice(path)))
+            out["damaged"].append((path, e.reason, "copy it again from your trainer's output" if foreign
+                                   else _damage_advice(path)))
         out["checked"].append(path)
     probes = run_dir / PROBE_DIR
     stores = sorted(probes.glob("*.zarr")) + sorted(probes.glob(".*.parts/*.zarr")) if probes.is_dir() else []
@@ -349,9 +376,20 @@ def verify_run(run_dir) -> dict:
 class Run:
     """An opened run directory. Cheap to create; data and models load on first use."""
 
-    def __init__(self, path):
+    def __init__(self, path, model_factory: str | None = None, trust_code: bool | None = None):
         self.path = Path(path)
         self.config, self.meta = read_config(self.path)
+        #: checkpoints from your own code (twoclocks.interop): the parsed ``foreign`` section, else None
+        self.foreign = (foreign_spec(self.meta["foreign"], str(self.path / CONFIG_FILE))
+                        if self.meta.get("foreign") is not None else None)
+        if self.foreign is not None:
+            from twoclocks.interop.conventions import is_diffusion
+            want = "dit" if is_diffusion(self.foreign.convention) else "gpt"
+            if self.config.arch != want:
+                raise TwoclocksError(f"{self.path / CONFIG_FILE}: convention {self.foreign.convention['type']!r} is "
+                                     f"for {want} runs but the config says arch {self.config.arch!r}")
+        self._trust = (model_factory, trust_code)
+        self._checked = False
         self.rule = make_rule(self.config.rule_spec())
         self.encoding = make_encoding(self.config.encoding, self.rule.n_symbols, **self.config.encoding_params)
         self._models: dict = {}
@@ -393,9 +431,15 @@ class Run:
     @property
     def steps(self) -> list[int]:
         """Sorted steps of the saved checkpoints."""
-        return checkpoint_steps(self.path)
+        return list(checkpoint_files(self.path, self.foreign))
 
     def checkpoint_path(self, step: int) -> Path:
+        if self.foreign is not None:
+            path = checkpoint_files(self.path, self.foreign).get(int(step))
+            if path is None:
+                raise TwoclocksError(f"step {step} has no checkpoint in {self.checkpoint_dir} "
+                                     f"(foreign.checkpoints.pattern {self.foreign.pattern!r})")
+            return path
         return self.checkpoint_dir / checkpoint_name(step)
 
     def select_steps(self, spec: str | None = None) -> list[int]:
@@ -431,7 +475,10 @@ class Run:
     def model(self, step: int, device="cpu"):
         """The trained network at ``step`` in eval mode (cached)."""
         key = (step, str(device))
-        if key not in self._models:
+        if key not in self._models and self.foreign is not None:  # your own code: D(x, s) or logits
+            from twoclocks.interop.factory import build_foreign_model
+            m = build_foreign_model(self, self.foreign, self.checkpoint_path(step), device, *self._trust)
+        elif key not in self._models:
             from twoclocks.training.models import build_model
             ckpt = load_checkpoint(self.checkpoint_path(step), device)
             m = build_model(self.config, self.rule, self.encoding)
@@ -440,9 +487,22 @@ class Run:
             except RuntimeError as e:
                 raise TwoclocksError(f"checkpoint {self.checkpoint_path(step)} does not match the run's "
                                      f"model config ({str(e).splitlines()[0]})") from None
+        if key not in self._models:
             # keep two models: the one in use and the next one a probe prefetches
             self._models = {**dict(list(self._models.items())[-1:]), key: m.to(device).eval()}
         return self._models[key]
+
+    def preflight(self, step: int, device="cpu") -> None:
+        """Before a probe writes anything: for checkpoints from your own code, load the network of
+        ``step`` (the factory trusted, the weights matching) and, for diffusion, sanity-check the
+        convention on the last checkpoint (:func:`twoclocks.interop.factory.convention_problem`).
+        Nothing to do for checkpoints this package trained."""
+        if self.foreign is None or isinstance(step, str):
+            return
+        if self.config.arch == "dit":
+            self.denoiser(step, device)
+        else:
+            self.model(step, device)
 
     def denoiser(self, source, device="cpu", precision: str = "fp32"):
         """D(x, sigma) at a checkpoint step (int) or a reference ('ideal-rule', 'ideal-cube', 'memorize').
@@ -461,6 +521,13 @@ class Run:
         def D(x, sigma):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 return net(x, sigma).float()
+        if self.foreign is not None and self.foreign.check and not self._checked:
+            self._checked = True  # once per opened run, on its last (most trained) checkpoint
+            from twoclocks.interop.factory import convention_problem
+            last = self.steps[-1]
+            problem = convention_problem(self, D if last == source else self.denoiser(last, device), last, dev)
+            if problem:
+                raise TwoclocksError(f"{self.path}: {problem}")
         return D
 
     def generate(self, source, device="cpu", batch_size: int = 4096, seeds=None,
@@ -505,12 +572,15 @@ class Run:
         """Attrs every probe output carries (JSON-serialisable)."""
         return {"run_dir": str(self.path.resolve()), "run_config": json.dumps(self.meta["config"]),
                 "run_config_status": json.dumps(self.meta.get("status", {})),
-                "trained_with_version": self.meta.get("twoclocks_version", "?")}
+                "trained_with_version": self.meta.get("twoclocks_version", "?"),
+                **({"foreign_model": describe(self.foreign)} if self.foreign is not None else {})}
 
 
-def open_run(path=".") -> Run:
-    """Open a run directory (see the module docstring for its layout)."""
+def open_run(path=".", model_factory: str | None = None, trust_code: bool | None = None) -> Run:
+    """Open a run directory (see the module docstring for its layout). ``model_factory`` /
+    ``trust_code``: for a run of foreign checkpoints, the factory you trust, or trust the one its
+    config names (default: the TWOCLOCKS_MODEL_FACTORY / TWOCLOCKS_TRUST_CODE environment)."""
     path = Path(path)
     if not path.is_dir():
         raise TwoclocksError(f"run directory {path} does not exist")
-    return Run(path)
+    return Run(path, model_factory, trust_code)

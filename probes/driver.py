@@ -120,6 +120,8 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
     if probe.uses_network:
         params["precision"] = prec
     run.data  # read and checked (a damaged copy healed or refused) before anything stored is touched
+    if probe.uses_network and denoiser is None and sources:
+        run.preflight(sources[-1][1], dev)  # checkpoints from your own code: trusted, matching, sane
     store = CubeStore(run, name, params, force=force, schema=probe.schema, keys=probe.keys, version=probe.version)
     merge = keyed_merge(probe.schema, probe.keys) if probe.keys and probe.merge is concat_steps else probe.merge
     finalize = (lambda ds: probe.finalize(ds, ctx)) if probe.finalize is not None else None

@@ -37,13 +37,17 @@ def run_status(run_dir, overrides: dict) -> tuple[str, str]:
             if any(run_dir.iterdir()):
                 return "new", "restart an interrupted run creation"
         return "new", ""
-    stored = _read_meta(run_dir).get("config", {})
+    meta = _read_meta(run_dir)
+    stored = meta.get("config", {})
     for k, v in overrides.items():
         if k not in RESUME_MAY_CHANGE and stored.get(k) != v:
             return "conflict", (f"{run_dir} was trained with {k}={stored.get(k)!r} but the spec says {v!r}; "
                                 "change the spec back or move the run away")
     target = overrides.get("steps", stored.get("steps"))
     last = last_checkpoint(run_dir)
+    if meta.get("foreign") is not None:  # checkpoints from your own code: done once there are any
+        return ("done", f"step {last} (foreign)") if last is not None else (
+            "resume", "no checkpoints yet (foreign: your trainer fills checkpoints/)")
     if last is not None and last >= target:
         return "done", f"step {last}"
     return "resume", f"last checkpoint {last if last is not None else '-'} of {target}"

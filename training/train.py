@@ -93,6 +93,9 @@ def prepare_run_dir(run_dir, overrides: dict, resume: bool, force: bool) -> Trai
         if not is_run:
             raise TwoclocksError(f"--resume: {run_dir} is not a run (no config.json); drop --resume to start one")
         cfg, meta = read_config(run_dir)
+        if meta.get("foreign") is not None:
+            raise TwoclocksError(f"{run_dir} holds checkpoints from your own code (a 'foreign' section in config.json); "
+                                 "twoclocks does not train it: probe it, or train a new run")
         stored = cfg.to_dict()
         changeable = RESUME_MAY_CHANGE
         clash = {k: v for k, v in overrides.items() if k not in changeable and stored.get(k) != v}

@@ -169,26 +169,27 @@ def build_foreign_model(run, spec: ForeignSpec, path, device="cpu", model_factor
 
 @torch.inference_mode()
 def convention_problem(run, D, step: int, device="cpu", n: int = 64) -> str | None:
-    """A sanity check of a diffusion convention on train samples x = x0 + s n at both ends of the
-    sampler's noise range (docs/your_own_checkpoints.md#checks), against the spread V of the data
-    around their mean (the error of the best constant denoiser):
+    """A sanity check of a diffusion convention on train samples x = x0 + s n at two noise levels
+    (docs/your_own_checkpoints.md#checks), V the spread of the data around their mean (the error of
+    the best constant denoiser):
 
-    - s -> 0 (s = 2 sigma_min): every working parameterization gives D ~ x (eps, v and EDM even untrained:
-      D = x - s eps_hat), so an error above V / 2 means the output is not a denoised image: typically an
-      eps or v network declared as x0 (D = eps_hat);
-    - s = sigma_max: a denoiser does at most about as badly as the constant V; an error above 10 (V + 1)
-      means D ~ x - s x0_hat: typically an x0 network declared as eps or v, or a wrong data_scale.
+    - s = 2 sigma_min: every working parameterization gives D ~ x (eps, v and EDM even untrained:
+      D = x - s eps_hat), so a mean squared error above V / 2 means the output is not a denoised image:
+      typically an eps or v network declared as x0 (D = eps_hat);
+    - s = 5: the error of D is s^2 times the error of the implied noise (x - D) / s, about 1 when D is
+      x - s x0_hat, far less for a denoiser (a constant one: V / s^2); above s^2 / 2 it is typically an
+      x0 network declared as eps, or a wrong data_scale.
 
-    eps and v agree as s -> 0 (v -> eps) and differ only in how they treat x at large s, so this
-    check does not tell them apart. Returns why the convention looks wrong, or None."""
+    eps and v agree as s -> 0 (v -> eps) and cannot be told apart here. Returns why the convention
+    looks wrong, or None."""
     x0 = torch.as_tensor(run.x("train")[:n]).double()
     V = float(((x0 - x0.mean(0)) ** 2).mean())
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
     kind = run.foreign.convention.get("type")
-    lo, hi = 2 * run.config.sigma_min, run.config.sigma_max
+    lo, mid = 2 * run.config.sigma_min, 5.0
     for sigma, bound, hint in ((lo, 0.5 * V, "an eps or v network declared as x0?"),
-                               (hi, 10 * (V + 1), "an x0 network declared as eps or v, or a wrong data_scale?")):
+                               (mid, 0.5 * mid ** 2, "an x0 network declared as eps, or a wrong data_scale?")):
         x = (x0 + sigma * noise).float()
         d = D(x.to(device), sigma).double().cpu()
         err = float(((d - x0) ** 2).mean())

@@ -670,12 +670,12 @@ def plot(
     pool_unequal: bool = POOL_UNEQUAL_OPT,
 ):
     """Draw the figures of every probe cube the run has (paths printed; one line per cube missing); for a sweep
-    directory, the cross-run figures: tau_rule vs G, tau_mem vs N with both fits, the memorization collapse.
+    directory, every cross-run figure its varying axes allow (G, N, arch, rule, lr, weight decay, seed ...).
 
     The clock options (--k, --acc-threshold, --mem-threshold, --mem-adaptive/--mem-fixed, --pool, --where) are
     those of `clocks` / `collect`, so the clocks drawn are the ones those tables print."""
     if (run_dir / "sweep.json").is_file():
-        from twoclocks.plotting.sweep import plot_sweep
+        from twoclocks.plotting.load import plot_sweep
         from twoclocks.sweep import collect as run_collect
         pools = tuple(p.strip() for p in pool.split(",") if p.strip())
         clocks = run_collect(run_dir, write=False, pool=pools, k=k, acc_threshold=acc_threshold,

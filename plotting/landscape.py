@@ -4,23 +4,23 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from twoclocks.plotting.style import (
-    _seq_colors,
-    _figure,
-    _legend_outside,
-    _log_colorbar_ticks,
-    _nearest,
-    _need,
-    _root,
-    _steps,
-    _styled,
-    _suptitle,
+    seq_colors,
+    make_figure,
+    legend_outside,
+    log_colorbar_ticks,
+    nearest_log,
+    require_vars,
+    root_figure,
+    step_values,
+    styled,
+    wrapped_suptitle,
     label,
     pick,
 )
 
 
 # ------------------------------------------------------------------------------------------ landscape
-@_styled
+@styled
 def plot_plane(plane: xr.Dataset, anchor=None, steps=None, sigmas=None, fig=None, n_steps: int = 4,
                arrows: int = 11):
     """Denoiser vector field on the plane of a hypercube face (paper Figs. 3D, 17-19). For each step
@@ -30,7 +30,7 @@ def plot_plane(plane: xr.Dataset, anchor=None, steps=None, sigmas=None, fig=None
     cube's anchors (default: the first), or 'mean' to average over anchors (their planes share
     coordinates); ``steps`` default: ``n_steps`` evenly spaced steps."""
     from matplotlib.colors import LogNorm
-    _need(plane, ["score_norm", "score_u", "score_v", "attraction"], "plot_plane")
+    require_vars(plane, ["score_norm", "score_u", "score_v", "attraction"], "plot_plane")
     if anchor == "mean":
         ds, what = plane.mean("anchor", keep_attrs=True), f"mean over {plane.sizes['anchor']} anchors"
         vu, vv = plane["vertex_u"].isel(anchor=0), plane["vertex_v"].isel(anchor=0)
@@ -38,12 +38,12 @@ def plot_plane(plane: xr.Dataset, anchor=None, steps=None, sigmas=None, fig=None
         a = plane["anchor"].values[0] if anchor is None else anchor
         ds, what = plane.sel(anchor=a), f"anchor (train index) {int(a)}"
         vu, vv = plane["vertex_u"].sel(anchor=a), plane["vertex_v"].sel(anchor=a)
-    chosen = pick(_steps(ds), n_steps) if steps is None else np.atleast_1d(steps)
+    chosen = pick(step_values(ds), n_steps) if steps is None else np.atleast_1d(steps)
     sig = ds["sigma"].values if sigmas is None else np.atleast_1d(sigmas)
     ds = ds.sel(step=chosen, sigma=sig).load()
     u, v = ds["u"].values, ds["v"].values
     nr, nc = 2 * len(chosen), len(sig)
-    fig = _figure(fig, (2.35 * nc + 1.6, 2.15 * nr + 0.6))
+    fig = make_figure(fig, (2.35 * nc + 1.6, 2.15 * nr + 0.6))
     axes = np.array(fig.subplots(nr, nc, sharex=True, sharey=True, squeeze=False))
     sn = ds["score_norm"].values
     pos = sn[np.isfinite(sn) & (sn > 0)]
@@ -82,11 +82,11 @@ def plot_plane(plane: xr.Dataset, anchor=None, steps=None, sigmas=None, fig=None
         cb = fig.colorbar(meshes["s" if r % 2 == 0 else "a"], ax=list(axes[r]), pad=0.02, shrink=0.9)
         cb.set_label("|score| (log scale)" if r % 2 == 0 else "attraction")
         if r % 2 == 0:
-            _log_colorbar_ticks(cb)
-    _suptitle(fig, f"Denoiser field on a cube face through a train sample ({what})\n|score| = |(D − x)/σ²|, "
+            log_colorbar_ticks(cb)
+    wrapped_suptitle(fig, f"Denoiser field on a cube face through a train sample ({what})\n|score| = |(D − x)/σ²|, "
                  "arrows: its in-plane direction; attraction = ⟨D − (x_a + x_b)/2, û⟩, < 0 (blue): toward x_a, "
                  "> 0 (red): toward x_b\n○ valid vertices (a: the train sample, b: valid-novel), ✕ invalid (c, d)")
-    return _root(fig)
+    return root_figure(fig)
 
 
 def _mark_vertices(ax, vu, vv):
@@ -106,7 +106,7 @@ BASIN_ROWS = {"exact_match": "exact match of sign(D) to x_a", "hamming": "Hammin
               "l2": "‖D − x_a‖"}
 
 
-@_styled
+@styled
 def plot_basin(basin: xr.Dataset, sigma: float | None = None, steps=None, fig=None, n_steps: int = 6):
     """1D basin profiles along lines x_a + alpha (x_end - x_a) toward the three ends (columns): exact
     match, Hamming distance and l2 distance of the denoiser output to x_a (rows), the mean over
@@ -115,16 +115,16 @@ def plot_basin(basin: xr.Dataset, sigma: float | None = None, steps=None, fig=No
     import matplotlib.lines as mlines
     rows = [r for r in BASIN_ROWS if f"{r}_mean" in basin]
     if not rows:
-        _need(basin, ["exact_match_mean"], "plot_basin")
-    sg = float(_nearest(basin["sigma"].values, [1.0 if sigma is None else sigma])[0])
+        require_vars(basin, ["exact_match_mean"], "plot_basin")
+    sg = float(nearest_log(basin["sigma"].values, [1.0 if sigma is None else sigma])[0])
     ds = basin.sel(sigma=sg)
-    chosen = pick(_steps(ds), n_steps) if steps is None else np.atleast_1d(steps)
+    chosen = pick(step_values(ds), n_steps) if steps is None else np.atleast_1d(steps)
     ds = ds.sel(step=chosen)
     dirs = [str(d) for d in ds["direction"].values]
-    fig = _figure(fig, (3.4 * len(dirs) + 1.8, 2.5 * len(rows) + 0.7))
+    fig = make_figure(fig, (3.4 * len(dirs) + 1.8, 2.5 * len(rows) + 0.7))
     axes = np.array(fig.subplots(len(rows), len(dirs), sharex=True, sharey="row", squeeze=False))
     alpha = ds["alpha"].values
-    colors = _seq_colors(len(chosen))
+    colors = seq_colors(len(chosen))
     for i, r in enumerate(rows):
         for j, dname in enumerate(dirs):
             ax = axes[i, j]
@@ -141,10 +141,10 @@ def plot_basin(basin: xr.Dataset, sigma: float | None = None, steps=None, fig=No
     for ax in axes[-1]:
         ax.set_xlabel(label(ds["alpha"], "α  (0: x_a, 1: the end)"))
     handles = [mlines.Line2D([], [], color=c, lw=2) for c in colors]
-    _legend_outside(fig, handles, [f"step {int(s)}" for s in chosen], title="checkpoint")
+    legend_outside(fig, handles, [f"step {int(s)}" for s in chosen], title="checkpoint")
     n = basin.sizes.get("anchor", 0)
-    _suptitle(fig, f"Basins around train samples at σ = {sg:g}: mean over {n} anchors (band: bootstrap "
+    wrapped_suptitle(fig, f"Basins around train samples at σ = {sg:g}: mean over {n} anchors (band: bootstrap "
                  "interval)", fontsize="medium")
-    return _root(fig)
+    return root_figure(fig)
 
 

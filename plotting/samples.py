@@ -15,45 +15,34 @@ from twoclocks.plotting.style import (
     STATE_NAMES,
     STATE_SHORT,
     STATES,
-    _edges,
-    _figure,
-    _legend_outside,
-    _need,
-    _one_ax,
-    _root,
-    _scalar,
-    _steps,
-    _styled,
-    _suptitle,
-    _trained,
+    cell_edges,
+    make_figure,
+    legend_outside,
+    require_vars,
+    figure_and_ax,
+    root_figure,
+    scalar_value,
+    step_values,
+    styled,
+    wrapped_suptitle,
+    drop_reference,
     label,
     step_axis,
 )
 
 
 # ------------------------------------------------------------------------------------------ samples
-def _clock_values(samples, clocks, mem_adaptive=None, policy=None, k=None, acc_threshold=None,
-                  mem_threshold=None) -> dict:
-    """tau_rule, tau_mem and their status strings from ``clocks`` (a mapping or a one-run Dataset)
-    or, by default, computed from the curves with :func:`twoclocks.probes.clocks.clocks_from_curves`
-    under the clock options the clocks table uses (``k``, ``acc_threshold``, the memorization threshold
-    ``policy``, or ``mem_threshold`` / ``mem_adaptive``; None: the package defaults, adaptive t = 0.1),
-    so a figure and ``clocks`` agree."""
-    if clocks is None:
-        from twoclocks.probes import clocks as C
-        pol = C.MemThreshold.from_options(mem_threshold, mem_adaptive, policy)
-        k = C.DEFAULT_K if k is None else k
-        acc_threshold = C.DEFAULT_ACC_THRESHOLD if acc_threshold is None else acc_threshold
-        base = memorization_baseline(samples)
-        clocks = C.clocks_from_curves(_steps(samples), samples["sample_acc"].values, samples["sample_mem"].values,
-                                      base, k=k, acc_threshold=acc_threshold, policy=pol)
-        clocks["how"] = (f"clocks: sustained {k} evaluations, accuracy >= {acc_threshold:g}, "
-                         f"{clocks['mem_phrase']}")
-    out = {"how": clocks.get("how", ""), "mem_threshold": float(np.asarray(clocks.get("mem_threshold", np.nan)))}
-    for k in ("tau_rule", "tau_mem"):
-        out[k] = float(np.asarray(clocks[k]).ravel()[0])
-        status = clocks[f"{k}_status"] if f"{k}_status" in clocks else "not reached"
-        out[f"{k}_status"] = str(np.asarray(status).ravel()[0])
+def _clock_mapping(clocks) -> dict:
+    """tau_rule, tau_mem, their status, the memorization threshold and ``how`` from a mapping or a
+    one-run Dataset (NaN / empty where absent)."""
+    clocks = {} if clocks is None else clocks
+
+    def get(key, default):
+        return np.asarray(clocks[key]).ravel()[0] if key in clocks else default
+    out = {"how": str(get("how", "")), "mem_threshold": float(get("mem_threshold", np.nan))}
+    for key in ("tau_rule", "tau_mem"):
+        out[key] = float(get(key, np.nan))
+        out[f"{key}_status"] = str(get(f"{key}_status", "not given" if key not in clocks else "not reached"))
     return out
 
 
@@ -68,26 +57,23 @@ def _mark_clocks(ax, c, last):
         ax.axvline(tm, color=ORANGE, lw=1, zorder=1)
 
 
-@_styled
-def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None = None, fig=None,
-                           mem_adaptive: bool | None = None, policy=None, k: int | None = None,
-                           acc_threshold: float | None = None, mem_threshold: float | None = None):
+@styled
+def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None = None, fig=None):
     """Sample- and group-level rule accuracy, memorization and the invalid (unquantized) fraction vs
     step, with chance and uniform-valid baselines and the innovation window [tau_rule, tau_mem] shaded
-    (paper Figs. 2B, 4A; 1B-C). ``clocks``: a mapping with tau_rule / tau_mem (e.g. one run of the
-    clocks Dataset: ``clocks.sel(run=...)``); default: :func:`twoclocks.probes.clocks.clocks_from_curves`
-    with the clock options of `clocks`: ``k``, ``acc_threshold`` and the memorization-threshold ``policy``
-    (or ``mem_threshold`` / ``mem_adaptive``); None: the package's defaults, as `clocks`; the title says
-    which.
+    (paper Figs. 2B, 4A; 1B-C). ``clocks``: a mapping with tau_rule / tau_mem (and optionally their
+    ``*_status``, ``mem_threshold`` and ``how``, a line naming the clock options for the title), e.g.
+    :func:`twoclocks.plotting.load.run_clock_values` (what `plot` draws) or one run of a clocks Dataset,
+    ``clocks.sel(run=...)``; None: no clocks drawn.
     ``eps``: the quantization threshold of the invalid fraction (default: the cube's eps_state)."""
     import matplotlib.lines as mlines
     import matplotlib.patches as mpatches
-    _need(samples, ["sample_acc", "sample_mem", "group_acc", "group_mem"], "plot_learning_dynamics")
-    ds = _trained(samples)
-    steps = _steps(ds)
-    c = _clock_values(ds, clocks, mem_adaptive, policy, k, acc_threshold, mem_threshold)
+    require_vars(samples, ["sample_acc", "sample_mem", "group_acc", "group_mem"], "plot_learning_dynamics")
+    ds = drop_reference(samples)
+    steps = step_values(ds)
+    c = _clock_mapping(clocks)
     tau_rule, tau_mem = c["tau_rule"], c["tau_mem"]
-    fig = _figure(fig, (10.5, 3.8))
+    fig = make_figure(fig, (10.5, 3.8))
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     eps_val = None
     if "invalid_frac" in ds:
@@ -100,8 +86,8 @@ def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None =
         ax.plot(steps, mem, color=ORANGE, lw=2, ls="--", marker="s", ms=2.5)
         if eps_val is not None:
             ax.plot(steps, ds["invalid_frac"].sel(eps=eps_val), color=GREY, lw=1.5, ls="-.")
-        chance = _scalar(ds, f"chance_{level}_acc")
-        base = memorization_baseline(ds) if level == "sample" else _scalar(ds, "uniform_valid_group_mem")
+        chance = scalar_value(ds, f"chance_{level}_acc")
+        base = memorization_baseline(ds) if level == "sample" else scalar_value(ds, "uniform_valid_group_mem")
         if np.isfinite(chance):
             ax.axhline(chance, color=BLUE, lw=0.9, ls=":")
         if np.isfinite(base):
@@ -129,11 +115,12 @@ def plot_learning_dynamics(samples: xr.Dataset, clocks=None, eps: float | None =
     if np.isfinite(c["mem_threshold"]):
         handles.append(mlines.Line2D([], [], color=ORANGE, lw=0.9, ls=(0, (5, 3))))
         labels.append("memorization threshold")
-    _legend_outside(fig, handles, labels)
+    legend_outside(fig, handles, labels)
     fmt = (lambda k: f"{c[k]:g}" if np.isfinite(c[k]) else c[f"{k}_status"])
-    _suptitle(fig, f"Learning dynamics: tau_rule = {fmt('tau_rule')}, tau_mem = {fmt('tau_mem')}"
-              + (f"\n{c['how']}" if c["how"] else ""))
-    return _root(fig)
+    head = ("Learning dynamics" if clocks is None
+            else f"Learning dynamics: tau_rule = {fmt('tau_rule')}, tau_mem = {fmt('tau_mem')}")
+    wrapped_suptitle(fig, head + (f"\n{c['how']}" if c["how"] else ""))
+    return root_figure(fig)
 
 
 def _state_matrix(samples):
@@ -149,25 +136,25 @@ def _state_matrix(samples):
     return order, st[order]
 
 
-@_styled
+@styled
 def plot_state_raster(samples: xr.Dataset, fig=None):
     """Per-sample states across training (paper Figs. 3A, 11 top): the number of samples in each
     state per step (top) and one row per seed (bottom), seeds sorted by the step at which they first
     become memorized (then first valid, then first quantized)."""
     import matplotlib.patches as mpatches
     from matplotlib.colors import BoundaryNorm, ListedColormap
-    _need(samples, ["state"], "plot_state_raster")
-    ds = _trained(samples)
-    steps = _steps(ds)
+    require_vars(samples, ["state"], "plot_state_raster")
+    ds = drop_reference(samples)
+    steps = step_values(ds)
     _, st = _state_matrix(ds)
     n_seed = st.shape[0]
     counts = np.stack([(st == k).sum(0) for k in range(len(STATES))])
     colors = [STATE_COLORS[s] for s in STATES]
-    fig = _figure(fig, (9.0, 6.2))
+    fig = make_figure(fig, (9.0, 6.2))
     top, bot = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2.2])
     step_axis(top, steps, label_it=False)
     step_axis(bot, steps)
-    edges = _edges(bot.xaxis, steps)
+    edges = cell_edges(bot.xaxis, steps)
     below = np.zeros(len(steps))
     for k, col in enumerate(colors):  # stacked columns aligned with the raster's
         top.bar(edges[:-1], counts[k], width=np.diff(edges), bottom=below, align="edge", color=col, lw=0)
@@ -181,18 +168,18 @@ def plot_state_raster(samples: xr.Dataset, fig=None):
     bot.set_ylabel("seed (sorted by first\nmemorized step)")
     bot.grid(False)
     handles = [mpatches.Patch(color=STATE_COLORS[s]) for s in STATES]
-    _legend_outside(fig, handles, [STATE_NAMES[s] for s in STATES], title="sample state")
-    _suptitle(fig, f"Per-sample states of {n_seed} fixed noise seeds")
-    return _root(fig)
+    legend_outside(fig, handles, [STATE_NAMES[s] for s in STATES], title="sample state")
+    wrapped_suptitle(fig, f"Per-sample states of {n_seed} fixed noise seeds")
+    return root_figure(fig)
 
 
-@_styled
+@styled
 def plot_transitions(markov: xr.Dataset, fig=None):
     """Transition matrices between sample states, one per window of steps (paper Fig. 11 middle):
     colour = row-normalized probability, text = probability and (count)."""
-    _need(markov, ["window_prob", "window_counts"], "plot_transitions")
+    require_vars(markov, ["window_prob", "window_counts"], "plot_transitions")
     n_win = markov.sizes["window"]
-    fig = _figure(fig, (3.3 * n_win + 1.4, 3.6))
+    fig = make_figure(fig, (3.3 * n_win + 1.4, 3.6))
     axes = np.atleast_1d(fig.subplots(1, n_win, sharey=True))
     labels = [STATE_SHORT.get(str(s), str(s)) for s in markov["state_from"].values]
     mesh = None
@@ -217,20 +204,20 @@ def plot_transitions(markov: xr.Dataset, fig=None):
     axes[0].set_ylabel("state at a step")
     cb = fig.colorbar(mesh, ax=list(axes), shrink=0.85)
     cb.set_label("transition probability\nP(from → to), (count)")
-    _suptitle(fig, "State transitions between consecutive checkpoints, per window")
-    return _root(fig)
+    wrapped_suptitle(fig, "State transitions between consecutive checkpoints, per window")
+    return root_figure(fig)
 
 
-@_styled
+@styled
 def plot_nn_hamming(samples: xr.Dataset, ax=None, stat: str = "mean", min_count: int = 10):
     """Nearest-train Hamming distance vs step for all, rule-valid and rule-valid-novel samples (paper
     Fig. 12). ``stat``: 'mean' or 'median'. Points summarizing fewer than ``min_count`` samples
     (``subset_count``) are left out."""
     var = f"nn_hamming_{stat}"
-    _need(samples, [var], "plot_nn_hamming")
-    ds = _trained(samples)
-    steps = _steps(ds)
-    fig, ax = _one_ax(ax, (7.2, 3.8))
+    require_vars(samples, [var], "plot_nn_hamming")
+    ds = drop_reference(samples)
+    steps = step_values(ds)
+    fig, ax = figure_and_ax(ax, (7.2, 3.8))
     colors = {"all": "black", "valid": BLUE, "valid_novel": RED}
     names = {"all": "all samples", "valid": "rule-valid", "valid_novel": "rule-valid, not memorized"}
     for s in ds["subset"].values:
@@ -245,6 +232,6 @@ def plot_nn_hamming(samples: xr.Dataset, ax=None, stat: str = "mean", min_count:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Distance of generations to the nearest train sample"
                  + (f"\n(points from fewer than {min_count} samples left out)" if "subset_count" in ds else ""))
-    return _root(fig)
+    return root_figure(fig)
 
 

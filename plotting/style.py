@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import textwrap
 
 import numpy as np
@@ -37,7 +38,7 @@ def style():
         yield
 
 
-def _styled(fn):
+def styled(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with style():
@@ -45,7 +46,7 @@ def _styled(fn):
     return wrapper
 
 
-def _figure(fig=None, size=(6.4, 4.0)):
+def make_figure(fig=None, size=(6.4, 4.0)):
     """``fig`` or a new constrained-layout Figure (not registered with pyplot)."""
     if fig is not None:
         return fig
@@ -53,14 +54,14 @@ def _figure(fig=None, size=(6.4, 4.0)):
     return Figure(figsize=size, layout="constrained")
 
 
-def _root(fig):
+def root_figure(fig):
     return fig.get_figure(root=True)
 
 
-def _one_ax(ax, size=(6.4, 4.0)):
+def figure_and_ax(ax, size=(6.4, 4.0)):
     if ax is not None:
         return ax.get_figure(root=False), ax
-    fig = _figure(None, size)
+    fig = make_figure(None, size)
     return fig, fig.add_subplot()
 
 
@@ -85,11 +86,11 @@ def label(da, name: str | None = None, width: int = 38) -> str:
     return textwrap.fill(text, width)
 
 
-def _steps(ds) -> np.ndarray:
+def step_values(ds) -> np.ndarray:
     return np.asarray(ds["step"].values)
 
 
-def _trained(ds):
+def drop_reference(ds):
     """Drop the reference pseudo-step (-1) if present."""
     if "step" in ds.dims and (ds["step"] < 0).any():
         return ds.sel(step=ds["step"] >= 0)
@@ -121,7 +122,7 @@ def step_axis(ax, steps, which: str = "x", label_it: bool = True) -> None:
         (ax.set_xlim if which == "x" else ax.set_ylim)(*lim)
 
 
-def _edges(axis, centers) -> np.ndarray:
+def cell_edges(axis, centers) -> np.ndarray:
     """Cell edges around ``centers``, midway in the axis's (already set) scale."""
     c = np.asarray(centers, float)
     tr = axis.get_transform()
@@ -142,12 +143,12 @@ def pick(values, n: int) -> np.ndarray:
     return values[np.unique(np.linspace(0, len(values) - 1, n).round().astype(int))]
 
 
-def _nearest(values, targets) -> np.ndarray:
+def nearest_log(values, targets) -> np.ndarray:
     values = np.asarray(values, float)
     return np.unique([values[np.argmin(np.abs(np.log(values) - np.log(t)))] for t in targets])
 
 
-def _scalar(ds, name, default=np.nan) -> float:
+def scalar_value(ds, name, default=np.nan) -> float:
     if name in ds.variables and ds[name].size == 1:
         return float(ds[name].values.ravel()[0])
     return default
@@ -158,19 +159,19 @@ def memorization_baseline(ds) -> float:
     written before it existed: ``uniform_valid_sample_mem``, equal for every rule whose sampler covers
     its valid set); NaN when absent."""
     name = "support_sample_mem" if "support_sample_mem" in ds.variables else "uniform_valid_sample_mem"
-    return _scalar(ds, name)
+    return scalar_value(ds, name)
 
 
-def _need(ds, names, what: str):
+def require_vars(ds, names, what: str):
     missing = [n for n in names if n not in ds.variables]
     if missing:
         raise TwoclocksError(f"{what} needs {', '.join(missing)} in the Dataset; pass the cube (or a selection "
                              "of it) written by the probe")
 
 
-def _suptitle(fig, text: str, **kw):
+def wrapped_suptitle(fig, text: str, **kw):
     """A figure title wrapped to the figure's width (each given line separately)."""
-    width = max(30, int(_root(fig).get_figwidth() * 11.5))
+    width = max(30, int(root_figure(fig).get_figwidth() * 11.5))
     lines = [textwrap.fill(line, width) for line in text.split("\n")]
     return fig.suptitle("\n".join(lines), **{"fontsize": "medium", **kw})
 
@@ -188,19 +189,130 @@ def plain_log_ticks(axis, values=None):
     axis.set_minor_formatter(mticker.NullFormatter())
 
 
-def _log_colorbar_ticks(cb):
+def log_colorbar_ticks(cb):
     plain_log_ticks(cb.ax.yaxis if cb.orientation == "vertical" else cb.ax.xaxis, [cb.vmin, cb.vmax])
 
 
-def _legend_outside(fig, handles, labels, **kw):
+def legend_outside(fig, handles, labels, **kw):
     return fig.legend(handles, labels, loc="outside right center", **kw)
 
 
-def _positive(a):
+def positive_or_nan(a):
     a = np.asarray(a, float)
     return np.where(a > 0, a, np.nan)
 
-def _seq_colors(n: int, cmap: str = "viridis"):
+def seq_colors(n: int, cmap: str = "viridis"):
     import matplotlib as mpl
     return [mpl.colormaps[cmap](x) for x in (np.linspace(0.0, 0.78, n) if n > 1 else [0.35])]
 
+
+# ------------------------------------------------------------------------------------------ across runs
+#: the sweep axes a cross-run figure may split its runs by (colour, panel or series), in this order
+SWEEP_AXES = ("arch", "model", "depth", "group", "n_train", "lr", "weight_decay", "batch", "rule", "encoding",
+              "side", "seed")
+AXIS_NAMES = {"n_train": "N", "group": "G", "weight_decay": "wd"}
+
+
+def run_values(ds, name):
+    """A per-run config value of a clocks / collect Dataset: the coord, or (collect drops constant ones)
+    attrs['constant_config']; None when neither has it."""
+    if name in ds.variables:
+        return np.asarray(ds[name].values)
+    try:
+        const = json.loads(ds.attrs.get("constant_config", "{}"))
+    except (TypeError, ValueError):
+        const = {}
+    if name in const and "run" in ds.sizes:
+        return np.full(ds.sizes["run"], const[name])
+    return None
+
+
+def varies(ds, name) -> bool:
+    """The config value ``name`` takes more than one value over the runs of ``ds``."""
+    v = run_values(ds, name)
+    return v is not None and len(np.unique(v.astype(str))) > 1
+
+
+def palette(n):
+    """``n`` colour-blind-safe colours (husl beyond 10)."""
+    import seaborn as sns
+    return sns.color_palette("colorblind", n) if n <= 10 else sns.color_palette("husl", n)
+
+
+def log_if_positive(ax, which, values):
+    """A log scale on axis ``which`` ('x' / 'y') when any of ``values`` is positive."""
+    v = np.asarray(values, float)
+    if (np.isfinite(v) & (v > 0)).any():
+        (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+
+
+def run_floats(clocks, name):
+    """A per-run variable as floats (all NaN when absent)."""
+    return clocks[name].values.astype(float) if name in clocks else np.full(clocks.sizes["run"], np.nan)
+
+
+def censored_at(clocks, clock: str = "tau_mem") -> np.ndarray:
+    """Per run, the step ``clock`` is known to exceed where it was not reached (NaN where reached):
+    ``tau_mem_censored_at`` when the Dataset has it (tau_mem), else the last evaluated step."""
+    tm = run_floats(clocks, clock)
+    own = f"{clock}_censored_at"
+    cen = run_floats(clocks, own) if own in clocks else run_floats(clocks, "last_step")
+    return np.where(np.isfinite(tm), np.nan, cen)
+
+
+def axis_text(name: str, value) -> str:
+    """'N = 64', 'G = 3', 'lr = 0.001', 'arch = gpt'."""
+    return f"{AXIS_NAMES.get(name, name)} = {value}"
+
+
+def run_series(clocks, exclude: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """(series index per run, label per series) over the config values that vary between runs,
+    other than ``exclude``."""
+    n_run = clocks.sizes["run"]
+    cols = []
+    for name in SWEEP_AXES:
+        if name in exclude:
+            continue
+        v = run_values(clocks, name)
+        if v is not None and len(np.unique(v.astype(str))) > 1:
+            cols.append((name, v.astype(str)))
+    keys = [", ".join(axis_text(k, v[i]) for k, v in cols) for i in range(n_run)]
+    labels = list(dict.fromkeys(keys))
+    return np.array([labels.index(k) for k in keys], dtype=int), labels
+
+
+def constant_text(clocks, exclude: tuple[str, ...] = ()) -> str:
+    """'arch gpt, model tiny, N = 1024, ...': the config values shared by every run (coords with one
+    value, or attrs['constant_config']), for a figure's subtitle."""
+    parts = []
+    for name in ("arch", "model", "rule", "group", "n_train", "batch", "lr"):
+        if name in exclude:
+            continue
+        v = run_values(clocks, name)
+        if v is not None and len(v) and len(np.unique(v.astype(str))) == 1:
+            val = v[0].item() if hasattr(v[0], "item") else v[0]
+            parts.append({"n_train": f"N = {val}", "group": f"G = {val}"}.get(name, f"{name} {val}"))
+    return ", ".join(parts)
+
+
+def interval_bars(ax, x, clocks, clock: str, color, **kw) -> int:
+    """Vertical bars of the clock's interval [``CLOCK_lo``, ``CLOCK_hi``] (the clocks cube's
+    seed-bootstrap interval) at ``x`` where both ends are finite and the clock was reached; an end at
+    +inf (beyond the last evaluated step) is drawn to the last step with an arrow head. Returns the
+    number of bars drawn (0 when the Dataset carries no interval)."""
+    lo_name, hi_name = f"{clock}_lo", f"{clock}_hi"
+    if lo_name not in clocks or hi_name not in clocks:
+        return 0
+    tau, lo, hi = run_floats(clocks, clock), run_floats(clocks, lo_name), run_floats(clocks, hi_name)
+    last = run_floats(clocks, "last_step")
+    open_hi = np.isposinf(hi)
+    hi = np.where(open_hi, last, hi)
+    ok = np.isfinite(tau) & np.isfinite(lo) & np.isfinite(hi)
+    x = np.asarray(x, float)
+    if ok.any():
+        ax.vlines(x[ok], lo[ok], hi[ok], color=color, lw=kw.get("lw", 1.4), alpha=kw.get("alpha", 0.8),
+                  gid=f"{clock}_interval")
+        up = ok & open_hi
+        if up.any():
+            ax.plot(x[up], hi[up], ls="none", marker="^", ms=4, color=color)
+    return int(ok.sum())

@@ -3,54 +3,49 @@ collapse in steps per example.
 
 - :func:`plot_clock_scaling` (Figs. 2C, 2D, 10): both clocks vs G and vs N with the least-squares fits;
 - :func:`plot_rule_vs_group` (Fig. 2C): tau_rule and tau_mem vs G, clocks not reached drawn as censored,
-  with the estimated per-unit-G factor of tau_rule (:func:`rule_group_fit`, line and band);
+  with the estimated per-unit-G factor of tau_rule (``twoclocks.plotting.load.rule_group_fit``, line and band);
 - :func:`plot_mem_vs_n` (Fig. 2D, Table 4): tau_mem vs N with the least-squares and the censored
   maximum-likelihood fits (alpha's interval), runs that never memorized drawn as censored;
-- :func:`plot_memorization_collapse` (Figs. 2H, 8): memorization vs step and vs steps per example;
-- :func:`plot_sweep`: the figures that apply to a sweep directory (:func:`sweep_figures`), into files.
+- :func:`plot_memorization_collapse` (Figs. 2H, 8): memorization vs step and vs steps per example.
+
+The fits come computed (:mod:`twoclocks.plotting.load`: ``rule_group_fit``, ``mem_fits``); these
+functions only draw.
 """
 from __future__ import annotations
 
-import functools
 import json
 import textwrap
 
 import numpy as np
 import xarray as xr
 from twoclocks import TwoclocksError
-from twoclocks.probes.fits import fit_clocks, fit_line, fit_rows
 from twoclocks.plotting.style import (
     memorization_baseline,
-    _figure,
-    _legend_outside,
-    _need,
-    _one_ax,
-    _root,
-    _scalar,
-    _seq_colors,
-    _steps,
-    _styled,
-    _trained,
+    make_figure,
+    legend_outside,
+    require_vars,
+    figure_and_ax,
+    root_figure,
+    scalar_value,
+    seq_colors,
+    step_values,
+    styled,
+    drop_reference,
+    censored_at,
+    constant_text,
+    interval_bars,
     label,
+    log_if_positive,
+    palette,
     plain_log_ticks,
+    run_floats,
+    run_series,
+    run_values,
     step_axis,
 )
 
 
 # ------------------------------------------------------------------------------------------ across runs
-def _coord(ds, name):
-    """A per-run config value: the coord, or (collect drops constant ones) attrs['constant_config']."""
-    if name in ds.variables:
-        return np.asarray(ds[name].values)
-    try:
-        const = json.loads(ds.attrs.get("constant_config", "{}"))
-    except (TypeError, ValueError):
-        const = {}
-    if name in const and "run" in ds.sizes:
-        return np.full(ds.sizes["run"], const[name])
-    return None
-
-
 def _fit_members(clocks) -> tuple[np.ndarray, np.ndarray]:
     """(members (fit, run) bool, pooled (fit,) bool) from collect's fit_member / fit_pooled_over or the
     clocks Dataset's fit_index."""
@@ -67,7 +62,7 @@ def _fit_members(clocks) -> tuple[np.ndarray, np.ndarray]:
     return m[:n_fit], pooled[:n_fit]
 
 
-@_styled
+@styled
 def plot_clock_scaling(clocks: xr.Dataset, fig=None):
     """tau_rule and tau_mem across runs: vs the group size G (semilog; colour: N) and vs the train
     set size N (log-log; colour: power-law fit group) with the fits tau_mem = c N^alpha as dashed
@@ -75,14 +70,14 @@ def plot_clock_scaling(clocks: xr.Dataset, fig=None):
     compute_clocks` (or the sweep's collect), dim ``run`` with coords ``n_train`` and (for the first
     panel) ``group``; fits from its ``fit_*`` variables when present."""
     import matplotlib.lines as mlines
-    _need(clocks, ["tau_rule", "tau_mem"], "plot_clock_scaling")
+    require_vars(clocks, ["tau_rule", "tau_mem"], "plot_clock_scaling")
     tr, tm = clocks["tau_rule"].values.astype(float), clocks["tau_mem"].values.astype(float)
-    n = _coord(clocks, "n_train")
+    n = run_values(clocks, "n_train")
     if n is None:
         raise TwoclocksError("plot_clock_scaling needs the runs' n_train (a coord, or attrs constant_config)")
     n = n.astype(float)
-    g = _coord(clocks, "group")
-    fig = _figure(fig, (5.2 * (2 if g is not None else 1) + 0.4, 4.6))
+    g = run_values(clocks, "group")
+    fig = make_figure(fig, (5.2 * (2 if g is not None else 1) + 0.4, 4.6))
     axes = np.atleast_1d(fig.subplots(1, 2 if g is not None else 1))
     kinds = [mlines.Line2D([], [], color="0.3", marker="o", mfc="none", mew=1.5, ls="none"),
              mlines.Line2D([], [], color="0.3", marker="s", ls="none")]
@@ -100,7 +95,7 @@ def plot_clock_scaling(clocks: xr.Dataset, fig=None):
         ax = axes[0]
         ns = np.unique(n)
         handles, labels = list(kinds), list(kind_labels)
-        for col, nv in zip(_palette(len(ns)), ns):
+        for col, nv in zip(palette(len(ns)), ns):
             points(ax, g.astype(float), n == nv, col)
             handles.append(mlines.Line2D([], [], color=col, marker="s", ls="none"))
             labels.append(f"N = {int(nv)}")
@@ -108,7 +103,7 @@ def plot_clock_scaling(clocks: xr.Dataset, fig=None):
         ax.set_xticks(gv, [f"{x:g}" for x in gv])
         ax.set_xlabel(label(clocks.get("group"), "group size G"))
         ax.set_ylabel("onset step")
-        _log_if_positive(ax, "y", np.r_[tr, tm])
+        log_if_positive(ax, "y", np.r_[tr, tm])
         ax.set_title("clocks vs rule complexity" + note)
         below(ax, handles, labels)
     ax = axes[-1]
@@ -130,7 +125,7 @@ def plot_clock_scaling(clocks: xr.Dataset, fig=None):
             name += f": α = {a:.2f}, R² = {r2:.2f}"
         return name
     groups = sorted(set(own.tolist()))
-    for k, col in zip(groups, _palette(len(groups))):
+    for k, col in zip(groups, palette(len(groups))):
         points(ax, n, own == k, col)
         name = fit_line(k, col, "--") if k >= 0 else "no fit"
         handles.append(mlines.Line2D([], [], color=col, marker="s", ls="--" if k >= 0 else "none"))
@@ -138,24 +133,13 @@ def plot_clock_scaling(clocks: xr.Dataset, fig=None):
     for k in np.flatnonzero(pooled):
         labels.append(textwrap.fill(fit_line(k, "black", "-."), 48))
         handles.append(mlines.Line2D([], [], color="black", ls="-."))
-    _log_if_positive(ax, "x", n)
-    _log_if_positive(ax, "y", np.r_[tr, tm])
+    log_if_positive(ax, "x", n)
+    log_if_positive(ax, "y", np.r_[tr, tm])
     _n_axis(ax, n, clocks)
     ax.set_ylabel("onset step")
     ax.set_title("clocks vs data (dashed: tau_mem = c N^α)" + note)
     below(ax, handles, labels)
-    return _root(fig)
-
-
-def _palette(n):
-    import seaborn as sns
-    return sns.color_palette("colorblind", n) if n <= 10 else sns.color_palette("husl", n)
-
-
-def _log_if_positive(ax, which, values):
-    v = np.asarray(values, float)
-    if (np.isfinite(v) & (v > 0)).any():
-        (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    return root_figure(fig)
 
 
 def _run_meta(samples: xr.Dataset, clocks, i: int) -> dict:
@@ -170,15 +154,15 @@ def _run_meta(samples: xr.Dataset, clocks, i: int) -> dict:
     for key in ("n_train", "batch", "group"):
         if key in cfg:
             out[key] = cfg[key]
-        elif clocks is not None and _coord(clocks, key) is not None:
-            out[key] = _coord(clocks, key)[i].item()
+        elif clocks is not None and run_values(clocks, key) is not None:
+            out[key] = run_values(clocks, key)[i].item()
     if "n_train" not in out or "batch" not in out:
         raise TwoclocksError(f"run {i}: cannot tell its N and batch size (no run_config attrs in the samples cube "
                              "and no n_train / batch coords in the clocks Dataset)")
     return out
 
 
-@_styled
+@styled
 def plot_memorization_collapse(clocks, samples, fig=None):
     """Sample memorization vs step (left) and vs (step + 1) x batch / N, the training examples seen per
     train sample (right), one line per run coloured by N (paper Figs. 2H, 8): runs of different N
@@ -192,15 +176,15 @@ def plot_memorization_collapse(clocks, samples, fig=None):
     metas = [_run_meta(s, clocks, i) for i, s in enumerate(samples)]
     ns = sorted({m["n_train"] for m in metas})
     gs = sorted({m.get("group") for m in metas}, key=str)
-    cols = dict(zip(ns, _seq_colors(len(ns), "viridis")))
+    cols = dict(zip(ns, seq_colors(len(ns), "viridis")))
     styles = dict(zip(gs, ["-", "--", ":", "-."] * 4))
-    fig = _figure(fig, (11.0, 4.0))
+    fig = make_figure(fig, (11.0, 4.0))
     ax, ax2 = fig.subplots(1, 2, sharey=True)
     all_steps = []
     for s, m in zip(samples, metas):
-        _need(s, ["sample_mem"], "plot_memorization_collapse")
-        d = _trained(s)
-        st = _steps(d)
+        require_vars(s, ["sample_mem"], "plot_memorization_collapse")
+        d = drop_reference(s)
+        st = step_values(d)
         all_steps.append(st)
         col, ls = cols[m["n_train"]], styles[m.get("group")]
         ax.plot(st, d["sample_mem"], color=col, ls=ls, lw=1.8)
@@ -235,8 +219,8 @@ def plot_memorization_collapse(clocks, samples, fig=None):
     handles += [mlines.Line2D([], [], color="k" if same else "0.3", lw=0.8, ls="--"),
                 mlines.Line2D([], [], color="0.3", lw=1.1, ls=(0, (1, 2)))]
     labels += [f"threshold {thr:.3g}" if same else "each run's threshold", "baseline N/|support|"]
-    _legend_outside(fig, handles, labels)
-    return _root(fig)
+    legend_outside(fig, handles, labels)
+    return root_figure(fig)
 
 
 
@@ -245,74 +229,30 @@ def plot_memorization_collapse(clocks, samples, fig=None):
 # tau_rule vs G (Fig. 2C), tau_mem vs N with both fits (Fig. 2D, Table 4), and the driver that draws
 # the cross-run figures of a sweep directory (docs/reproducing.md). Runs whose clock was not reached are
 # drawn as up-pointing triangles at the step the clock is known to exceed (right-censored).
-_OTHER_AXES = ("arch", "model", "n_train", "lr", "weight_decay", "batch", "rule", "encoding", "side", "seed")
-
-
-def _floats(clocks, name):
-    return clocks[name].values.astype(float) if name in clocks else np.full(clocks.sizes["run"], np.nan)
-
-
-def _censored_at(clocks) -> np.ndarray:
-    """Per run, the step tau_mem is known to exceed where it was not reached (NaN where reached):
-    ``tau_mem_censored_at`` when the Dataset has it, else the last evaluated step."""
-    tm = _floats(clocks, "tau_mem")
-    cen = _floats(clocks, "tau_mem_censored_at") if "tau_mem_censored_at" in clocks else _floats(clocks, "last_step")
-    return np.where(np.isfinite(tm), np.nan, cen)
-
-
-def _series(clocks, exclude: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """(series index per run, label per series) over the config values that vary between runs,
-    other than ``exclude``."""
-    n_run = clocks.sizes["run"]
-    cols = []
-    for name in _OTHER_AXES:
-        if name in exclude:
-            continue
-        v = _coord(clocks, name)
-        if v is not None and len(np.unique(v.astype(str))) > 1:
-            cols.append((name, v.astype(str)))
-    keys = [", ".join(f"{'N' if k == 'n_train' else k} = {v[i]}" for k, v in cols) for i in range(n_run)]
-    labels = list(dict.fromkeys(keys))
-    return np.array([labels.index(k) for k in keys]), labels
-
-
-def _constants(clocks, exclude: tuple[str, ...] = ()) -> str:
-    """'arch gpt, model tiny, N = 1024, ...': the config values shared by every run (coords with one
-    value, or attrs['constant_config']), for a figure's subtitle."""
-    parts = []
-    for name in ("arch", "model", "rule", "group", "n_train", "batch", "lr"):
-        if name in exclude:
-            continue
-        v = _coord(clocks, name)
-        if v is not None and len(v) and len(np.unique(v.astype(str))) == 1:
-            val = v[0].item() if hasattr(v[0], "item") else v[0]
-            parts.append({"n_train": f"N = {val}", "group": f"G = {val}"}.get(name, f"{name} {val}"))
-    return ", ".join(parts)
-
-
-@_styled
+@styled
 def plot_rule_vs_group(clocks: xr.Dataset, ax=None, fit: xr.Dataset | None = None, per_unit_g: float | None = None):
     """tau_rule (circles) and tau_mem (squares) against the group size G on a log step axis (paper
     Fig. 2C), one colour per combination of the other config values that vary (N, model, arch ...).
     A clock not reached is an up-pointing triangle at the last evaluated step (it lies beyond); a
     tau_rule discarded for coming after tau_mem is a grey-filled circle at its raw step.
     ``fit``: the estimated tau_rule = c exp(slope G) (:func:`twoclocks.probes.fits.fit_clocks` with
-    y="tau_rule", x="group", model="loglinear"; :func:`rule_group_fit`), drawn per fit group as its
+    y="tau_rule", x="group", model="loglinear", with the line and band variables ``line_x``, ``line_mid``,
+    ``line_lo``, ``line_hi`` of :func:`twoclocks.plotting.load.rule_group_fit`), drawn per fit group as its
     least-squares line with the pointwise confidence band, the per-unit-G factor and its interval in the
     legend (None: no fit). ``per_unit_g``: a fixed dotted guide growing by this factor per unit of G from
     the earliest tau_rule of the smallest G (None, the default: no guide). ``clocks``: collect's Dataset
     (or compute_clocks'), with ``group`` a coord (or in attrs['constant_config'])."""
     import matplotlib.lines as mlines
-    _need(clocks, ["tau_rule", "tau_mem"], "plot_rule_vs_group")
-    g = _coord(clocks, "group")
+    require_vars(clocks, ["tau_rule", "tau_mem"], "plot_rule_vs_group")
+    g = run_values(clocks, "group")
     if g is None:
         raise TwoclocksError("plot_rule_vs_group needs the runs' group size G (a coord, or attrs constant_config)")
     g = g.astype(float)
-    tr, tm, raw = _floats(clocks, "tau_rule"), _floats(clocks, "tau_mem"), _floats(clocks, "tau_rule_raw")
-    last, cen = _floats(clocks, "last_step"), _censored_at(clocks)
-    idx, names = _series(clocks, ("group",))
-    cols = _palette(len(names))
-    fig, ax = _one_ax(ax, (7.6, 4.4))
+    tr, tm, raw = run_floats(clocks, "tau_rule"), run_floats(clocks, "tau_mem"), run_floats(clocks, "tau_rule_raw")
+    last, cen = run_floats(clocks, "last_step"), censored_at(clocks)
+    idx, names = run_series(clocks, ("group",))
+    cols = palette(len(names))
+    fig, ax = figure_and_ax(ax, (7.6, 4.4))
     offs = (np.arange(len(names)) - (len(names) - 1) / 2) * 0.08  # small x offsets so series do not overlap
     ys = []
     for s, col in enumerate(cols):
@@ -320,6 +260,9 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, fit: xr.Dataset | None = Non
         x = g + offs[s]
         got = m & np.isfinite(tr)
         ax.plot(x[got], tr[got], ls="-", marker="o", color=col, ms=7, lw=1.2)
+        sub = clocks.isel(run=np.flatnonzero(m))
+        interval_bars(ax, x[m], sub, "tau_rule", col)
+        interval_bars(ax, x[m], sub, "tau_mem", col, alpha=0.5)
         disc = m & ~np.isfinite(tr) & np.isfinite(raw)
         ax.plot(x[disc], raw[disc], ls="none", marker="o", mfc="0.75", mec=col, mew=1.5, ms=7)
         never = m & ~np.isfinite(tr) & ~np.isfinite(raw) & np.isfinite(last)
@@ -341,30 +284,32 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, fit: xr.Dataset | None = Non
     fit_handles, fit_labels = [], []
     if fit is not None:
         runs = [str(r) for r in clocks["run"].values]
-        for j, (lab, f) in enumerate(fit_rows(fit)):
-            m = np.isin(runs, [str(r) for r in fit["run"].values[fit["fit_member"].values[j]]])
-            if not np.isfinite(f["slope"]) or not m.any():
+        for j in range(fit.sizes["fit"]):
+            f = fit.isel(fit=j)
+            m = np.isin(runs, [str(r) for r in fit["run"].values[f["fit_member"].values.astype(bool)]])
+            if not np.isfinite(float(f["fit_slope"])) or not m.any() or "line_mid" not in f:
                 continue
             own = np.unique(idx[m])
             col = cols[own[0]] if len(own) == 1 else "black"
             dash = ("--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))[j % 4]
-            gx = np.linspace(np.nanmin(g[m]), np.nanmax(g[m]), 50)
-            mid, lo, hi = fit_line(fit, j, gx)
-            ax.plot(gx, mid, color=col, lw=1.4, ls=dash)
+            gx, mid = f["line_x"].values.astype(float), f["line_mid"].values.astype(float)
+            lo, hi = f["line_lo"].values.astype(float), f["line_hi"].values.astype(float)
+            ax.plot(gx, mid, color=col, lw=1.4, ls=dash, gid="fit_line")
             if np.isfinite(lo).all():
-                ax.fill_between(gx, lo, hi, color=col, alpha=0.15, lw=0)
-            ci = (f" [{f['factor_lo']:.3g}, {f['factor_hi']:.3g}] ({f['level']:.0%})"
-                  if np.isfinite(f["factor_lo"]) else "")
+                ax.fill_between(gx, lo, hi, color=col, alpha=0.15, lw=0, gid="fit_band")
+            flo, fhi, lvl = float(f["fit_factor_lo"]), float(f["fit_factor_hi"]), float(f["fit_level"])
+            ci = f" [{flo:.3g}, {fhi:.3g}] ({lvl:.0%})" if np.isfinite(flo) else ""
+            lab = str(f["fit_label"].item())
             fit_handles.append(mlines.Line2D([], [], color=col, ls=dash))
-            fit_labels.append(f"fit ×{f['factor']:.3g}{ci} per unit of G"
+            fit_labels.append(f"fit ×{float(f['fit_factor']):.3g}{ci} per unit of G"
                               + (f"\n{textwrap.fill(lab, 40)}" if lab != "all runs" else ""))
             yv = np.r_[yv, mid]
-    _log_if_positive(ax, "y", yv)
+    log_if_positive(ax, "y", yv)
     gv = np.unique(g)
     ax.set_xticks(gv, [f"{x:g}" for x in gv])
     ax.set_xlabel(label(clocks.get("group"), "group size G"))
     ax.set_ylabel("onset step")
-    sub = _constants(clocks, ("group",))
+    sub = constant_text(clocks, ("group",))
     ax.set_title("Rule clock vs rule complexity (paper Fig. 2C)" + (f"\n{sub}" if sub else ""), fontsize="medium")
     kinds = [(mlines.Line2D([], [], color="0.3", marker="o", ls="-"), "tau_rule", np.isfinite(tr).any()),
              (mlines.Line2D([], [], color="0.3", marker="s", ls=":"), "tau_mem", np.isfinite(tm).any()),
@@ -384,8 +329,8 @@ def plot_rule_vs_group(clocks: xr.Dataset, ax=None, fit: xr.Dataset | None = Non
     if len(names) > 1 or names[0]:
         handles += [mlines.Line2D([], [], color=c, lw=6) for c in cols]
         labels += names
-    _legend_outside(fig, handles, labels, fontsize="small")
-    return _root(fig)
+    legend_outside(fig, handles, labels, fontsize="small")
+    return root_figure(fig)
 
 
 def _n_axis(ax, n, clocks) -> None:
@@ -398,63 +343,31 @@ def _n_axis(ax, n, clocks) -> None:
     ax.set_xlabel(label(clocks.get("n_train"), "train set size N"))
 
 
-def _ml_fit(n, tm, cen) -> dict:
-    """probes.clocks.fit_power_law with the censoring steps (both fits)."""
-    from twoclocks.probes.clocks import fit_power_law
-    return fit_power_law(n, tm, cen)
-
-
-def _group_fits(clocks, n, tm, cen) -> list[dict]:
-    """The tau_mem fits to draw: collect's ``fit_*`` variables when present (its censored ML fit when
-    it stored one, else that fit computed here over the same group), else one fit over all runs
-    computed here (probes.clocks.fit_power_law)."""
-    members, pooled = _fit_members(clocks)
-    out = []
-    if len(members):
-        ml_keys = ("c_ml", "alpha_ml", "alpha_ml_lo", "alpha_ml_hi", "level")
-        def value(f, key):
-            return float(f[f"fit_{key}"]) if f"fit_{key}" in f else np.nan
-        for k in range(len(members)):
-            f = clocks.isel(fit=k)
-            get = functools.partial(value, f)
-            out.append({"members": members[k], "pooled": bool(pooled[k]),
-                        "label": str(f["fit_label"].item()) if "fit_label" in f else f"fit {k}",
-                        "c": get("c"), "alpha": get("alpha"), "alpha_lo": get("alpha_lo"),
-                        "alpha_hi": get("alpha_hi"), "r2": get("r2"),
-                        "n": int(get("n")) if np.isfinite(get("n")) else int((members[k] & np.isfinite(tm)).sum()),
-                        "c_ml": get("c_ml"), "alpha_ml": get("alpha_ml"), "alpha_ml_lo": get("alpha_ml_lo"),
-                        "alpha_ml_hi": get("alpha_ml_hi"), "level": get("level")})
-            if "fit_alpha_ml" not in clocks:
-                m = members[k]
-                fit = _ml_fit(n[m], tm[m], cen[m])
-                out[-1].update({key: fit.get(key, np.nan) for key in ml_keys})
-        return out
-    return [{"members": np.ones(len(n), bool), "pooled": False, "label": "all runs", **_ml_fit(n, tm, cen)}]
-
-
-@_styled
-def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1.0):
+@styled
+def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1.0, fits=None):
     """tau_mem against the train-set size N on log-log axes with the fits tau_mem = c N^alpha (paper
     Fig. 2D(ii), Fig. 10, Table 4): per fit group (colour) the least-squares line over the runs that
     reached tau_mem (dashed) and the right-censored maximum-likelihood line (solid) with alpha's
     interval; runs that never memorized are up-pointing triangles at the step tau_mem is known to
     exceed. Pooled fits (e.g. over G) are black. ``reference_alpha``: a grey dotted line of that slope
-    through the data's centre (None: none). ``clocks``: collect's Dataset (fits from its ``fit_*``
-    variables; without them one fit over all runs is computed)."""
+    through the data's centre (None: none). ``clocks``: collect's Dataset. ``fits``: the fits to draw,
+    one dict per fit group with ``members`` (bool per run), ``pooled``, ``label`` and the keys of
+    :func:`twoclocks.probes.clocks.fit_power_law` (:func:`twoclocks.plotting.load.mem_fits` reads them
+    from the Dataset and adds the censored fit where it lacks one; None: points only)."""
     import matplotlib.lines as mlines
-    _need(clocks, ["tau_mem"], "plot_mem_vs_n")
-    n = _coord(clocks, "n_train")
+    require_vars(clocks, ["tau_mem"], "plot_mem_vs_n")
+    n = run_values(clocks, "n_train")
     if n is None:
         raise TwoclocksError("plot_mem_vs_n needs the runs' n_train (a coord, or attrs constant_config)")
     n = n.astype(float)
-    tm, cen = _floats(clocks, "tau_mem"), _censored_at(clocks)
-    fits = _group_fits(clocks, n, tm, cen)
+    tm, cen = run_floats(clocks, "tau_mem"), censored_at(clocks)
+    fits = list(fits or ())
     own = np.full(len(n), -1)
     for k in [i for i, f in enumerate(fits) if not f["pooled"]][::-1]:
         own[fits[k]["members"]] = k
     groups = sorted(set(own.tolist()))
-    cols = dict(zip(groups, _palette(len(groups))))
-    fig, ax = _one_ax(ax, (8.4, 4.6))
+    cols = dict(zip(groups, palette(len(groups))))
+    fig, ax = figure_and_ax(ax, (8.4, 4.6))
     handles, labels = [], []
     for k in groups:
         m, col = own == k, cols[k]
@@ -503,8 +416,8 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
     if np.isfinite(cen).any():
         handles.append(mlines.Line2D([], [], color="0.3", marker="^", mfc="none", ls="none"))
         labels.append("never memorized:\ntau_mem > this step")
-    _log_if_positive(ax, "x", n)
-    _log_if_positive(ax, "y", pos)
+    log_if_positive(ax, "x", n)
+    log_if_positive(ax, "y", pos)
     _n_axis(ax, n, clocks)
     ax.set_ylabel("tau_mem (step)")
     title = "tau_mem = c N^α (paper Fig. 2D, Table 4)"
@@ -512,92 +425,8 @@ def plot_mem_vs_n(clocks: xr.Dataset, ax=None, reference_alpha: float | None = 1
         t = clocks["mem_threshold"].values.astype(float)
         lo, hi = f"{np.nanmin(t):.3g}", f"{np.nanmax(t):.3g}"
         title += f"\nmemorization threshold {lo}" + (f" to {hi}" if hi != lo else "")
-    if _constants(clocks, ("n_train",)):
-        title += f"; {_constants(clocks, ('n_train',))}"
+    if constant_text(clocks, ("n_train",)):
+        title += f"; {constant_text(clocks, ('n_train',))}"
     ax.set_title(title, fontsize="medium")
-    _legend_outside(fig, handles, labels, fontsize="small")
-    return _root(fig)
-
-
-def rule_group_fit(clocks: xr.Dataset, level: float = 0.95) -> xr.Dataset | str | None:
-    """The fit tau_rule = c exp(slope G) that :func:`plot_rule_vs_group` draws
-    (:func:`twoclocks.probes.fits.fit_clocks`, loglinear, per group of runs equal but for G and seeds):
-    None when fewer than 3 G values have a tau_rule, the reason (a line) when the fit is refused."""
-    g = _coord(clocks, "group")
-    if g is None or "tau_rule" not in clocks:
-        return None
-    have = np.isfinite(_floats(clocks, "tau_rule"))
-    if len(np.unique(g[have].astype(float))) < 3:
-        return None
-    try:
-        return fit_clocks(clocks, y="tau_rule", x="group", model="loglinear", level=level)
-    except TwoclocksError as e:
-        return f"no tau_rule vs G fit: {e}"
-
-
-def sweep_figures(clocks: xr.Dataset) -> list[str]:
-    """The cross-run figures that apply to a sweep's collect Dataset: 'rule_vs_group' when G varies,
-    'mem_vs_n' and 'memorization_collapse' when N varies, 'clock_scaling' when both do."""
-    def varies(name):
-        v = _coord(clocks, name)
-        return v is not None and len(np.unique(v.astype(str))) > 1
-    out = []
-    if varies("group"):
-        out.append("rule_vs_group")
-    if varies("n_train"):
-        out += ["mem_vs_n", "memorization_collapse"]
-    if varies("group") and varies("n_train"):
-        out.append("clock_scaling")
-    return out
-
-
-def plot_sweep(sweep_dir, out=None, formats=("png",), clocks: xr.Dataset | None = None, dpi: int = 150,
-               **collect_options):
-    """Draw the cross-run figures of a sweep directory into ``out`` (default SWEEP_DIR/figures):
-    :func:`sweep_figures` decides which (rule_vs_group.png, mem_vs_n.png, memorization_collapse.png,
-    clock_scaling.png). The clocks come from ``clocks``, else SWEEP_DIR/collect.zarr when it exists
-    (what `collect` printed), else ``twoclocks.sweep.collect(..., write=False, **collect_options)``;
-    the memorization curves from each run's probes/samples.zarr. Returns a PlotResult (paths, notes)."""
-    from pathlib import Path
-
-    from twoclocks.plotting.figures import PlotResult, parse_formats
-    from twoclocks.store import open_cube
-    sweep_dir = Path(sweep_dir)
-    formats = parse_formats(formats)
-    out = Path(out) if out is not None else sweep_dir / "figures"
-    result = PlotResult()
-    if clocks is None:
-        if (sweep_dir / "collect.zarr").exists() and not collect_options:
-            clocks = open_cube(sweep_dir / "collect.zarr").load()
-            result.notes.append(f"clocks from {sweep_dir / 'collect.zarr'}")
-        else:
-            from twoclocks.sweep import collect
-            clocks = collect(sweep_dir, write=False, **collect_options)
-    names = sweep_figures(clocks)
-    if not names:
-        result.notes.append("no grid axis of group or n_train varies: no cross-run figure (plot a run with "
-                            "`twoclocks-probe plot SWEEP_DIR/RUN`)")
-        return result
-    def run_dir(value):  # collect: run names (and run_dir paths); compute_clocks: run directories
-        p = Path(str(value))
-        return p if (p / "probes").is_dir() else sweep_dir / p.name
-    run_dirs = [run_dir(d) for d in (clocks["run_dir"] if "run_dir" in clocks else clocks["run"]).values]
-    for name in names:
-        if name == "rule_vs_group":
-            fit = rule_group_fit(clocks)
-            if isinstance(fit, str):
-                result.notes.append(fit)
-                fit = None
-            fig = plot_rule_vs_group(clocks, fit=fit)
-        elif name == "mem_vs_n":
-            fig = plot_mem_vs_n(clocks)
-        elif name == "clock_scaling":
-            fig = plot_clock_scaling(clocks)
-        else:
-            fig = plot_memorization_collapse(clocks, [open_cube(d / "probes" / "samples.zarr") for d in run_dirs])
-        out.mkdir(parents=True, exist_ok=True)
-        for f in formats:
-            p = out / f"{name}.{f}"
-            fig.savefig(p, dpi=dpi, bbox_inches="tight", pad_inches=0.08)
-            result.append(p)
-    return result
+    legend_outside(fig, handles, labels, fontsize="small")
+    return root_figure(fig)

@@ -203,8 +203,9 @@ SCHEMA = CubeSchema("ce", doc="GPT per-position next-token cross-entropy on the 
 
 
 def _figures():
-    from twoclocks.plotting.ce import plot_ce
-    return (FigureSpec("ce", ("ce",), lambda c: plot_ce(c["ce"])),)
+    from twoclocks.plotting.ce import plot_ce, plot_ce_difference
+    return (FigureSpec("ce", ("ce",), lambda c: plot_ce(c["ce"])),
+            FigureSpec("ce_difference", ("ce",), lambda c: plot_ce_difference(c["ce"])))
 
 
 PROBE = register(Probe(

@@ -403,8 +403,7 @@ SCHEMA = CubeSchema("samples", doc="The fixed noise bank sampled at each checkpo
 def _figures():
     from twoclocks.plotting.samples import plot_learning_dynamics, plot_nn_hamming, plot_state_raster
     return (FigureSpec("learning_dynamics", ("samples",),
-                       lambda c: plot_learning_dynamics(c["samples"], **(c.get("clock_options")
-                                                                          or {"mem_adaptive": c.get("mem_adaptive")}))),
+                       lambda c: plot_learning_dynamics(c["samples"], clocks=c.get("run_clocks"))),
             FigureSpec("state_raster", ("samples",), lambda c: plot_state_raster(c["samples"])),
             FigureSpec("nn_hamming", ("samples",), lambda c: plot_nn_hamming(c["samples"])))
 

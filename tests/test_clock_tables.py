@@ -12,6 +12,7 @@ import xarray as xr
 from scipy.stats import linregress
 from typer.testing import CliRunner
 
+import twoclocks.plotting.load as PL
 import twoclocks.plotting.sweep as PS
 from twoclocks import TwoclocksError
 from twoclocks.cli import app
@@ -196,7 +197,7 @@ def test_plot_takes_the_clock_options(sweep, monkeypatch, tmp_path):
     def fake_plot_sweep(run_dir, out=None, formats=("png",), clocks=None, **kw):
         seen["clocks"] = clocks
         return PlotResult()
-    monkeypatch.setattr(PS, "plot_sweep", fake_plot_sweep)
+    monkeypatch.setattr(PL, "plot_sweep", fake_plot_sweep)
     res = runner.invoke(app, ["plot", str(d), "--where", "n_train>=8", "--mem-threshold", "0.3", "--k", "2",
                               "--mem-adaptive", "--pool", ""])
     assert res.exit_code == 0, res.output
@@ -221,9 +222,9 @@ def test_plot_takes_the_clock_options(sweep, monkeypatch, tmp_path):
 
     one = compute_clocks([dirs[2]], mem_threshold=0.3, k=2, acc_threshold=0.5)
     spec = [f for f in get_probe("samples").figures() if f.name == "learning_dynamics"][0]
-    for fig in (plot_learning_dynamics(samples[2], mem_threshold=0.3, k=2, acc_threshold=0.5),
-                spec.draw({"samples": samples[2], "clock_options": {"mem_threshold": 0.3, "k": 2,
-                                                                    "acc_threshold": 0.5}})):
+    values = PL.run_clock_values(samples[2], mem_threshold=0.3, k=2, acc_threshold=0.5)
+    for fig in (plot_learning_dynamics(samples[2], clocks=values),
+                spec.draw({"samples": samples[2], "run_clocks": values})):
         drawn = [float(line.get_ydata()[0]) for line in fig.axes[0].lines if line.get_gid() == "mem_threshold"]
         assert drawn == [pytest.approx(float(one.mem_threshold[0]))]
         assert f"tau_mem = {float(one.tau_mem[0]):g}" in fig.get_suptitle()

@@ -298,7 +298,7 @@ def test_plot_and_clocks_agree_on_tau_mem(tiny_run, tmp_path, mem_adaptive):
     """A designed samples cube whose memorization passes the fixed 0.1 at step 300 and the adaptive
     threshold (the run's baseline N/|support| = 32/2^8 = 0.125: 0.2125) at step 400: the clocks table and
     the figure give the same tau_mem for every threshold choice, and the default is the same for both."""
-    from twoclocks.plotting.samples import _clock_values
+    from twoclocks.plotting.load import run_clock_values
     from twoclocks.probes.clocks import compute_clocks
     from twoclocks.store import write_dataset
     run = _copy(tiny_run, tmp_path)
@@ -310,7 +310,7 @@ def test_plot_and_clocks_agree_on_tau_mem(tiny_run, tmp_path, mem_adaptive):
                                              uniform_valid_sample_mem=0.125, support_sample_mem=0.125)
     write_dataset(ds, run / "probes" / "samples.zarr")
     table = compute_clocks([run], mem_adaptive=mem_adaptive)
-    figure = _clock_values(ds, None, mem_adaptive)
+    figure = run_clock_values(ds, mem_adaptive)
     assert float(table["tau_mem"][0]) == figure["tau_mem"]
     assert figure["tau_mem"] == (300 if mem_adaptive is False else 400)
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from twoclocks import TwoclocksError
 from twoclocks.cli import app
-from twoclocks.plotting.sweep import plot_rule_vs_group, rule_group_fit
+from twoclocks.plotting.load import rule_group_fit
+from twoclocks.plotting.sweep import plot_rule_vs_group
 from twoclocks.probes.clocks import fit_power_law
 from twoclocks.probes.fits import fit_clocks, fit_line, format_clock_fits
 from twoclocks.probes.linefit import LINE_FIT_KEYS, censored_line_fit

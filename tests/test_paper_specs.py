@@ -110,11 +110,8 @@ def test_cross_run_figures():
     censored clock, tau_mem vs N with a censored run (both fits), and which figures a sweep gets."""
     import numpy as np
     import xarray as xr
-    from twoclocks.plotting.sweep import (
-        plot_mem_vs_n,
-        plot_rule_vs_group,
-        sweep_figures,
-    )
+    from twoclocks.plotting.load import mem_fits, sweep_figures
+    from twoclocks.plotting.sweep import plot_mem_vs_n, plot_rule_vs_group
     runs = [f"r{i}" for i in range(6)]
     ds = xr.Dataset({"tau_rule": ("run", [80.0, 220, np.nan, 90, 250, np.nan]),
                      "tau_rule_raw": ("run", [80.0, 220, np.nan, 90, 250, 3000]),
@@ -122,11 +119,13 @@ def test_cross_run_figures():
                      "last_step": ("run", [2000.0] * 6), "mem_threshold": ("run", [0.1] * 6)},
                     coords={"run": runs, "group": ("run", [2, 3, 4, 2, 3, 4]),
                             "n_train": ("run", [16, 32, 64, 128, 256, 512])})
-    assert sweep_figures(ds) == ["rule_vs_group", "mem_vs_n", "memorization_collapse", "clock_scaling"]
-    assert sweep_figures(ds.isel(run=[0, 1, 2]).assign_coords(n_train=("run", [64] * 3))) == ["rule_vs_group"]
-    for fig in (plot_rule_vs_group(ds), plot_mem_vs_n(ds)):
+    assert sweep_figures(ds) == ["rule_vs_group", "mem_vs_n", "memorization_collapse", "clock_scaling",
+                                 "train_montage"]
+    assert sweep_figures(ds.isel(run=[0, 1, 2]).assign_coords(n_train=("run", [64] * 3))) == ["rule_vs_group",
+                                                                                             "train_montage"]
+    for fig in (plot_rule_vs_group(ds), plot_mem_vs_n(ds, fits=mem_fits(ds))):
         assert fig.axes and fig.axes[0].get_yscale() == "log"
-    labels = [t.get_text() for t in plot_mem_vs_n(ds).legends[0].get_texts()]
+    labels = [t.get_text() for t in plot_mem_vs_n(ds, fits=mem_fits(ds)).legends[0].get_texts()]
     assert any("least squares" in t for t in labels)
     assert any("never memorized" in t for t in labels)
     assert any("censored ML" in t for t in labels)

@@ -257,14 +257,18 @@ def samples():
 
 # ------------------------------------------------------------------------------------ tests
 def test_learning_dynamics(samples):
-    fig = call_quietly(P.plot_learning_dynamics, samples)
+    from twoclocks.plotting.load import run_clock_values
+    from twoclocks.probes.clocks import clocks_from_curves
+    bare = call_quietly(P.plot_learning_dynamics, samples)       # no clocks given: none drawn, none computed
+    assert bare._suptitle.get_text() == "Learning dynamics"
+    assert not [p for p in bare.axes[0].patches if p.get_width() != 0]
+    fig = call_quietly(P.plot_learning_dynamics, samples, clocks=run_clock_values(samples))
     assert_readable(fig, 2)
     ax = fig.axes[0]
     assert ax.get_xscale() == "symlog"
     np.testing.assert_allclose(ax.lines[0].get_ydata(), samples["sample_acc"].values)
     np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata(), samples["group_mem"].values)
-    # default clocks: computed from the curves, named in the title
-    from twoclocks.probes.clocks import clocks_from_curves
+    # the loading layer's clocks: computed from the curves as `clocks` does, named in the title
     c = clocks_from_curves(samples.step.values, samples.sample_acc.values, samples.sample_mem.values,
                            float(samples.uniform_valid_sample_mem))
     assert np.isfinite(c["tau_mem"]) and f"tau_mem = {c['tau_mem']:g}" in fig._suptitle.get_text()
@@ -273,7 +277,7 @@ def test_learning_dynamics(samples):
     # the package's one policy (adaptive, as `clocks`), drawn and named in the title
     assert c["mem_threshold"] == pytest.approx(b + 0.1 * (1 - b)) and c["mem_threshold"] in hlines
     assert f"adaptive threshold {b + 0.1 * (1 - b):.3g}" in fig._suptitle.get_text()
-    fig_f = call_quietly(P.plot_learning_dynamics, samples, mem_adaptive=False)
+    fig_f = call_quietly(P.plot_learning_dynamics, samples, clocks=run_clock_values(samples, mem_adaptive=False))
     assert "fixed threshold 0.1" in fig_f._suptitle.get_text()
     # a user's slice: linear step axis when steps do not span decades; explicit clocks
     fig2 = call_quietly(P.plot_learning_dynamics, samples.isel(step=slice(2, 5)), clocks={"tau_rule": 3, "tau_mem": 10})

@@ -199,7 +199,8 @@ def markdown() -> str:
             "`created_at`, `source_steps` (JSON), `environment` (JSON: torch and CUDA versions, device and its "
             "name, precision and compile mode used), `run_dir`, `run_config` (JSON), `run_config_status` "
             "(paper/assumed per field) and `trained_with_version`. Every array's chunks end with a crc32c checksum "
-            "(zarr 3's `crc32c` codec after `zstd`), checked whenever twoclocks reads the cube. Text labels are "
+            "(zarr 3's `crc32c` codec after `zstd`), checked whenever twoclocks reads the cube; every chunk is written, so a deleted chunk "
+            "file is damage too. Text labels are "
             "stored in zarr v3's `string` data type (read back as numpy `<U`); `probe_version` records which "
             "version of the probe computed each step; arrays marked *derived* are recomputed from the others "
             "whenever the cube is assembled.\n\n")

@@ -21,8 +21,11 @@ the store and the command that recomputes it. The probe that owns a cube heals i
 deleted), the steps of every damaged chunk are dropped from the cube (a damaged piece is moved aside the
 same way), and the next call computes them again as missing steps; damaged metadata (the root
 ``zarr.json``), a damaged coordinate or a damaged array without a ``step`` dim make the whole cube
-missing. A write that fails (a full disk) leaves no temporary store behind; a full disk is a one-line
-error (:func:`disk_full`).
+missing. Every chunk is written, even one that holds only the fill value (``write_empty_chunks``), and
+the store says so (:data:`COMPLETE_ATTR`), so a deleted chunk file is damage too, never read silently
+as fill values. A lazy open (``open_cube(path, chunks={})``) checks each chunk when it is computed and
+raises the same :class:`DamagedError`. A write that fails (a full disk) leaves no temporary store
+behind; a full disk is a one-line error (:func:`disk_full`).
 
 Provenance attrs of every cube (probe or derived): ``probe``, ``probe_params`` (JSON; the options that
 define the cube, checked on every call), ``twoclocks_version``, ``created_at``, ``source_steps``,
@@ -54,9 +57,12 @@ from twoclocks.schema import SchemaError
 
 __all__ = ["CubeStore", "concat_steps", "load_checked", "check_piece", "keyed_todo", "keyed_piece", "keyed_merge", "keyed_select", "complete_along", "fill_value", "jobs", "MASK", "stale_steps", "step_versions", "write_dataset", "open_cube", "check_store", "write_derived", "provenance", "CHUNK_BYTES",
            "jsonable", "metadata_problem", "fix_hint", "DamagedError", "disk_full", "write_text_atomic", "note", "is_disk_full", "move_aside", "alive", "remove_stale_tmp",
-           "READ_ERRORS"]
+           "READ_ERRORS", "missing_chunks", "COMPLETE_ATTR"]
 
 CHUNK_BYTES = 4 << 20  # target bytes per chunk along `step`
+#: root attr of a store whose every chunk was written (a missing chunk file is then damage); absent in
+#: stores written by twoclocks <= 0.2, where a chunk of fill values may legitimately be absent
+COMPLETE_ATTR = "_twoclocks_all_chunks_written"
 #: identity entries added after twoclocks 0.1, with the value every older cube was computed with
 LEGACY_PARAMS = {"precision": "fp32"}
 ZARR_FORMAT = 3
@@ -273,11 +279,12 @@ def write_dataset(ds: xr.Dataset, path: Path, chunk_bytes: int = CHUNK_BYTES, ch
     ds = _vlen_strings(ds.load())
     for v in ds.variables.values():
         v.encoding = {}
+    ds = ds.assign_attrs({COMPLETE_ATTR: 1})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with _quiet_zarr():
-            ds.to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=True,
+            ds.to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=True, write_empty_chunks=True,
                        encoding=_encoding(ds, chunk_bytes, checksum))
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -292,12 +299,92 @@ def write_dataset(ds: xr.Dataset, path: Path, chunk_bytes: int = CHUNK_BYTES, ch
 
 
 def _open_lazy(path: Path, chunks=None) -> xr.Dataset:
+    """The store's Dataset, values not read; its :data:`COMPLETE_ATTR` moved to ``ds.encoding``."""
     with _quiet_zarr(reading=True):
         try:
             ds = xr.open_zarr(path, consolidated=True, chunks=chunks)
         except (KeyError, ValueError, FileNotFoundError):
             ds = xr.open_zarr(path, consolidated=False, chunks=chunks)
-        return _decode_strings(ds)
+        ds = _decode_strings(ds)
+    if ds.attrs.pop(COMPLETE_ATTR, None):
+        ds.encoding[COMPLETE_ATTR] = True
+    return ds
+
+
+def _chunk_keys(arr, axis: int | None = None, lo: int = 0, hi: int | None = None):
+    """The chunk keys of zarr array ``arr`` (only the chunks of items ``lo:hi`` along ``axis``)."""
+    grid = [range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks)]
+    if axis is not None:
+        c = arr.chunks[axis]
+        grid[axis] = range(lo // c, -(-(arr.shape[axis] if hi is None else hi) // c))
+    for idx in np.ndindex(*[len(g) for g in grid]) if grid else [()]:
+        yield arr.metadata.encode_chunk_key(tuple(g[i] for g, i in zip(grid, idx)))
+
+
+def missing_chunks(path, name: str) -> list[str]:
+    """The chunk files of array ``name`` absent from a complete store (:data:`COMPLETE_ATTR`)."""
+    path = Path(path)
+    with _quiet_zarr(reading=True):
+        arr = zarr.open_array(str(path / name), mode="r")
+    return [k for k in _chunk_keys(arr) if not (path / name / k).exists()]
+
+
+class MissingChunk(ValueError):
+    """A chunk file absent from a store that wrote every chunk (one of :data:`READ_ERRORS`)."""
+
+
+def _check_complete(path: Path, ds: xr.Dataset, names=None) -> None:
+    if not ds.encoding.get(COMPLETE_ATTR):
+        return
+    for name in names if names is not None else ds.variables:
+        gone = missing_chunks(path, name)
+        if gone:
+            raise MissingChunk(f"chunk {name}/{gone[0]} is missing")
+
+
+class _Checked:
+    """A lazily indexed variable whose reads raise :class:`DamagedError` naming the store."""
+
+    def __init__(self, var: xr.Variable, path: Path, name: str, complete: bool):
+        self.var, self.path, self.name, self.complete = var, path, name, complete
+        self.shape, self.dtype, self.ndim = var.shape, var.dtype, var.ndim
+
+    def __getitem__(self, key):
+        try:
+            if self.complete:
+                self._check(key)
+            return np.asarray(self.var[key].values)
+        except READ_ERRORS as e:
+            raise DamagedError(f"{self.path} is damaged ({_reason(e)}); {fix_hint(self.path)}", self.path,
+                               _reason(e)) from None
+
+    def _check(self, key):
+        with _quiet_zarr(reading=True):
+            arr = zarr.open_array(str(self.path / self.name), mode="r")
+        key = key if isinstance(key, tuple) else (key,)
+        ranges = [k.indices(n)[:2] if isinstance(k, slice) else (0, n) for k, n in zip(key, self.shape)]
+        grid = [range(lo // c, -(-hi // c)) for (lo, hi), c in zip(ranges, arr.chunks)]
+        for idx in np.ndindex(*[len(g) for g in grid]) if grid else [()]:
+            k = arr.metadata.encode_chunk_key(tuple(g[i] for g, i in zip(grid, idx)))
+            if not (self.path / self.name / k).exists():
+                raise MissingChunk(f"chunk {self.name}/{k} is missing")
+
+
+def _guarded(path: Path, chunks) -> xr.Dataset:
+    """``open_zarr(chunks=chunks)`` whose dask arrays read through :class:`_Checked`."""
+    import dask.array as da  # dask: only for lazy opens
+    ds = _open_lazy(path, chunks)
+    lazy = _open_lazy(path, None)
+    complete = bool(ds.encoding.get(COMPLETE_ATTR))
+    out = {}
+    for name, var in ds.variables.items():
+        if name in ds.indexes or not isinstance(var.data, da.Array):
+            continue
+        data = da.from_array(_Checked(lazy[name].variable, path, name, complete), chunks=var.data.chunks,
+                             name=False, asarray=False)
+        out[name] = var.copy(data=data)
+    ds = ds.assign(out) if out else ds
+    return ds
 
 
 def fix_hint(path: Path) -> str:
@@ -324,8 +411,11 @@ def open_cube(path, chunks=None) -> xr.Dataset:
     if not path.exists():
         raise TwoclocksError(f"{path} does not exist; run the probe that writes it first")
     try:
-        ds = _open_lazy(path, chunks)
-        return ds if chunks is not None else ds.load()
+        if chunks is not None:
+            return _guarded(path, chunks)
+        ds = _open_lazy(path).load()
+        _check_complete(path, ds)
+        return ds
     except READ_ERRORS as e:
         raise DamagedError(f"{path} is damaged ({_reason(e)}); {fix_hint(path)}", path, _reason(e)) from None
 
@@ -353,6 +443,7 @@ def check_store(path) -> tuple[xr.Dataset | None, list[str], set]:
     for name, var in ds.variables.items():
         try:
             var.load()
+            _check_complete(path, ds, [name])
             continue
         except READ_ERRORS as e:
             reason = _reason(e)
@@ -390,10 +481,13 @@ def _bad_step_indices(path: Path, name: str, var, n_steps: int) -> set:
         size = int(arr.chunks[axis])
     except READ_ERRORS:
         return set(range(n_steps))
+    complete = bool(_open_lazy(path).encoding.get(COMPLETE_ATTR))
     bad = set()
     for lo in range(0, n_steps, size):
         sel = tuple(slice(lo, lo + size) if a == axis else slice(None) for a in range(arr.ndim))
         try:
+            if complete and any(not (path / name / k).exists() for k in _chunk_keys(arr, axis, lo, lo + size)):
+                raise MissingChunk(name)
             arr[sel]
         except READ_ERRORS:
             bad.update(range(lo, min(lo + size, n_steps)))
@@ -716,7 +810,8 @@ def _begin(path: Path, disk: xr.Dataset, whole: list, keys: list) -> None:
         write_dataset(before.drop_vars([c for c in before.coords if c not in keep]), j / "before.zarr")
     write_text_atomic(j / "journal.json", json.dumps(
         {"pid": os.getpid(), "n_steps": int(disk.sizes["step"]), "arrays": sorted(_array_names(path)),
-         "attrs": jsonable(disk.attrs), "pieces": keys}))
+         "attrs": {**jsonable(disk.attrs), **({COMPLETE_ATTR: 1} if disk.encoding.get(COMPLETE_ATTR) else {})},
+         "pieces": keys}))
 
 
 def _rollback(path: Path) -> None:
@@ -1013,13 +1108,13 @@ class CubeStore:
                     i = at[s]
                     rows = _vlen_strings(full[[n for n in stepped if n not in derived]].sel(step=[s]).load())
                     rows.drop_vars([c for c in rows.coords if "step" not in rows[c].dims]).to_zarr(
-                        path, region={"step": slice(i, i + 1)}, consolidated=False)
+                        path, region={"step": slice(i, i + 1)}, consolidated=False, write_empty_chunks=True)
                 if new:
                     rows = full[stepped].sel(step=new).load()
                     rows = _vlen_strings(rows.drop_vars([c for c in rows.coords if "step" not in rows[c].dims]))
                     for v in rows.variables.values():
                         v.encoding = {}
-                    rows.to_zarr(path, append_dim="step", consolidated=False)
+                    rows.to_zarr(path, append_dim="step", consolidated=False, write_empty_chunks=True)
                 rest = _vlen_strings(full[whole].load())
                 rest = rest.drop_vars([c for c in rest.coords if c in stored])
                 for v in rest.variables.values():
@@ -1027,9 +1122,10 @@ class CubeStore:
                 fresh = [n for n in rest.variables if n not in stored]
                 enc = {k: v for k, v in _encoding(rest).items() if k in fresh}
                 rest.attrs = dict(jsonable(full.attrs))
-                rest.to_zarr(path, mode="a", consolidated=False, encoding=enc)
+                rest.to_zarr(path, mode="a", consolidated=False, encoding=enc, write_empty_chunks=True)
                 g = zarr.open_group(path, mode="r+")
-                g.attrs.put(dict(jsonable(full.attrs)))
+                marker = {COMPLETE_ATTR: 1} if disk.encoding.get(COMPLETE_ATTR) else {}
+                g.attrs.put({**dict(jsonable(full.attrs)), **marker})
                 zarr.consolidate_metadata(path)
         except BaseException as e:
             _rollback(self.path)

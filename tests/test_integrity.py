@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import xarray as xr
@@ -21,7 +22,7 @@ from conftest import TINY
 from twoclocks.cli import app
 from twoclocks.probes import get_probe
 from twoclocks.run import data_digest, load_checkpoint, open_run
-from twoclocks.store import DamagedError, alive, open_cube, write_dataset
+from twoclocks.store import DamagedError, alive, check_store, missing_chunks, open_cube, write_dataset
 from twoclocks.training.train import train
 
 runner = CliRunner()
@@ -85,6 +86,48 @@ def test_every_cube_array_carries_crc32c_and_a_flipped_byte_is_caught(tmp_path):
     damage(tmp_path / "c.zarr/a/c/0/0", n=1)
     with pytest.raises(DamagedError, match="c.zarr is damaged .*checksum"):
         open_cube(tmp_path / "c.zarr")
+
+
+def test_a_deleted_chunk_file_is_damage_not_fill_values(tmp_path):
+    """Every chunk is written (even all fill values), so a missing chunk file is never read as fill."""
+    ds = xr.Dataset({"a": (("step", "seed"), np.zeros((40, 100))), "n": ("step", np.zeros(40, int))},
+                    coords={"step": np.arange(40)})
+    write_dataset(ds, tmp_path / "c.zarr", chunk_bytes=8000)  # 10 steps per chunk of `a`, all zeros
+    assert "_twoclocks_all_chunks_written" not in open_cube(tmp_path / "c.zarr").attrs
+    assert sorted(p.name for p in (tmp_path / "c.zarr/a/c").iterdir()) == ["0", "1", "2", "3"]
+    assert missing_chunks(tmp_path / "c.zarr", "a") == []
+    (tmp_path / "c.zarr/a/c/2/0").unlink()
+    assert missing_chunks(tmp_path / "c.zarr", "a") == ["c/2/0"]
+    with pytest.raises(DamagedError, match=r"c.zarr is damaged .*a/c/2/0 is missing"):
+        open_cube(tmp_path / "c.zarr")
+    salvage, problems, bad = check_store(tmp_path / "c.zarr")
+    assert bad == set(range(20, 30)) and len(problems) == 1
+    assert list(salvage["step"].values) == [s for s in range(40) if not 20 <= s < 30]
+
+
+def test_a_store_without_the_marker_reads_absent_chunks_as_fill(tmp_path):
+    """Stores of twoclocks <= 0.2 skipped chunks of fill values: those stay readable."""
+    ds = xr.Dataset({"a": (("step", "seed"), np.zeros((40, 100)))}, coords={"step": np.arange(40)})
+    ds.to_zarr(tmp_path / "old.zarr", zarr_format=3, consolidated=True, write_empty_chunks=False,
+               encoding={"a": {"chunks": (10, 100)}})
+    xr.testing.assert_equal(open_cube(tmp_path / "old.zarr"), ds)
+
+
+def test_a_lazy_open_checks_each_chunk_when_computed(tmp_path):
+    vals = np.arange(4000.).reshape(40, 100)
+    write_dataset(xr.Dataset({"a": (("step", "seed"), vals)}, coords={"step": np.arange(40)}),
+                  tmp_path / "c.zarr", chunk_bytes=8000)
+    lazy = open_cube(tmp_path / "c.zarr", chunks={})
+    assert lazy["a"].chunks == ((10, 10, 10, 10), (100,))
+    np.testing.assert_array_equal(lazy["a"].values, vals)
+    damage(tmp_path / "c.zarr/a/c/1/0", n=1)
+    (tmp_path / "c.zarr/a/c/3/0").unlink()
+    lazy = open_cube(tmp_path / "c.zarr", chunks={})  # opening reads no values
+    assert float(lazy["a"].isel(step=slice(0, 10)).sum()) == vals[:10].sum()  # intact chunks still read
+    with pytest.raises(DamagedError, match="c.zarr is damaged .*checksum"):
+        lazy["a"].isel(step=slice(10, 20)).values
+    with pytest.raises(DamagedError, match="a/c/3/0 is missing"):
+        lazy["a"].isel(step=slice(30, 40)).values
 
 
 def test_damaged_chunk_one_line_everywhere_then_samples_heals(run, probed):

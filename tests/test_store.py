@@ -300,3 +300,21 @@ def test_update_stale_recomputes_only_the_steps_of_an_older_version(tiny_run, tm
     seen.clear()
     v2(run, steps="0,1,2", device="cpu", progress=False, update_stale=True)
     assert seen == []
+
+
+def test_growth_writes_every_chunk_and_keeps_the_completeness_marker(tmp_path):
+    """A cube grown by regions stays 'every chunk written', so a chunk deleted afterwards is damage."""
+    st = make(tmp_path)
+    for s in (0, 10):
+        st.write_piece(f"s{s}", piece(s, value=np.nan))  # all fill values: still written
+    compact(st)
+    st = make(tmp_path)
+    st.write_piece("s20", piece(20, value=np.nan))
+    grown = compact(st)
+    assert list(grown["step"].values) == [0, 10, 20]
+    assert zarr.open_group(str(st.path), mode="r").attrs[store.COMPLETE_ATTR] == 1
+    assert all(store.missing_chunks(st.path, n) == [] for n in ("x", "n", "total"))
+    chunk = next(p for p in sorted((st.path / "x").rglob("*")) if p.is_file() and p.name != "zarr.json")
+    chunk.unlink()
+    with pytest.raises(store.DamagedError, match="is missing"):
+        open_cube(st.path)

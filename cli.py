@@ -218,6 +218,8 @@ def probe(
     from twoclocks.probes.registry import load_probe
     from twoclocks.sweep.spec import parse_value
     p = load_probe(spec)
+    if getattr(p, "cross_run", False):
+        raise TwoclocksError(f"{p.name} works across runs; use `twoclocks-probe {p.name} ...` (see --help)")
     kw = {}
     for item in option or ():
         key, eq, value = item.partition("=")
@@ -240,8 +242,7 @@ def commands_markdown() -> str:
     ``python -c 'from twoclocks.cli import commands_markdown as c; print(c())'``."""
     import typer.main
     from twoclocks.probes.registry import all_probes
-    probes = {p.name: p for p in all_probes() if p.options.__module__ in __import__(
-        "twoclocks.probes.registry", fromlist=["BUILTIN_MODULES"]).BUILTIN_MODULES}
+    probes = {p.name: p for p in all_probes() if p.builtin}
     group = typer.main.get_command(app)
     rows = ["| command | writes | what |", "|---|---|---|"]
     for name, cmd in group.commands.items():

@@ -6,8 +6,8 @@ coordinate definitions in :data:`COORDS` (``step``, ``split``, ``sigma``, ``seed
 before writing (:meth:`CubeSchema.check`: no undeclared variable or coordinate, the declared dims, dtype
 kind and units) and stamps the declared attrs on it (:meth:`CubeSchema.apply`), so the code that
 computes a cube never spells out a long_name or a unit. Tests build their fixtures from the same
-declarations (:meth:`CubeSchema.example`) and ``docs/cubes.md`` is generated from them
-(:func:`markdown`, ``python -m twoclocks.schema > docs/cubes.md``).
+declarations (:meth:`CubeSchema.example`) and ``docs/cubes.md`` is generated from the registered probes'
+schemas (:meth:`CubeSchema.markdown`, ``python -m twoclocks.probes > docs/cubes.md``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from twoclocks import TwoclocksError
 
-__all__ = ["Var", "CubeSchema", "COORDS", "FRAMEWORK_VARS", "coord", "SchemaError", "markdown"]
+__all__ = ["Var", "CubeSchema", "COORDS", "FRAMEWORK_VARS", "coord", "SchemaError"]
 
 
 class SchemaError(TwoclocksError):
@@ -89,7 +89,7 @@ def coord(name: str, **changes) -> Var:
 class CubeSchema:
     """The declared contents of one cube. ``coords`` and ``data_vars``: name -> Var.
     ``extra_coords``: a predicate naming further allowed coordinates (e.g. config fields on ``run``),
-    each taking whatever attrs the code gives it. ``doc``: one paragraph for docs/cubes.md."""
+    each with ``long_name`` 'config: NAME'. ``doc``: one paragraph for docs/cubes.md."""
     name: str
     coords: dict
     data_vars: dict
@@ -134,15 +134,30 @@ class CubeSchema:
         if problems:
             raise SchemaError(f"cube {self.name!r} does not match its schema: " + "; ".join(problems))
 
+    def attrs_of(self, name: str) -> dict | None:
+        """The attrs the schema gives array ``name`` (None: not declared): its declaration's, or for a
+        further coordinate (``extra_coords``) ``long_name`` 'config: NAME'."""
+        spec = self.coords.get(name) or self.data_vars.get(name)
+        if spec is not None:
+            return spec.attrs()
+        if self.extra_coords is not None and self.extra_coords(name):
+            return {"long_name": f"config: {name}"}
+        return None
+
     def apply(self, ds):
-        """``ds`` checked, with the declared attrs stamped on every declared array (other attrs kept)."""
+        """``ds`` checked, with exactly the declared attrs on every array (the schema is the only source
+        of long_name, units and flags: attrs the computing code set are replaced)."""
         self.check(ds)
         ds = ds.copy()
-        for _, name, spec in self._entries():
-            if name in ds.variables:
-                ds[name].attrs.update(spec.attrs())
-                if spec.dtype != "str" and ds[name].dtype != np.dtype(spec.dtype) and name not in ds.dims:
-                    ds[name] = ds[name].astype(spec.dtype)
+        for name in list(ds.variables):
+            attrs = self.attrs_of(name)
+            if attrs is None:  # a dimension without a coordinate of its own (check allowed it)
+                continue
+            spec = self.coords.get(name) or self.data_vars.get(name)
+            if spec is not None and spec.dtype != "str" and ds[name].dtype != np.dtype(spec.dtype) \
+                    and name not in ds.dims:
+                ds[name] = ds[name].astype(spec.dtype)
+            ds.variables[name].attrs = dict(attrs)
         return ds
 
     def example(self, sizes: dict | None = None, seed: int = 0):
@@ -187,25 +202,3 @@ class CubeSchema:
             lines.append("")
             lines.append("Further coordinates on `run`: one per config field (`config: NAME`).")
         return "\n".join(lines) + "\n"
-
-
-def markdown() -> str:
-    """docs/cubes.md: one table per registered cube (probes, then derived cubes)."""
-    from twoclocks.probes.registry import all_schemas
-    head = ("# The cubes\n\nEvery probe writes one xarray Dataset to zarr (`RUN/probes/NAME.zarr`; references "
-            "`NAME-DENOISER.zarr` with `step` = -1). This page is generated from the schemas the writer checks "
-            "(`python -m twoclocks.schema > docs/cubes.md`), so it lists exactly what a cube holds. Every cube "
-            "also carries provenance attrs: `probe`, `probe_params` (JSON), `twoclocks_version`, "
-            "`created_at`, `source_steps` (JSON), `environment` (JSON: torch and CUDA versions, device and its "
-            "name, precision and compile mode used), `run_dir`, `run_config` (JSON), `run_config_status` "
-            "(paper/assumed per field) and `trained_with_version`. Every array's chunks end with a crc32c checksum "
-            "(zarr 3's `crc32c` codec after `zstd`), checked whenever twoclocks reads the cube; every chunk is written, so a deleted chunk "
-            "file is damage too. Text labels are "
-            "stored in zarr v3's `string` data type (read back as numpy `<U`); `probe_version` records which "
-            "version of the probe computed each step; arrays marked *derived* are recomputed from the others "
-            "whenever the cube is assembled.\n\n")
-    return head + "\n".join(s.markdown() for s in all_schemas())
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(markdown(), end="")

@@ -509,17 +509,18 @@ def provenance(run, name: str, params: dict, steps) -> dict:
 def write_derived(ds: xr.Dataset, path, schema=None, run=None, name: str | None = None, params: dict | None = None,
                   steps=None) -> xr.Dataset:
     """The one writer of derived cubes (clocks, markov, collect): schema check and attrs, provenance,
-    atomic write. Returns the Dataset as written."""
+    atomic write. Returns the Dataset as written; ``path`` None: as it would be written (nothing is)."""
     if schema is not None:
         ds = schema.apply(ds)
         name = name or schema.name
     if steps is None and "step" in ds.coords:
         steps = ds["step"].values
-    prov = provenance(run, name or Path(path).stem, params or {}, steps)
+    prov = provenance(run, name or (Path(path).stem if path is not None else "derived"), params or {}, steps)
     if steps is None and "source_steps" in ds.attrs:  # a cross-run cube names its sources itself
         prov.pop("source_steps")
     ds = ds.assign_attrs(prov)
-    write_dataset(ds, path)
+    if path is not None:
+        write_dataset(ds, path)
     return ds
 
 

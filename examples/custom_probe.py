@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from twoclocks import TwoclocksError
 from twoclocks.probes import FigureSpec, Probe, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 
@@ -36,20 +35,11 @@ SPLITS = ("train", "heldout", "hypercube")
 
 @dataclass(frozen=True)
 class Options:
-    n_items: int = option(256, "Items per split (the first n of the split: the splits are stored in random order).")
-    sigmas: tuple = option((0.1, 0.3, 1.0, 3.0), "Noise levels, comma-separated.", cli_type=str)
+    # each option: its default, help text and constraints, checked by twoclocks (one-line errors)
+    n_items: int = option(256, "Items per split (the first n of the split: the splits are stored in random order).",
+                          min=1)
+    sigmas: tuple = option((0.1, 0.3, 1.0, 3.0), "Noise levels, comma-separated.", parse="list", gt=0)
     seed: int = option(0, "Seed of the fixed noise draws (the same at every checkpoint).")
-
-    def __post_init__(self):
-        try:
-            vals = tuple(float(v) for v in (self.sigmas.split(",") if isinstance(self.sigmas, str) else self.sigmas))
-        except ValueError:
-            raise TwoclocksError(f"cannot parse --sigmas {self.sigmas!r}; use e.g. 0.1,0.3,1,3") from None
-        if not vals or min(vals) <= 0:
-            raise TwoclocksError(f"--sigmas must be positive numbers, got {self.sigmas!r}")
-        object.__setattr__(self, "sigmas", vals)
-        if self.n_items < 1:
-            raise TwoclocksError(f"--n-items must be at least 1, got {self.n_items}")
 
 
 @dataclass

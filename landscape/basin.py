@@ -196,30 +196,16 @@ class BasinOptions(LandscapeOptions):
     n_anchors: Optional[int] = option(None, "The first n train samples (a uniform random subset: the train set "
                                             f"is stored in draw order). [default: {DEFAULT_N_ANCHORS}]",
                                       cli_type=Optional[int], identity=False)
-    n_alpha: int = option(41, "Points on each line, alpha from -0.5 to 1.5.")
-    alpha_range: tuple = option((-0.5, 1.5), "The alpha grid's ends (lo < 0 <= hi).", cli=False)
-    n_resamples: int = option(1000, "Bootstrap resamples of the intervals over anchors.", cli=False)
+    n_alpha: int = option(41, "Points on each line, alpha from -0.5 to 1.5.", min=2)
+    alpha_range: tuple = option((-0.5, 1.5), "The alpha grid's ends (lo < 0 <= hi).", cli=False, parse="list")
+    n_resamples: int = option(1000, "Bootstrap resamples of the intervals over anchors.", cli=False, min=1)
     bootstrap_seed: int = option(0, "Seed of the bootstrap resamples.", cli=False)
-    batch_size: int = option(16384, "Points per network call.", identity=False)
+    batch_size: int = option(16384, "Points per network call.", identity=False, min=1)
 
     def __post_init__(self):
         super().__post_init__()
-        try:
-            lo, hi = (float(a) for a in self.alpha_range)
-        except (TypeError, ValueError):
-            raise TwoclocksError(f"alpha_range must be two numbers (lo, hi), got {self.alpha_range!r}") from None
-        n = self.n_alpha
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2 or not lo < 0 <= hi:
-            raise TwoclocksError(f"need --n-alpha >= 2 and an alpha range with lo < 0 <= hi, got {n} "
-                                 f"points over [{lo}, {hi}]")
-        for name in ("n_resamples", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise TwoclocksError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
-            object.__setattr__(self, name, int(v))
-        object.__setattr__(self, "n_alpha", int(n))
-        object.__setattr__(self, "alpha_range", (lo, hi))
-        object.__setattr__(self, "bootstrap_seed", int(self.bootstrap_seed))
+        if len(self.alpha_range) != 2 or not self.alpha_range[0] < 0 <= self.alpha_range[1]:
+            raise TwoclocksError(f"alpha_range must be two numbers lo < 0 <= hi, got {self.alpha_range!r}")
 
 
 @dataclass
@@ -347,7 +333,7 @@ def _figures():
 
 
 PROBE = register(Probe(
-    name="basin", cube="basin", options=BasinOptions, schema=SCHEMA,
+    name="basin", cube="basin", options=BasinOptions, schema=SCHEMA, builtin=True,
     help="1D basin profiles from train samples toward their H1-invalid, H2-valid-novel and nearest train "
          "neighbours -> probes/basin.zarr, with means over anchors and the basin radius.",
     archs=("dit",), references=("ideal-rule", "ideal-cube", "memorize"),

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from twoclocks import TwoclocksError
 from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSION, KEYED_COORDS, KEYS, MASK,
                                           MODEL_UNITS, VERTICES, Face, LandscapeOptions, anchor_spec, complete_anchors,
                                           face_geometry, keyed_piece, keyed_select, keyed_todo,
@@ -87,27 +86,10 @@ def plane_fields(D, face: Face, job_anchor, job_sigma, u: np.ndarray, v: np.ndar
 class PlaneOptions(LandscapeOptions):
     """Options of the plane probe: the request (anchors, noise levels; :class:`LandscapeOptions`), and the
     grid, which defines the cube."""
-    grid: int = option(81, "Grid points per axis.")
+    grid: int = option(81, "Grid points per axis.", min=3)
     extent: float = option(DEFAULT_EXTENT, "The grid spans -extent..extent on both plane axes (vertices at "
-                                           "distance sqrt(2) = 1.41 from the face centre).")
-    batch_size: int = option(16384, "Grid points per network call.", identity=False)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.grid, bool) or not isinstance(self.grid, (int, np.integer)) or self.grid < 3:
-            raise TwoclocksError(f"--grid must be at least 3 points per axis, got {self.grid}")
-        try:
-            extent = float(self.extent)
-        except (TypeError, ValueError):
-            extent = float("nan")
-        if not np.isfinite(extent) or extent <= 0:
-            raise TwoclocksError(f"--extent must be a positive number, got {self.extent}")
-        bs = self.batch_size
-        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
-            raise TwoclocksError(f"--batch-size must be a positive integer, got {self.batch_size}")
-        object.__setattr__(self, "grid", int(self.grid))
-        object.__setattr__(self, "extent", extent)
-        object.__setattr__(self, "batch_size", int(self.batch_size))
+                                           "distance sqrt(2) = 1.41 from the face centre).", gt=0, lt=np.inf)
+    batch_size: int = option(16384, "Grid points per network call.", identity=False, min=1)
 
 
 @dataclass
@@ -176,7 +158,7 @@ def _figures():
 
 
 PROBE = register(Probe(
-    name="plane", cube="plane", options=PlaneOptions, schema=SCHEMA,
+    name="plane", cube="plane", options=PlaneOptions, schema=SCHEMA, builtin=True,
     help="Denoiser vector field on the plane of a hypercube face through a train sample -> probes/plane.zarr.",
     archs=("dit",), references=("ideal-rule", "ideal-cube", "memorize"),
     resolve=resolve_anchors, setup=_setup, compute=_compute, todo=keyed_todo, keys=KEYS,

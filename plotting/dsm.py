@@ -175,7 +175,7 @@ def plot_dsm_gap(dsm: xr.Dataset, sigmas=(0.2, 0.5, 1.0, 2.0), sigma_range=(0.1,
     ax.grid(False)
     ax.set_ylabel(label(ds["sigma"], "noise level σ"))
     plain_log_ticks(ax.yaxis, sig)
-    band = ds["tau_mem_loss"].attrs.get("band") if "tau_mem_loss" in ds else None
+    band = ds.attrs.get("criterion_band_mem") if "tau_mem_loss" in ds else None
     for b in (band or ()):
         ax.axhline(float(b), color="k", lw=0.8, ls=":")
     tau = scalar_value(ds, "tau_mem_loss")

@@ -32,7 +32,7 @@ from twoclocks.plotting.sweep import plot_clock_scaling, plot_memorization_colla
 from twoclocks.plotting.style import memorization_baseline, run_series, run_values, varies
 from twoclocks.probes import clocks as C
 from twoclocks.probes.fits import fit_clocks, fit_line
-from twoclocks.probes.registry import BUILTIN_MODULES, all_probes, load_probe
+from twoclocks.probes.registry import all_probes, load_probe
 from twoclocks.run import open_run
 from twoclocks.store import open_cube
 from twoclocks.sweep.collect import collect
@@ -62,11 +62,6 @@ def run_clock_values(samples: xr.Dataset, mem_adaptive=None, policy=None, k: int
         out[key] = float(np.asarray(c[key]).ravel()[0])
         out[f"{key}_status"] = str(np.asarray(c.get(f"{key}_status", "not reached")).ravel()[0])
     return out
-
-
-def _figures_of(probe) -> tuple:
-    figs = probe.figures() if callable(probe.figures) else probe.figures
-    return tuple(figs or ())
 
 
 def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = None, probes=None,
@@ -102,9 +97,9 @@ def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = No
     for probe in chosen:
         if not probe.applies_to(arch):
             continue
-        for fig in _figures_of(probe):
+        for fig in probe.figure_specs():
             missing = [n for n in fig.needs if n not in cubes]
-            if missing and not (probe.options.__module__ in BUILTIN_MODULES or probe.name in asked):
+            if missing and not (probe.builtin or probe.name in asked):
                 continue  # a probe registered in this process but not asked for: only drawn when its cube exists
             if missing:
                 for n in missing:

@@ -96,40 +96,14 @@ def _finalize(run, subsets):
         ds["ideal_violation"] = (("split", "position"), np.stack([r[1] for r in ref]))
         ds["ce_ideal_mean"] = ds["ce_ideal"].mean("position")
         ds["n_sequences"] = ("split", np.array([subsets[s].shape[0] for s in SPLITS]))
-        attrs = {
-            "ce": ("per-position next-token cross-entropy -ln p(c_t | c_<t), mean over the split's fixed "
-                   "subset", "nats"),
-            "ce_mean": ("cross-entropy averaged over positions (nats per cell)", "nats"),
-            "ce_determined": ("cross-entropy averaged over the determined positions", "nats"),
-            "ce_free": ("cross-entropy averaged over the free (not determined) positions", "nats"),
-            "ce_ideal": ("ideal rule model's per-position cross-entropy on the same sequences "
-                         "(ln 2 free / 0 determined on valid data; inf where some sequence breaks the rule)",
-                         "nats"),
-            "ideal_violation": ("fraction of the sequences given probability 0 by the ideal rule model at "
-                                "this position (finite companion of ce_ideal)", "1"),
-            "ce_ideal_mean": ("ideal rule model's cross-entropy averaged over positions", "nats"),
-            "n_sequences": ("number of sequences of the split's fixed subset", "1"),
-        }
-        for name, (long_name, units) in attrs.items():
-            ds[name].attrs.update(long_name=long_name, units=units)
-        ds["position"].attrs.update(long_name="cell index t of the predicted cell c_t (0-based, raster order)",
-                                    units="1")
-        ds["determined"].attrs.update(long_name="cell fixed by its prefix in every valid sequence "
-                                                "(e.g. the last bit of each parity group)", units="1")
         return ds
     return finalize
 
 
 @dataclass(frozen=True)
 class CeOptions:
-    n: int = option(1024, "Sequences per split (a fixed subset drawn from the run seed).")
-    batch_size: int = option(4096, "Sequences per network call.", identity=False)
-
-    def __post_init__(self):
-        if not (isinstance(self.n, int) and self.n >= 1):
-            raise TwoclocksError(f"--n must be positive, got {self.n}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise TwoclocksError(f"--batch-size must be a positive integer, got {self.batch_size}")
+    n: int = option(1024, "Sequences per split (a fixed subset drawn from the run seed).", min=1)
+    batch_size: int = option(4096, "Sequences per network call.", identity=False, min=1)
 
 
 def _setup(ctx):
@@ -209,7 +183,7 @@ def _figures():
 
 
 PROBE = register(Probe(
-    name="ce", cube="ce", options=CeOptions, schema=SCHEMA, archs=("gpt",),
+    name="ce", cube="ce", options=CeOptions, schema=SCHEMA, archs=("gpt",), builtin=True,
     help="GPT runs: per-position next-token cross-entropy on train / heldout / hypercube -> probes/ce.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"), setup=_setup, compute=_compute,
     finalize=_finalize_cube, summary=summarize, figures=_figures,

@@ -40,7 +40,6 @@ beside the sample clocks (:func:`loss_clocks`).
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import re
 from dataclasses import dataclass
@@ -49,7 +48,6 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clockdefs import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, DEFAULT_MEM_POLICY, DEFAULT_MEM_THRESHOLD,
@@ -60,7 +58,7 @@ from twoclocks.probes.uncertainty import (samples_cube, DEFAULT_LEVEL, DEFAULT_N
 from twoclocks.environment import pooled_environment_note
 from twoclocks.probes.linefit import WEAK_FIT_RUNS, censored_line_fit, ml_cutoff
 from twoclocks.probes.pooling import check_pooling, measured_pooling
-from twoclocks.store import open_cube
+from twoclocks.store import open_cube, write_derived
 
 __all__ = ["ClockDef", "ClockSet", "Condition", "Sustain", "PRESETS", "alpha_spread", "FIT_CLOCK_KEYS",
            "FIT_CLOCK_METHOD", "sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
@@ -268,20 +266,17 @@ def fit_dataset(fits: list[dict], dim: str = "fit") -> dict:
     collect Dataset: every key of :data:`FIT_KEYS` as ``fit_KEY`` (``censored_at`` / ``censored_n`` as
     JSON lists)."""
     out = {}
-    for key, long in FIT_KEYS.items():
+    for key in FIT_KEYS:
         vals = [f[key] for f in fits]
         if key in ("censored_at", "censored_n"):
             arr = np.array([json.dumps(list(v)) for v in vals], dtype=str)
-            units = None
         elif key in FIT_STR_KEYS:
-            arr, units = np.array(vals, dtype=str), None
+            arr = np.array(vals, dtype=str)
         elif key in ("n", "n_runs", "n_censored"):
-            arr, units = np.array(vals, dtype=np.int64), "1"
+            arr = np.array(vals, dtype=np.int64)
         else:
             arr = np.array(vals, dtype=float)
-            units = "steps" if key.startswith("c") else "1"
-        attrs = {"long_name": long, **({"units": units} if units else {})}
-        out[f"fit_{key}"] = (dim, arr, attrs)
+        out[f"fit_{key}"] = (dim, arr)
     return out
 
 
@@ -335,6 +330,8 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     from twoclocks.training.config import TrainConfig
     if not run_dirs:
         raise TwoclocksError("give at least one run directory")
+    if out is not None and Path(out).suffix != ".zarr":
+        raise TwoclocksError(f"--out {out}: give a path ending in .zarr")
     cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy, sustain_steps,
                                sustain_factor)
     pol = cs.mem_policy()
@@ -356,41 +353,33 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
 
     def col(key, dtype=float):
         return np.array([row[key] for row in rows], dtype=dtype)
-    step_attrs = lambda name: {"long_name": name, "units": "steps"}  # noqa: E731
     data = {
-        "tau_rule": ("run", col("tau_rule"), step_attrs(f"rule clock: {cs['tau_rule'].text()} (NaN: see status)")),
-        "tau_mem": ("run", col("tau_mem"), step_attrs(f"memorization clock: {cs['tau_mem'].text()}")),
-        "tau_mem_censored_at": ("run", col("tau_mem_censored_at"), step_attrs(
-            "tau_mem not reached: the step it is known to exceed (right-censoring point; NaN when reached)")),
-        "window": ("run", col("window"), step_attrs("innovation window length tau_mem - tau_rule")),
-        "tau_rule_raw": ("run", col("tau_rule_raw"), step_attrs("tau_rule before discarding it when after "
-                                                                 "tau_mem")),
-        "tau_rule_status": ("run", col("tau_rule_status", str), {"long_name": "tau_rule status"}),
-        "tau_mem_status": ("run", col("tau_mem_status", str), {"long_name": "tau_mem status"}),
-        "window_status": ("run", col("window_status", str), {"long_name": "innovation window status"}),
-        "mem_threshold": ("run", col("mem_threshold"), {"long_name": f"sample memorization threshold used "
-                                                                     f"({_mem_formula(cs)})", "units": "1"}),
-        "mem_baseline": ("run", col("mem_baseline"), {"long_name": "baseline sample memorization N/|support| "
-                                                                     "(perfect model of the training distribution)",
-                                                      "units": "1"}),
+        "tau_rule": ("run", col("tau_rule")),
+        "tau_mem": ("run", col("tau_mem")),
+        "tau_mem_censored_at": ("run", col("tau_mem_censored_at")),
+        "window": ("run", col("window")),
+        "tau_rule_raw": ("run", col("tau_rule_raw")),
+        "tau_rule_status": ("run", col("tau_rule_status", str)),
+        "tau_mem_status": ("run", col("tau_mem_status", str)),
+        "window_status": ("run", col("window_status", str)),
+        "mem_threshold": ("run", col("mem_threshold")),
+        "mem_baseline": ("run", col("mem_baseline")),
         "passes_at_tau_mem": ("run", col("tau_mem") * np.array([c["batch"] for c in cfgs], float)
-                              / np.array([c["n_train"] for c in cfgs], float),
-                              {"long_name": "passes over each train sample at tau_mem, tau_mem x batch / n_train "
-                                            "(NaN: tau_mem not reached)", "units": "1"}),
-        "last_step": ("run", col("last_step"), step_attrs("last evaluated step")),
-        "n_evals": ("run", col("n_evals", int), {"long_name": "number of evaluated checkpoints", "units": "1"}),
-        "notes": ("run", col("notes", str), {"long_name": "notes on the clocks"}),
+                              / np.array([c["n_train"] for c in cfgs], float)),
+        "last_step": ("run", col("last_step")),
+        "n_evals": ("run", col("n_evals", int)),
+        "notes": ("run", col("notes", str)),
     }
     data.update(_uncertainty_vars(cs, runs, rows, boots, level))
     for name in LOSS_CLOCKS:
         vals = col(name)
         if np.isfinite(vals).any():
-            data[name] = ("run", vals, step_attrs(f"loss-based {name[:-5]} from the DSM probe"))
-    coords = {"run": ("run", [str(r.path) for r in runs], {"long_name": "run directory"})}
+            data[name] = ("run", vals)
+    coords = {"run": ("run", [str(r.path) for r in runs])}
     if cs.extra:
-        coords["extra_clock"] = ("extra_clock", list(cs.extra), {"long_name": "further clock of the definitions"})
+        coords["extra_clock"] = ("extra_clock", list(cs.extra))
     for f in fields:
-        coords[f] = ("run", np.array([_coord_value(c[f]) for c in cfgs]), {"long_name": f"config: {f}"})
+        coords[f] = ("run", np.array([_coord_value(c[f]) for c in cfgs]))
     ds = xr.Dataset(data, coords=coords)
 
     # power-law fits per group of runs equal in everything but N, seeds, bookkeeping (and the pooled fields)
@@ -401,35 +390,27 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     index = np.full(len(runs), -1)
     for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
         index[f["members"]] = j
-    ds["fit_index"] = ("run", index, {"long_name": "index of the run's first power-law fit group (-1: none)",
-                                      "units": "1"})
-    ds["fit_selected"] = ("run", selected, {"long_name": "run selected for the fits (--where; all when not given)",
-                                            "units": "1"})
+    ds["fit_index"] = ("run", index)
+    ds["fit_selected"] = ("run", selected)
     n_arr = np.array([c["n_train"] for c in cfgs], float)
     resid = np.full(len(runs), np.nan)
     for i, j in enumerate(index):
         if j >= 0 and col("tau_mem")[i] > 0:  # NaN (not reached) compares False
             resid[i] = np.log(col("tau_mem")[i]) - (np.log(fits[j]["c"]) + fits[j]["alpha"] * np.log(n_arr[i]))
-    ds["fit_residual"] = ("run", resid, {"long_name": "ln tau_mem minus the least-squares line ln c + alpha ln N "
-                                                      "of the run's first fit group (NaN: not fitted)", "units": "1"})
+    ds["fit_residual"] = ("run", resid)
     ds = _with_seed_summary(ds, cfgs)
-    ds = ds.assign_coords(fit=("fit", np.arange(len(fits)), {"long_name": "power-law fit group"}))
-    ds["fit_label"] = ("fit", np.array([f["label"] for f in fits], dtype=str), {"long_name": "the group's runs"})
-    ds["fit_pooled_over"] = ("fit", np.array([f["pooled_over"] for f in fits], dtype=str),
-                             {"long_name": "config fields pooled over (empty: none)"})
-    ds["fit_member"] = (("fit", "run"), np.array([f["members"] for f in fits], bool).reshape(len(fits), len(runs)),
-                        {"long_name": "run is in the fit group", "units": "1"})
-    for name, (dims, arr, attrs) in fit_dataset(fits).items():
-        ds[name] = (dims, arr, attrs)
+    ds = ds.assign_coords(fit=("fit", np.arange(len(fits))))
+    ds["fit_label"] = ("fit", np.array([f["label"] for f in fits], dtype=str))
+    ds["fit_pooled_over"] = ("fit", np.array([f["pooled_over"] for f in fits], dtype=str))
+    ds["fit_member"] = (("fit", "run"), np.array([f["members"] for f in fits], bool).reshape(len(fits), len(runs)))
+    for name, (dims, arr) in fit_dataset(fits).items():
+        ds[name] = (dims, arr)
     tau_boot = _tau_mem_replicates(rows, boots)
     spreads = [alpha_spread(n_arr[f["members"]], tau_boot[f["members"]], level) for f in fits]
     for key, long in FIT_CLOCK_KEYS.items():
-        ds[f"fit_clock_{key}"] = ("fit", np.array([sp[key.replace("alpha_", "")] for sp in spreads], np.int64 if key == "n_valid" else float),
-                                  {"long_name": long, "units": "1"})
+        ds[f"fit_clock_{key}"] = ("fit", np.array([sp[key.replace("alpha_", "")] for sp in spreads], np.int64 if key == "n_valid" else float))
     skip = set(NOT_GROUPING) | {f for level in levels for f in level}
     ds.attrs.update({
-        "probe": "clocks", "twoclocks_version": twoclocks.__version__,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "k": int(cs["tau_mem"].sustain.k), "acc_threshold": _acc_threshold(cs),
         "mem_adaptive": int(bool(pol and pol.adaptive)),
         **((pol.attrs(float(col("mem_baseline")[0])) if len(rows) == 1 else pol.attrs(per_run=True)) if pol else {}),
@@ -452,18 +433,12 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
             [r.training_environments() for r in runs],
             [json.loads(samples_cube(r).attrs.get("environment", "null")) for r in runs]),
     })
-    if out is not None:
-        from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA
-        from twoclocks.store import write_derived
-        out = Path(out)
-        if out.suffix != ".zarr":
-            raise TwoclocksError(f"--out {out}: give a path ending in .zarr")
-        ds = write_derived(ds, out, schema=CLOCKS_SCHEMA, params={
-            "k": int(cs["tau_mem"].sustain.k), "acc_threshold": _acc_threshold(cs),
-            "mem_threshold_policy": pol.policy if pol else "custom", "mem_threshold_t": pol.t if pol else None,
-            "clock_defs": cs.to_dict(), "n_boot": int(n_boot), "level": float(level),
-            "pools": [list(level) for level in levels], "where": [" ".join(c) for c in clauses]})
-    return ds
+    from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA  # clocks_schema imports this module's keys
+    return write_derived(ds, out, schema=CLOCKS_SCHEMA, params={  # out None: provenance and attrs, not written
+        "k": int(cs["tau_mem"].sustain.k), "acc_threshold": _acc_threshold(cs),
+        "mem_threshold_policy": pol.policy if pol else "custom", "mem_threshold_t": pol.t if pol else None,
+        "clock_defs": cs.to_dict(), "n_boot": int(n_boot), "level": float(level),
+        "pools": [list(level) for level in levels], "where": [" ".join(c) for c in clauses]})
 
 
 #: the per-fit-group spread of alpha under per-run clock uncertainty (:func:`alpha_spread`)
@@ -497,31 +472,22 @@ def _has_seed_samples(run) -> bool:
 
 def _uncertainty_vars(cs: ClockSet, runs, rows, boots, level: float) -> dict:
     """The per-run interval, reached-fraction and grid-bracket variables of :func:`compute_clocks`."""
-    pct = f"{100 * (1 - level) / 2:g}-{100 * (1 + level) / 2:g}%"
     out = {}
     for name in ("tau_rule", "tau_mem"):
         get = lambda key: np.array([b[key] if b is not None else np.nan for b in boots], float)  # noqa: E731
-        out[f"{name}_lo"] = ("run", get(f"{name}_lo"), {"long_name": f"{name} seed-bootstrap {pct} interval, lower "
-                                                                      "end (+inf: beyond the last step; NaN: no "
-                                                                      "bootstrap)", "units": "steps"})
-        out[f"{name}_hi"] = ("run", get(f"{name}_hi"), {"long_name": f"{name} seed-bootstrap {pct} interval, upper "
-                                                                      "end", "units": "steps"})
-        out[f"{name}_reached"] = ("run", get(f"{name}_reached"), {"long_name": f"fraction of bootstrap replicates "
-                                                                               f"reaching {name}", "units": "1"})
+        out[f"{name}_lo"] = ("run", get(f"{name}_lo"))
+        out[f"{name}_hi"] = ("run", get(f"{name}_hi"))
+        out[f"{name}_reached"] = ("run", get(f"{name}_reached"))
         lo, hi = np.full(len(runs), np.nan), np.full(len(runs), np.nan)
         for i, (r, row) in enumerate(zip(runs, rows)):
             if np.isfinite(row[name]):
                 lo[i], hi[i] = grid_bracket(samples_cube(r)["step"].values, row[name])
-        out[f"{name}_bracket_lo"] = ("run", lo, {"long_name": f"{name} grid bracket (lo, hi]: the evaluated step "
-                                                              "before it (-inf: first step)", "units": "steps"})
-        out[f"{name}_bracket_hi"] = ("run", hi, {"long_name": f"{name} grid bracket (lo, hi]: the clock",
-                                                 "units": "steps"})
+        out[f"{name}_bracket_lo"] = ("run", lo)
+        out[f"{name}_bracket_hi"] = ("run", hi)
     if cs.extra:
-        out["extra_clock"] = (("run", "extra_clock"), np.array([[row[n] for n in cs.extra] for row in rows], float),
-                              {"long_name": "further clocks of the definitions (attrs clock_defs)", "units": "steps"})
+        out["extra_clock"] = (("run", "extra_clock"), np.array([[row[n] for n in cs.extra] for row in rows], float))
         out["extra_clock_status"] = (("run", "extra_clock"),
-                                     np.array([[row[f"{n}_status"] for n in cs.extra] for row in rows], dtype=str),
-                                     {"long_name": "status of the further clocks"})
+                                     np.array([[row[f"{n}_status"] for n in cs.extra] for row in rows], dtype=str))
     return out
 
 
@@ -617,17 +583,13 @@ def _with_seed_summary(ds: xr.Dataset, cfgs: list[dict]) -> xr.Dataset:
                 mean[p, j] = v.mean()
             if len(v) >= 2:
                 sd[p, j] = v.std(ddof=1)
-    ds = ds.assign_coords(point=("point", np.array(labels, dtype=str), {"long_name": "grid point: runs equal "
-                                                                         "except their seeds"}),
-                          clock=("clock", np.array(clocks, dtype=str), {"long_name": "clock"}))
-    ds["point_index"] = ("run", index, {"long_name": "index of the run's grid point (dim point)", "units": "1"})
-    ds["point_n_seeds"] = ("point", np.bincount(index, minlength=len(points)).astype(np.int64),
-                           {"long_name": "runs (seeds) at the grid point", "units": "1"})
-    ds["seed_mean"] = (("point", "clock"), mean, {"long_name": "mean over the point's seeds that reached the "
-                                                               "clock", "units": "steps"})
-    ds["seed_sd"] = (("point", "clock"), sd, {"long_name": "sample standard deviation (ddof 1) over the point's "
-                                                           "seeds that reached the clock", "units": "steps"})
-    ds["seed_n"] = (("point", "clock"), n, {"long_name": "seeds of the point that reached the clock", "units": "1"})
+    ds = ds.assign_coords(point=("point", np.array(labels, dtype=str)),
+                          clock=("clock", np.array(clocks, dtype=str)))
+    ds["point_index"] = ("run", index)
+    ds["point_n_seeds"] = ("point", np.bincount(index, minlength=len(points)).astype(np.int64))
+    ds["seed_mean"] = (("point", "clock"), mean)
+    ds["seed_sd"] = (("point", "clock"), sd)
+    ds["seed_n"] = (("point", "clock"), n)
     return ds
 
 

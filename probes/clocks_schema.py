@@ -1,12 +1,15 @@
-"""The schemas of the derived cross-run cubes: ``clocks`` (`twoclocks-probe clocks --out`) and
-``collect`` (`twoclocks-probe collect`, SWEEP_DIR/collect.zarr). Both are written through
-:func:`twoclocks.store.write_derived`, which checks them against these declarations."""
+"""The schemas of the derived cross-run cubes: ``clocks`` (`twoclocks-probe clocks --out`), ``collect``
+(`twoclocks-probe collect`, SWEEP_DIR/collect.zarr) and ``sensitivity``, and the declaration of the clocks
+cube as a cross-run :class:`~twoclocks.probes.registry.DerivedProbe`. Each is written through
+:func:`twoclocks.store.write_derived`, which checks it against these declarations."""
 from __future__ import annotations
 
-from twoclocks.probes.clocks import FIT_CLOCK_KEYS, FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS
+from twoclocks.probes.clocks import (FIT_CLOCK_KEYS, FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS, compute_clocks,
+                                     format_clocks_table)
+from twoclocks.probes.registry import DerivedProbe, register
 from twoclocks.schema import CubeSchema, Var, coord
 
-__all__ = ["CLOCKS_SCHEMA", "COLLECT_SCHEMA", "SENSITIVITY_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS",
+__all__ = ["PROBE", "CLOCKS_SCHEMA", "COLLECT_SCHEMA", "SENSITIVITY_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS",
            "UNCERTAINTY_VARS", "FIT_CLOCK_VARS"]
 
 
@@ -148,3 +151,11 @@ SENSITIVITY_SCHEMA = CubeSchema(
         "thin_factor": Var(_V, "int64", "thinning factor: every thin-th evaluated step kept, counted back from the last"),
         "bank_factor": Var(_V, "int64", "bank factor: n_seeds // bank seeds kept"),
     })
+
+
+#: the clocks cube as a cross-run derived probe (declared here, beside its schema: compute_clocks writes it
+#: through twoclocks.store.write_derived with the provenance of every cube)
+PROBE = register(DerivedProbe(
+    name="clocks", cube="clocks", options=None, schema=CLOCKS_SCHEMA, derive=compute_clocks, cross_run=True,
+    builtin=True, summary=format_clocks_table,
+    help="The two clocks and the innovation window per run, with the tau_mem = c N^alpha fits (`clocks --out`)."))

@@ -27,7 +27,7 @@ from twoclocks.environment import bf16_measured_ok, device_name, environment
 from twoclocks.probes.common import resolve_sources, step_key
 from twoclocks.store import CubeStore, concat_steps, keyed_merge, load_checked, stale_steps, write_derived
 
-__all__ = ["Context", "run_probe", "resolve_precision", "PRECISIONS", "COMPACT_EVERY", "COMPACT_SECONDS"]
+__all__ = ["Context", "run_probe", "run_derived", "resolve_precision", "PRECISIONS", "COMPACT_EVERY", "COMPACT_SECONDS"]
 
 PRECISIONS = ("fp32", "bf16", "auto")
 COMPACT_EVERY = 64        # pieces between compactions of a long call (bounds the pending pieces on disk)
@@ -84,6 +84,20 @@ def _as_run(run):
     return run if isinstance(run, Run) else open_run(run)
 
 
+def run_derived(probe, run, write: bool = True, **options) -> xr.Dataset:
+    """A per-run derived probe's Dataset (:class:`twoclocks.probes.registry.DerivedProbe`) from the cubes
+    it needs: its schema's attrs and the provenance of every cube, written to ``RUN/probes/CUBE.zarr``
+    unless ``write`` is False."""
+    run = _as_run(run)
+    opts = probe.make_options(**options)
+    for need in probe.needs:
+        if not run.probe_path(need).exists():
+            raise TwoclocksError(f"{probe.name} needs probes/{need}.zarr; run `twoclocks-probe {need} {run.path}` first")
+    ds = probe.derive(run, opts).assign_attrs(probe.provenance_attrs())
+    return write_derived(ds, run.probe_path(probe.cube) if write else None, schema=probe.schema, run=run,
+                         name=probe.cube, params=probe.identity(opts))
+
+
 def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: str = "auto",
               precision: str = "auto", force: bool = False, update_stale: bool = False, progress: bool = True,
               overlap: bool | None = None, **options) -> xr.Dataset:
@@ -94,13 +108,6 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
     run = _as_run(run)
     opts = probe.make_options(**options)
     arch = run.config.arch
-    if probe.derive is not None:
-        for need in probe.needs:
-            if not run.probe_path(need).exists():
-                raise TwoclocksError(f"{probe.name} needs probes/{need}.zarr; run `twoclocks-probe {need} {run.path}` first")
-        ds = probe.derive(run, opts)
-        return write_derived(ds, run.probe_path(probe.cube), schema=probe.schema, run=run, name=probe.cube,
-                             params=probe.identity(opts))
     if denoiser is not None and denoiser not in probe.references:
         allowed = ", ".join(probe.references) if probe.references else "none"
         raise TwoclocksError(f"{probe.name} has no reference {denoiser!r}; --denoiser choices: {allowed}")
@@ -126,6 +133,7 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
     merge = keyed_merge(probe.schema, probe.keys) if probe.keys and probe.merge is concat_steps else probe.merge
     finalize = (lambda ds: probe.finalize(ds, ctx)) if probe.finalize is not None else None
     attrs = {"precision": prec} if probe.uses_network else {}
+    attrs.update(probe.provenance_attrs())
     attrs["environment"] = json.dumps(environment(dev, prec if probe.uses_network else None))
 
     def assemble():
@@ -176,7 +184,7 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
     ds = load_checked(ds, store.path)  # every value read and its checksum checked (a damaged chunk: a one-line error)
     if probe.select is not None:
         ds = probe.select(ds, ctx)
-    return ds
+    return probe.schema.apply(ds) if probe.schema is not None else ds  # the schema's attrs, whatever was stored
 
 
 def _has_extra(existing, probe) -> bool:

@@ -28,8 +28,7 @@ References (computed once per cube, one piece; exact for every rule and encoding
 ideal-rule (the training distribution: uniform on the sampler's support), ideal-cube and memorize,
 on the same rows: ``reference_loss`` (reference, split, sigma). A reference that has no exact form for
 the run (ideal-rule of Latin squares with n >= 6 and of 6x6 Sudoku: no closed form and too many images
-to enumerate) is left out and named, with the reason, in the ``omitted`` attr of the ``reference``
-coordinate.
+to enumerate) is left out and named, with the reason, in the cube's ``references_omitted`` attr.
 
 Derived views (recomputed at every assembly, see :class:`LossClockCriterion`):
 - ``gap`` = loss[heldout] - loss[train] (step, sigma) and its standard error;
@@ -113,17 +112,6 @@ def sigma_levels(n_sigma: int, sigma_min: float, sigma_max: float) -> np.ndarray
     return np.geomspace(sigma_min, sigma_max, n_sigma)
 
 
-def check_options(n_sigma, sigma_min, sigma_max, n_subset, batch_size) -> None:
-    if not (isinstance(n_sigma, (int, np.integer)) and n_sigma >= 2):
-        raise TwoclocksError(f"--n-sigma must be an integer >= 2, got {n_sigma}")
-    if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
-        raise TwoclocksError(f"need 0 < --sigma-min < --sigma-max (finite), got {sigma_min} and {sigma_max}")
-    if not (isinstance(n_subset, (int, np.integer)) and n_subset >= 2):
-        raise TwoclocksError(f"--n-subset must be an integer >= 2 (a standard error needs 2 items), got {n_subset}")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise TwoclocksError(f"--batch-size must be a positive integer, got {batch_size}")
-
-
 def make_rows(run, n_sigma: int = 50, sigma_min: float = 0.002, sigma_max: float = 80.0,
               n_subset: int = 1024) -> DsmRows:
     """The fixed subsets and noise draws of the run (module docstring), stacked into rows."""
@@ -184,15 +172,11 @@ def _weight(sigmas: np.ndarray, sigma_data: float) -> np.ndarray:
     return edm_weight(torch.as_tensor(sigmas, dtype=torch.float64), sigma_data).numpy()
 
 
-def _loss_vars(prefix: str, dims: tuple, mean, se, w, what: str) -> dict:
+def _loss_vars(prefix: str, dims: tuple, mean, se, w) -> dict:
     return {
-        f"{prefix}loss": (dims, mean, {"long_name": f"unweighted DSM loss (1/P)||D(x + s n; s) - x||^2, mean over "
-                                                    f"the fixed subset{what}", "units": LOSS_UNITS}),
-        f"{prefix}loss_se": (dims, se, {"long_name": f"standard error of {prefix}loss over subset items{what}",
-                                        "units": LOSS_UNITS}),
-        f"{prefix}loss_weighted": (dims, mean * w, {"long_name": f"EDM-weighted DSM loss lambda(s) {prefix}loss, "
-                                                                 f"lambda = (s^2 + sd^2)/(s sd)^2{what}",
-                                                    "units": LOSS_UNITS}),
+        f"{prefix}loss": (dims, mean),
+        f"{prefix}loss_se": (dims, se),
+        f"{prefix}loss_weighted": (dims, mean * w),
     }
 
 
@@ -202,18 +186,14 @@ def _common(rows: DsmRows) -> tuple[dict, dict]:
     for i, split in enumerate(SPLITS):
         sub[i, :rows.sizes[split]] = rows.subsets[split]
     coords = {
-        "split": ("split", list(SPLITS), {"long_name": "data split"}),
-        "sigma": ("sigma", rows.sigmas, {"long_name": "noise level s (log grid)", "units": "model-space units"}),
-        "item": ("item", np.arange(n_max), {"long_name": "position in the fixed subset"}),
+        "split": ("split", list(SPLITS)),
+        "sigma": ("sigma", rows.sigmas),
+        "item": ("item", np.arange(n_max)),
     }
     data = {
-        "subset_index": (("split", "item"), sub, {"long_name": "index into the split of each subset item "
-                                                               "(-1: the split is smaller than n_subset)",
-                                                  "units": "1"}),
-        "subset_size": ("split", np.array([rows.sizes[s] for s in SPLITS], dtype=np.int64),
-                        {"long_name": "number of items of the split evaluated", "units": "1"}),
-        "noise_draws": ("split", np.array([rows.draws[s] for s in SPLITS], dtype=np.int64),
-                        {"long_name": "fixed noise draws per item and sigma", "units": "1"}),
+        "subset_index": (("split", "item"), sub),
+        "subset_size": ("split", np.array([rows.sizes[s] for s in SPLITS], dtype=np.int64)),
+        "noise_draws": ("split", np.array([rows.draws[s] for s in SPLITS], dtype=np.int64)),
     }
     return data, coords
 
@@ -222,9 +202,8 @@ def step_piece(rows: DsmRows, per_row: np.ndarray, step: int, sigma_data: float)
     mean, se = split_stats(rows, per_row)
     w = _weight(rows.sigmas, sigma_data)
     data, coords = _common(rows)
-    data.update(_loss_vars("", ("step", "split", "sigma"), mean[None], se[None], w, ""))
-    coords["step"] = ("step", [int(step)], {"long_name": "training step of the checkpoint (-1: reference "
-                                                         "denoiser)", "units": "steps"})
+    data.update(_loss_vars("", ("step", "split", "sigma"), mean[None], se[None], w))
+    coords["step"] = ("step", [int(step)])
     return xr.Dataset(data, coords=coords)
 
 
@@ -243,19 +222,20 @@ def reference_piece(run, rows: DsmRows, batch_size: int) -> xr.Dataset:
         ses.append(s)
     data, coords = _common(rows)
     w = _weight(rows.sigmas, run.config.sigma_data)
-    data.update(_loss_vars("reference_", ("reference", "split", "sigma"), np.array(means), np.array(ses), w,
-                           " (exact reference denoiser)"))
-    coords["reference"] = ("reference", np.array(names, dtype=str), {"omitted": "; ".join(omitted) or "none"})
-    return xr.Dataset(data, coords=coords)
+    data.update(_loss_vars("reference_", ("reference", "split", "sigma"), np.array(means), np.array(ses), w))
+    coords["reference"] = ("reference", np.array(names, dtype=str))
+    return xr.Dataset(data, coords=coords, attrs={"references_omitted": "; ".join(omitted) or "none"})
 
 
 def _merge(parts: list[xr.Dataset]) -> xr.Dataset:
     """The stored cube and new pieces (step pieces, the references piece) as one cube, before add_derived
     (the store drops the derived variables, declared ``derived`` in :data:`SCHEMA`, from every part)."""
     ds = concat_steps(parts)
-    for p in parts:  # the references piece carries the note on omitted references
-        if "reference" in p.coords and "omitted" in p["reference"].attrs:
-            ds["reference"].attrs["omitted"] = p["reference"].attrs["omitted"]
+    for p in parts:  # the references piece carries the note on omitted references (cubes of twoclocks < 0.3:
+        if "references_omitted" in p.attrs:  # on the reference coordinate)
+            ds.attrs["references_omitted"] = p.attrs["references_omitted"]
+        elif "reference" in p.coords and "omitted" in p["reference"].attrs:
+            ds.attrs["references_omitted"] = p["reference"].attrs["omitted"]
     return ds
 
 
@@ -273,28 +253,27 @@ def _rel(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
 
 
 def add_derived(ds: xr.Dataset, crit: LossClockCriterion | None = None) -> xr.Dataset:
-    """Add the gap views and the loss-based clocks (module docstring) to a DSM spectrum cube."""
-    crit = crit or LossClockCriterion()
+    """Add the gap views and the loss-based clocks (module docstring) to a DSM spectrum cube (their attrs:
+    the schema's, stamped by the framework; none is carried over from the losses)."""
+    with xr.set_options(keep_attrs=False):
+        return _add_derived(ds, crit or LossClockCriterion())
+
+
+def _add_derived(ds: xr.Dataset, crit: LossClockCriterion) -> xr.Dataset:
     ds = ds.copy()
     crit_attrs = {f"criterion_{k}": (list(v) if isinstance(v, tuple) else v) for k, v in asdict(crit).items()}
     if "reference_loss" in ds:
         L = ds["reference_loss"]
-        ds["reference_gap"] = (L.sel(split="heldout") - L.sel(split="train")).assign_attrs(
-            long_name="reference heldout minus train loss", units=LOSS_UNITS)
+        ds["reference_gap"] = L.sel(split="heldout") - L.sel(split="train")
     if "loss" not in ds:
         return ds
     L, E = ds["loss"], ds["loss_se"]
     tr, he, hy = (L.sel(split=s, drop=True) for s in SPLITS)
     e_tr, e_he, e_hy = (E.sel(split=s, drop=True) for s in SPLITS)
-    ds["gap"] = (he - tr).assign_attrs(long_name="held-out minus train loss (memorization gap)", units=LOSS_UNITS)
-    ds["gap_se"] = np.sqrt(e_he ** 2 + e_tr ** 2).assign_attrs(
-        long_name="standard error of gap (items treated as independent; conservative with the shared noise)",
-        units=LOSS_UNITS)
-    ds["rel_gap_mem"] = _rel(he, tr).assign_attrs(
-        long_name="relative memorization gap (heldout - train) / max(heldout, train) (0 where both are 0)", units="1")
-    ds["rel_gap_rule"] = _rel(hy, he).assign_attrs(
-        long_name="relative rule gap (hypercube - heldout) / max(hypercube, heldout) (0 where both are 0)",
-        units="1")
+    ds["gap"] = he - tr
+    ds["gap_se"] = np.sqrt(e_he ** 2 + e_tr ** 2)
+    ds["rel_gap_mem"] = _rel(he, tr)
+    ds["rel_gap_rule"] = _rel(hy, he)
     sig = ds["sigma"]
     steps = ds["step"].values
     clocks = {}
@@ -302,14 +281,10 @@ def add_derived(ds: xr.Dataset, crit: LossClockCriterion | None = None) -> xr.Da
             ("mem", he - tr, ds["gap_se"], ds["rel_gap_mem"], crit.band_mem, crit.threshold_mem),
             ("rule", hy - he, np.sqrt(e_hy ** 2 + e_he ** 2), ds["rel_gap_rule"], crit.band_rule, crit.threshold_rule)):
         inband = (sig >= band[0]) & (sig <= band[1])
-        what = "train vs held-out" if kind == "mem" else "held-out vs hypercube"
         sig_s = (rel > thr) & (diff > crit.z * se)
-        ds[f"significant_{kind}"] = sig_s.assign_attrs(
-            long_name=f"loss split {what} at this sigma: relative gap > {thr} and > {crit.z} SE", units="1")
+        ds[f"significant_{kind}"] = sig_s
         sep = (sig_s & inband).any("sigma")
-        ds[f"separated_{kind}"] = sep.assign_attrs(
-            long_name=f"loss split {what} separated at this step (relative gap > {thr} and > {crit.z} SE at "
-                      f"some sigma in [{band[0]}, {band[1]}])", units="1")
+        ds[f"separated_{kind}"] = sep
         ok = steps >= 0
         clocks[kind] = _first_sustained(sep.values[ok], steps[ok], crit.k) if ok.any() else float("nan")
     raw_rule = clocks["rule"]
@@ -318,17 +293,10 @@ def add_derived(ds: xr.Dataset, crit: LossClockCriterion | None = None) -> xr.Da
         clocks["rule"] = float("nan")
     note = ("reference cube: no training steps, no clock" if not (steps >= 0).any()
             else "NaN: never separated for k consecutive evaluations")
-    ds["tau_mem_loss"] = xr.DataArray(clocks["mem"], attrs={
-        "long_name": "loss-based memorization clock: first step from which held-out loss exceeds train loss "
-                     "(relative gap > threshold and > z SE at some sigma in the band) for k consecutive "
-                     "evaluated checkpoints", "units": "steps", "band": list(crit.band_mem),
-        "threshold": crit.threshold_mem, "z": crit.z, "k": crit.k, "note": note})
-    ds["tau_rule_loss"] = xr.DataArray(clocks["rule"], attrs={
-        "long_name": "loss-based rule clock: first step from which hypercube loss exceeds held-out loss "
-                     "(relative gap > threshold and > z SE at some sigma in the band) for k consecutive "
-                     "evaluated checkpoints; discarded (NaN) when later than tau_mem_loss", "units": "steps",
-        "band": list(crit.band_rule), "threshold": crit.threshold_rule, "z": crit.z, "k": crit.k,
-        "raw_step": raw_rule, "discarded_after_tau_mem": int(discarded), "note": note})
+    ds["tau_mem_loss"] = xr.DataArray(clocks["mem"])
+    ds["tau_rule_loss"] = xr.DataArray(clocks["rule"])
+    crit_attrs.update({"tau_rule_loss_raw_step": raw_rule, "tau_rule_loss_discarded_after_tau_mem": int(discarded),
+                       "loss_clock_note": note})
     ds.attrs.update(crit_attrs)
     return ds
 
@@ -340,20 +308,20 @@ AUTO_SIZES = {"cuda": (50, 1024), "cpu": (24, 256)}
 @dataclass(frozen=True)
 class DsmOptions:
     n_sigma: Optional[int] = option(None, "Noise levels on the log grid [default auto: 50 on a GPU, 24 on a CPU].",
-                                    cli_type=Optional[int])
-    sigma_min: float = option(0.002, "Smallest noise level.")
-    sigma_max: float = option(80.0, "Largest noise level.")
+                                    cli_type=Optional[int], min=2)
+    sigma_min: float = option(0.002, "Smallest noise level.", gt=0, lt=math.inf)
+    sigma_max: float = option(80.0, "Largest noise level.", gt=0, lt=math.inf)
     n_subset: Optional[int] = option(None, "Items per split (a fixed subset drawn from the run seed; all of a smaller "
                                            "split) [default auto: 1024 on a GPU, 256 on a CPU: a 400-step tiny run "
                                            "(45 checkpoints) takes about 3 minutes on 2 CPU cores].",
-                                     cli_type=Optional[int])
-    batch_size: int = option(8192, "Rows (item, sigma) per network call.", identity=False)
+                                     cli_type=Optional[int], min=2)
+    batch_size: int = option(8192, "Rows (item, sigma) per network call.", identity=False, min=1)
     criterion: LossClockCriterion = option(LossClockCriterion(), "When a loss split counts as separated "
                                            "(Python API only; shapes the derived clocks).", identity=False, cli=False)
 
     def __post_init__(self):
-        check_options(50 if self.n_sigma is None else self.n_sigma, self.sigma_min, self.sigma_max,
-                      1024 if self.n_subset is None else self.n_subset, self.batch_size)
+        if not self.sigma_min < self.sigma_max:
+            raise TwoclocksError(f"need --sigma-min < --sigma-max, got {self.sigma_min} and {self.sigma_max}")
 
 
 def _resolve(opts, ctx):
@@ -407,18 +375,19 @@ def summary_lines(ds: xr.Dataset) -> list[str]:
     train gap and the sigma range where the split is significant (relative gap > threshold, > z SE)."""
     lines = []
     trained = "step" in ds.coords and bool((ds["step"].values >= 0).any())
-    for v in ("tau_rule_loss", "tau_mem_loss") if trained else ():
-        a = ds[v].attrs
+    a = ds.attrs
+    for v, kind in (("tau_rule_loss", "rule"), ("tau_mem_loss", "mem")) if trained else ():
         val = float(ds[v])
         txt = "not reached" if not np.isfinite(val) else f"step {int(val)}"
-        if v == "tau_rule_loss" and a.get("discarded_after_tau_mem"):
-            txt += f" (raw step {int(a['raw_step'])} discarded: after tau_mem_loss)"
-        lines.append(f"{v}: {txt}  [sigma band {a['band']}, relative gap > {a['threshold']} and > {a['z']} SE, "
-                     f"for {a['k']} consecutive checkpoints]")
+        if v == "tau_rule_loss" and a.get("tau_rule_loss_discarded_after_tau_mem"):
+            txt += f" (raw step {int(a['tau_rule_loss_raw_step'])} discarded: after tau_mem_loss)"
+        lines.append(f"{v}: {txt}  [sigma band {list(a[f'criterion_band_{kind}'])}, relative gap > "
+                     f"{a[f'criterion_threshold_{kind}']} and > {a['criterion_z']} SE, for {a['criterion_k']} "
+                     "consecutive checkpoints]")
     if "loss" in ds and ds.sizes.get("step", 0):
         last = ds.isel(step=-1)
         sig = ds["sigma"].values
-        lo, hi = ds["tau_mem_loss"].attrs["band"]
+        lo, hi = ds.attrs["criterion_band_mem"]
         gap = np.where((sig >= lo) & (sig <= hi), last["gap"].values, np.nan)
         where = sig[last["significant_mem"].values]
         band = f"sigma in [{where.min():.3g}, {where.max():.3g}]" if len(where) else "at no sigma"
@@ -435,7 +404,7 @@ def summary_lines(ds: xr.Dataset) -> list[str]:
         for r in ds["reference"].values:
             lines.append(f"  reference {r}: " + ", ".join(
                 f"{sp} {float(ds['reference_loss'].sel(reference=r, split=sp)[j]):.4f}" for sp in SPLITS))
-    omitted = ds["reference"].attrs.get("omitted", "none") if "reference" in ds.coords else "none"
+    omitted = ds.attrs.get("references_omitted", "none") if "reference" in ds.coords else "none"
     if omitted != "none":
         lines.append(f"references omitted: {omitted}")
     return lines
@@ -494,7 +463,7 @@ def _figures():
 
 
 PROBE = register(Probe(
-    name="dsm-spectrum", cube=NAME, options=DsmOptions, schema=SCHEMA, archs=("dit",),
+    name="dsm-spectrum", cube=NAME, options=DsmOptions, schema=SCHEMA, archs=("dit",), builtin=True,
     help="Denoising loss by noise level on train / heldout / hypercube, with the exact reference denoisers and "
          "loss-based clocks -> probes/dsm_spectrum.zarr.",
     references=REFERENCES, setup=_setup, compute=_compute, extra_pieces=_references,

@@ -24,6 +24,7 @@ from twoclocks import TwoclocksError
 from twoclocks.probes.clocks import (NOT_GROUPING, compute_clocks, group_runs, parse_where,
                                      select_runs)
 from twoclocks.probes.fits_schema import CLOCK_FIT_SCHEMA
+from twoclocks.probes.registry import DerivedProbe, register
 from twoclocks.probes.linefit import (LINE_FIT_KEYS, LINE_FIT_STR_KEYS, LINE_MODELS, ML_TEST, T_TEST,
                                       censored_line_fit, line_x)
 from twoclocks.store import open_cube, write_derived
@@ -326,3 +327,9 @@ def format_clock_fits(fit: xr.Dataset) -> str:
     if loose:
         lines.append(f"in no group (fewer than 2 distinct {x} among runs equal otherwise): {', '.join(loose)}")
     return "\n".join(lines)
+
+
+PROBE = register(DerivedProbe(
+    name="fit", cube="clock_fit", options=None, schema=CLOCK_FIT_SCHEMA, derive=fit_clocks, cross_run=True,
+    builtin=True, summary=format_clock_fits,
+    help="Any clock against any numeric config field across runs, per group, with intervals (`fit --out`)."))

@@ -24,7 +24,7 @@ from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clockdefs import PRESETS, clockset_from_options
 from twoclocks.probes.clocks import run_clocks
-from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.probes.registry import DerivedProbe, FigureSpec, option, register
 from twoclocks.probes.samples import STATES
 from twoclocks.probes.uncertainty import samples_cube
 from twoclocks.schema import CubeSchema, Var, coord
@@ -93,11 +93,7 @@ def compute_markov(run, windows: str | None = None, write: bool = True, **clock_
     ``probes/markov.zarr`` through the one derived-cube writer: ``PROBE(run, ...)``. ``windows``:
     '--windows' step ranges, default from the run's clocks (``clock_options``: k, acc_threshold,
     mem_threshold, mem_adaptive as in :func:`twoclocks.probes.clocks.run_clocks`)."""
-    if write:
-        return PROBE(run, windows=windows, **clock_options)
-    from twoclocks.run import Run, open_run
-    run = run if isinstance(run, Run) else open_run(run)
-    return _markov(run, PROBE.make_options(windows=windows, **clock_options))
+    return PROBE(run, write=write, windows=windows, **clock_options)
 
 
 def _markov(run, opts) -> xr.Dataset:
@@ -129,35 +125,26 @@ def _markov(run, opts) -> xr.Dataset:
     member = np.array([(s_from >= lo) & (s_to <= hi) for _, lo, hi in wins])   # (window, pair)
     wcounts = np.einsum("wp,pij->wij", member.astype(np.int64), counts)
     fr = np.stack([np.bincount(row, minlength=n) for row in states.astype(np.int64)]) / states.shape[1]
-    label = {"long_name": "sample state"}
     ds = xr.Dataset(
         {
-            "counts": (("step_pair", "state_from", "state_to"), counts,
-                       {"long_name": "seeds moving from state_from to state_to between the pair's steps",
-                        "units": "1"}),
-            "prob": (("step_pair", "state_from", "state_to"), row_normalize(counts),
-                     {"long_name": "transition probability per step pair (row-normalized counts)", "units": "1"}),
-            "window_counts": (("window", "state_from", "state_to"), wcounts,
-                              {"long_name": "transition counts summed over the window's step pairs", "units": "1"}),
-            "window_prob": (("window", "state_from", "state_to"), row_normalize(wcounts),
-                            {"long_name": "transition probability in the window (row-normalized)", "units": "1"}),
-            "window_n_pairs": (("window",), member.sum(axis=1),
-                               {"long_name": "number of step pairs in the window", "units": "1"}),
-            "state_frac": (("step", "state_label"), fr, {"long_name": "fraction of samples per state",
-                                                         "units": "1"}),
+            "counts": (("step_pair", "state_from", "state_to"), counts),
+            "prob": (("step_pair", "state_from", "state_to"), row_normalize(counts)),
+            "window_counts": (("window", "state_from", "state_to"), wcounts),
+            "window_prob": (("window", "state_from", "state_to"), row_normalize(wcounts)),
+            "window_n_pairs": (("window",), member.sum(axis=1)),
+            "state_frac": (("step", "state_label"), fr),
         },
         coords={
-            "step_pair": ("step_pair", np.arange(len(s_from)), {"long_name": "consecutive evaluated step pair"}),
-            "step_from": ("step_pair", s_from, {"long_name": "first step of the pair", "units": "steps"}),
-            "step_to": ("step_pair", s_to, {"long_name": "second step of the pair", "units": "steps"}),
-            "state_from": ("state_from", list(STATES), label),
-            "state_to": ("state_to", list(STATES), label),
-            "state_label": ("state_label", list(STATES), label),
-            "step": ("step", steps, {"long_name": "training step", "units": "steps"}),
-            "window": ("window", [w[0] for w in wins], {"long_name": "window of steps"}),
-            "window_start": ("window", [w[1] for w in wins], {"long_name": "first step (inclusive)", "units": "steps"}),
-            "window_end": ("window", [min(w[2], int(steps[-1])) for w in wins],
-                           {"long_name": "last step (inclusive)", "units": "steps"}),
+            "step_pair": ("step_pair", np.arange(len(s_from))),
+            "step_from": ("step_pair", s_from),
+            "step_to": ("step_pair", s_to),
+            "state_from": ("state_from", list(STATES)),
+            "state_to": ("state_to", list(STATES)),
+            "state_label": ("state_label", list(STATES)),
+            "step": ("step", steps),
+            "window": ("window", [w[0] for w in wins]),
+            "window_start": ("window", [w[1] for w in wins]),
+            "window_end": ("window", [min(w[2], int(steps[-1])) for w in wins]),
         },
         attrs={"windows": json.dumps([list(w) for w in wins]), "windows_from": "clocks" if clocks else "user",
                "clocks": json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
@@ -191,9 +178,10 @@ class MarkovOptions:
                                           "window, after tau_mem].", cli_type=Optional[str])
     clocks: Optional[str] = option(None, f"Clocks for the default windows: a preset of clock definitions "
                                          f"({', '.join(PRESETS)}) [default: adaptive].", cli_type=Optional[str])
-    k: int = option(3, "Clocks for the default windows: consecutive evaluations.")
-    acc_threshold: float = option(0.9, "Clocks for the default windows: sample accuracy threshold of tau_rule.")
-    mem_threshold: float = option(0.1, "Clocks for the default windows: memorization threshold t.")
+    k: int = option(3, "Clocks for the default windows: consecutive evaluations.", min=1)
+    acc_threshold: float = option(0.9, "Clocks for the default windows: sample accuracy threshold of tau_rule.",
+                                  min=0, max=1)
+    mem_threshold: float = option(0.1, "Clocks for the default windows: memorization threshold t.", min=0, max=1)
     mem_adaptive: Optional[bool] = option(None, "Clocks for the default windows: adaptive threshold b + t (1 - b) "
                                                 "above the baseline b = N/|support| (default) or fixed t.",
                                           cli_type=Optional[bool], flag="--mem-adaptive/--mem-fixed")
@@ -236,8 +224,8 @@ def _figures():
     return (FigureSpec("transitions", ("markov",), lambda c: plot_transitions(c["markov"])),)
 
 
-PROBE = register(Probe(
-    name="markov", cube="markov", options=MarkovOptions, schema=SCHEMA, needs=("samples",), uses_network=False,
+PROBE = register(DerivedProbe(
+    name="markov", cube="markov", options=MarkovOptions, schema=SCHEMA, needs=("samples",), builtin=True,
     help="Transitions between the per-sample states of consecutive checkpoints -> probes/markov.zarr.",
     derive=_markov, summary=format_markov, figures=_figures,
 ))

@@ -39,10 +39,9 @@ import xarray as xr
 
 from dataclasses import dataclass
 
-from twoclocks import TwoclocksError
 from twoclocks.data.rules import GroupParity, restricted_support, support_baseline
 from twoclocks.probes.memo import GroupIndex, TrainIndex
-from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, option, register
+from twoclocks.probes.registry import FigureSpec, Probe, check_option, concat_steps, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["run_baselines", "with_baselines", "STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
@@ -53,9 +52,6 @@ SUBSETS = ("all", "valid", "valid_novel")
 DEFAULT_EPS = (0.01, 0.05, 0.1, 0.2, 0.5)
 DEFAULT_EPS_STATE = 0.1
 MC_DRAWS = 1 << 16  # Monte Carlo draws for baselines without a closed form
-
-STATE_ATTRS = {"long_name": "per-sample state", "flag_values": list(range(len(STATES))),
-               "flag_meanings": " ".join(STATES), "units": "1"}
 
 
 def classify(qdist: np.ndarray, valid: np.ndarray, memorized: np.ndarray, eps_state: float) -> np.ndarray:
@@ -125,64 +121,44 @@ class SampleEvaluator:
         mean = (lambda a: float(np.mean(a)) if n else np.nan)
         extra = {}
         if self.restricted:   # Latin squares, Sudoku: the training distribution covers part of the valid set
-            extra["support_frac"] = ((), mean(self.rule.in_support(cells) & finite), {})
+            extra["support_frac"] = ((), mean(self.rule.in_support(cells) & finite))
         if self.families:     # rows / columns / blocks that are permutations (paper Fig. 22)
             ratios = self.rule.breakdown(cells)
             line = np.array([mean(ratios[f"{f}_ratio"] * finite) for f in self.families])
             whole = np.array([mean((ratios[f"{f}_ratio"] == 1) & finite) for f in self.families])
-            extra["line_valid_frac"] = (("family",), line, {})
-            extra["family_valid_frac"] = (("family",), whole, {})
+            extra["line_valid_frac"] = (("family",), line)
+            extra["family_valid_frac"] = (("family",), whole)
         masks = [finite, valid, novel]
         st = np.array([_stats(nn, m) for m in masks]).reshape(len(SUBSETS), 2)
         counts = np.bincount(state, minlength=len(STATES)).astype(np.int64)
         ds = xr.Dataset(
             {
-                "sample": (("seed", "cell"), cells, {"long_name": "decoded (binarized) sample", "units": "1"}),
-                "state": (("seed",), state, dict(STATE_ATTRS)),
-                "qdist": (("seed",), q, {"long_name": "quantization distance q(x) = max_i | |x_i| - 1 |",
-                                         "units": "1"}),
-                "nn_hamming": (("seed",), nn.astype(np.int16),
-                               {"long_name": "Hamming distance to the nearest train sample", "units": "cells"}),
-                "invalid_frac": (("eps",), (q[:, None] > eps[None]).mean(axis=0) if n else np.full(len(eps), np.nan),
-                                 {"long_name": "fraction of samples with q(x) > eps", "units": "1"}),
-                "group_acc": ((), mean(cons), {"long_name": "group accuracy (fraction of the rule's constraints "
-                                                            "satisfied, per group for parity)", "units": "1"}),
-                "sample_acc": ((), mean(valid), {"long_name": "sample accuracy (fraction rule-valid)", "units": "1"}),
-                "group_mem": ((), group_mem, {"long_name": "group memorization (fraction of (sample, group "
-                                                           "position) whose pattern occurs there in train)",
-                                              "units": "1"}),
-                "sample_mem": ((), mean(mem), {"long_name": "sample memorization (fraction equal to a train "
-                                                            "sample)", "units": "1"}),
-                "combinatorial_novelty": ((), combi, {
-                    "long_name": "share of valid-novel samples whose every group occurs at its position in "
-                                 "train (new samples made of memorized parts)", "units": "1"}),
-                "nn_hamming_mean": (("subset",), st[:, 0], {"long_name": "mean nearest-train Hamming distance",
-                                                            "units": "cells"}),
-                "nn_hamming_median": (("subset",), st[:, 1], {"long_name": "median nearest-train Hamming "
-                                                                           "distance", "units": "cells"}),
-                "subset_count": (("subset",), np.array([m.sum() for m in masks], np.int64),
-                                 {"long_name": "number of samples in the subset", "units": "1"}),
-                "state_count": (("state_label",), counts, {"long_name": "number of samples per state", "units": "1"}),
-                "state_frac": (("state_label",), counts / max(n, 1) if n else np.full(len(STATES), np.nan),
-                               {"long_name": "fraction of samples per state", "units": "1"}),
-                "nonfinite_count": ((), np.int64((~finite).sum()),
-                                    {"long_name": "number of samples with a non-finite coordinate (NaN or inf)",
-                                     "units": "1"}),
+                "sample": (("seed", "cell"), cells),
+                "state": (("seed",), state),
+                "qdist": (("seed",), q),
+                "nn_hamming": (("seed",), nn.astype(np.int16)),
+                "invalid_frac": (("eps",), (q[:, None] > eps[None]).mean(axis=0) if n else np.full(len(eps), np.nan)),
+                "group_acc": ((), mean(cons)),
+                "sample_acc": ((), mean(valid)),
+                "group_mem": ((), group_mem),
+                "sample_mem": ((), mean(mem)),
+                "combinatorial_novelty": ((), combi),
+                "nn_hamming_mean": (("subset",), st[:, 0]),
+                "nn_hamming_median": (("subset",), st[:, 1]),
+                "subset_count": (("subset",), np.array([m.sum() for m in masks], np.int64)),
+                "state_count": (("state_label",), counts),
+                "state_frac": (("state_label",), counts / max(n, 1) if n else np.full(len(STATES), np.nan)),
+                "nonfinite_count": ((), np.int64((~finite).sum())),
                 **extra,
             },
-            coords={"seed": ("seed", seeds, {"long_name": "index into the run's fixed noise bank", "units": "1"}),
-                    "cell": ("cell", np.arange(cells.shape[1]), {"long_name": "cell (row-major)", "units": "1"}),
-                    "eps": ("eps", eps, {"long_name": "quantization threshold", "units": "1"}),
-                    "subset": ("subset", list(SUBSETS), {"long_name": "samples summarized: all, rule-valid, "
-                                                                      "rule-valid and not in train"}),
-                    "state_label": ("state_label", list(STATES), {"long_name": "sample state"}),
-                    **({"family": ("family", list(self.families), {})} if self.families else {})},
+            coords={"seed": ("seed", seeds),
+                    "cell": ("cell", np.arange(cells.shape[1])),
+                    "eps": ("eps", eps),
+                    "subset": ("subset", list(SUBSETS)),
+                    "state_label": ("state_label", list(STATES)),
+                    **({"family": ("family", list(self.families))} if self.families else {})},
         )
-        for name in extra:   # attrs of the declared arrays (the schema below)
-            ds[name].attrs.update(SCHEMA.data_vars[name].attrs())
-        if self.families:
-            ds["family"].attrs.update(SCHEMA.coords["family"].attrs())
-        return ds
+        return ds  # attrs: the schema's, stamped by the framework
 
     # ------------------------------------------------------------------ baselines
     def baselines(self, seed: int = 0) -> xr.Dataset:
@@ -238,37 +214,29 @@ class SampleEvaluator:
                   "support_sample_mem": support_baseline(rule, N),
                   "valid_set_size": float(vsize) if vsize else np.nan,
                   "support_size": float(support) if support else np.nan}
-        return xr.Dataset({name: ((), v, SCHEMA.data_vars[name].attrs()) for name, v in values.items()},
+        return xr.Dataset({name: ((), v) for name, v in values.items()},
                           attrs={"baseline_methods": str(method)})
 
 
 # ---------------------------------------------------------------------------------------- driver
 def parse_eps(spec) -> tuple[float, ...]:
-    """Parse ``--eps`` ('0.01,0.05,0.1' or a sequence of floats) into positive thresholds."""
+    """Parse ``--eps`` ('0.01,0.05,0.1' or a sequence of floats) into positive thresholds (as the
+    framework parses the option)."""
     if spec is None:
         return DEFAULT_EPS
-    try:
-        vals = tuple(float(v) for v in (spec.split(",") if isinstance(spec, str) else spec))
-    except ValueError:
-        raise TwoclocksError(f"cannot parse --eps {spec!r}; use comma-separated numbers, e.g. 0.01,0.1") from None
-    if not vals or any(not (v > 0) for v in vals):
-        raise TwoclocksError(f"--eps thresholds must be positive numbers, got {spec!r}")
-    return vals
+    return check_option("samples", SamplesOptions, "eps", spec)
 
 
 @dataclass(frozen=True)
 class SamplesOptions:
     eps: tuple = option(DEFAULT_EPS, "Quantization thresholds for invalid_frac, e.g. '0.01,0.05,0.1'.",
-                        cli_type=str)
-    eps_state: float = option(DEFAULT_EPS_STATE, "A sample is in state invalid_value when q(x) > this.")
-    batch_size: int = option(4096, "Samples generated per network call.", identity=False)
+                        parse="list", gt=0)
+    eps_state: float = option(DEFAULT_EPS_STATE, "A sample is in state invalid_value when q(x) > this.", gt=0)
+    batch_size: int = option(4096, "Samples generated per network call.", identity=False, min=1)
 
-    def __post_init__(self):
-        object.__setattr__(self, "eps", tuple(sorted(set(parse_eps(self.eps)) | {float(self.eps_state)})))
-        if not (isinstance(self.eps_state, (int, float)) and self.eps_state > 0):
-            raise TwoclocksError(f"--eps-state must be a positive number, got {self.eps_state}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise TwoclocksError(f"--batch-size must be a positive integer, got {self.batch_size}")
+    def __post_init__(self):  # the thresholds used: those given and eps_state
+        object.__setattr__(self, "eps", tuple(sorted({float(e) for e in self.eps} | {float(self.eps_state)})))
+
 
 
 def _setup(ctx):
@@ -409,7 +377,7 @@ def _figures():
 
 
 PROBE = register(Probe(
-    name="samples", cube="samples", options=SamplesOptions, schema=SCHEMA,
+    name="samples", cube="samples", options=SamplesOptions, schema=SCHEMA, builtin=True,
     help="Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"),
     setup=_setup, compute=_compute, merge=_merge, select=lambda ds, ctx: with_baselines(ds, ctx.run),

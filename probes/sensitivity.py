@@ -43,6 +43,7 @@ from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clocks import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, MEM_POLICIES, MemThreshold,
                                      clocks_from_curves, fit_groups, parse_where, select_runs)
 from twoclocks.probes.clocks_schema import SENSITIVITY_SCHEMA
+from twoclocks.probes.registry import DerivedProbe, register
 from twoclocks.probes.pooling import POOLING_FLAG, check_pooling, measured_pooling
 from twoclocks.probes.uncertainty import samples_cube, seed_indicators
 from twoclocks.run import Run, open_run
@@ -425,3 +426,9 @@ def format_sensitivity(ds: xr.Dataset) -> str:
                          (" and their spread exceeds its width" if s["wider"] else ""))
             lines.append(text)
     return "\n".join(lines)
+
+
+PROBE = register(DerivedProbe(
+    name="sensitivity", cube="sensitivity", options=None, schema=SENSITIVITY_SCHEMA, derive=clock_sensitivity,
+    cross_run=True, builtin=True, summary=format_sensitivity,
+    help="The clocks and alpha over the arbitrary choices, varied one at a time (`clocks --sensitivity-out`)."))

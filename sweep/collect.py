@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 from twoclocks import TwoclocksError
 from twoclocks.probes.uncertainty import DEFAULT_LEVEL, DEFAULT_N_BOOT
-from twoclocks.store import open_cube
+from twoclocks.probes.clocks_schema import COLLECT_SCHEMA
+from twoclocks.probes.registry import DerivedProbe, register
+from twoclocks.store import open_cube, write_derived
 from twoclocks.sweep.spec import _config_fields
 from twoclocks.sweep.state import read_sweep
 
@@ -68,8 +70,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
                           sustain_factor=sustain_factor, n_boot=n_boot, level=level,
                           allow_unequal=allow_unequal,
                           **{key: v for key, v in opts.items() if v is not None})
-    ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs], {"long_name": "run directory"}),
-                          run=("run", [r["name"] for r in have], {"long_name": "run name (its grid point)"}))
+    ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs]), run=("run", [r["name"] for r in have]))
     from twoclocks.run import open_run
     cfgs = [open_run(d).config.to_dict() for d in dirs]  # every field, also those newer than the run
     fields = [f for f in _config_fields() if f in ds.coords]
@@ -78,26 +79,21 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     ds.attrs["constant_config"] = json.dumps({f: cfgs[0][f] for f in constant})
     ds = ds.drop_vars(constant)
     metrics = [_final_metrics(d) for d in dirs]
-    longs = {"final_step": ("last evaluated checkpoint step", "steps"),
-             "final_sample_acc": ("sample accuracy at the last evaluated step", "1"),
-             "final_sample_mem": ("sample memorization at the last evaluated step", "1"),
-             "final_group_acc": ("group accuracy at the last evaluated step", "1"),
-             "final_group_mem": ("group memorization at the last evaluated step", "1"),
-             "final_loss": ("training loss at the last log interval (EDM loss for dit, cross-entropy for gpt)",
-                            "1")}
-    for key, (long, units) in longs.items():
-        ds[key] = ("run", np.array([m[key] for m in metrics], float), {"long_name": long, "units": units})
+    for key in ("final_step", "final_sample_acc", "final_sample_mem", "final_group_acc", "final_group_mem",
+                "final_loss"):
+        ds[key] = ("run", np.array([m[key] for m in metrics], float))
     ds.attrs.update({"sweep_dir": str(sweep_dir.resolve()), "sweep_spec": json.dumps(spec.to_dict()),
                      "missing_samples": json.dumps(missing)})
-    if write:
-        from twoclocks.probes.clocks_schema import COLLECT_SCHEMA
-        from twoclocks.store import write_derived
-        params = {"pool": list(pool or ()), "k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold,
-                  "mem_adaptive": mem_adaptive, "where": json.loads(ds.attrs.get("fit_where", "[]")),
-                  "clock_defs": json.loads(ds.attrs["clock_defs"]), "n_boot": n_boot, "level": level}
-        ds = write_derived(ds, Path(out) if out is not None else sweep_dir / "collect.zarr", schema=COLLECT_SCHEMA,
-                           params=params)
-    return ds
+    params = {"pool": list(pool or ()), "k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold,
+              "mem_adaptive": mem_adaptive, "where": json.loads(ds.attrs.get("fit_where", "[]")),
+              "clock_defs": json.loads(ds.attrs["clock_defs"]), "n_boot": n_boot, "level": level}
+    path = (Path(out) if out is not None else sweep_dir / "collect.zarr") if write else None
+    return write_derived(ds, path, schema=COLLECT_SCHEMA, params=params)  # path None: stamped, not written
+
+
+PROBE = register(DerivedProbe(
+    name="collect", cube="collect", options=None, schema=COLLECT_SCHEMA, derive=collect, cross_run=True,
+    builtin=True, help="One Dataset over a sweep's runs: clocks, final metrics and the fits (SWEEP_DIR/collect.zarr)."))
 
 
 # -------------------------------------------------------------------------------------- lazy open

@@ -112,6 +112,8 @@ def _check_probe_options(probes: dict) -> None:
     """Every probe exists and every option is one it takes, with a valid value (one-line errors)."""
     for name, opts in probes.items():
         probe = _probe(name)
+        if getattr(probe, "cross_run", False):
+            raise TwoclocksError(f"{name} works across runs, not per run; run `twoclocks-probe {name} ...` on the sweep")
         own = {f.name for f in probe.option_fields()}
         common = set(probe.common_options())
         bad = sorted(k for k in opts if k not in own and k not in common)

@@ -112,6 +112,7 @@ def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "loc
     if not probes:
         raise TwoclocksError("no probes given: use --probes samples,dsm-spectrum,... or a [probes] table in the spec")
     _check_probe_options(probes)
+    probes = {(_probe(p).source or p): opts for p, opts in probes.items()}  # a job imports a user probe by its spec
     if runs is not None:
         unknown = sorted(set(runs) - {r["name"] for r in all_runs})
         if unknown:

@@ -64,10 +64,9 @@ def test_every_cube_matches_its_schema(tiny_run, gpt_run, tmp_path):
     seen = set()
     for probe in all_probes():
         run = dit if probe.applies_to("dit") else gpt
-        if probe.needs:
-            for need in probe.needs:
-                get_probe(need)(run, progress=False, device="cpu", steps="0:20")
-        kw = {} if probe.derive else dict(progress=False, device="cpu", steps="0:20")
+        for need in getattr(probe, "needs", ()):
+            get_probe(need)(run, progress=False, device="cpu", steps="0:20")
+        kw = {} if probe.kind == "derived" else dict(progress=False, device="cpu", steps="0:20")
         probe(run, **kw, **SMALL.get(probe.name, {}))
         ds = open_cube(run / "probes" / f"{probe.cube}.zarr")
         probe.schema.check(ds)
@@ -103,10 +102,10 @@ def test_a_probe_writing_an_undeclared_variable_is_refused(tiny_run, tmp_path, m
         probe(run, progress=False, device="cpu", steps="0:2", n_items=4)
 
 
-def test_docs_cubes_md_is_generated_from_the_schemas():
-    from twoclocks.schema import markdown
+def test_docs_cubes_md_is_generated_from_the_registry():
+    from twoclocks.probes.registry import markdown
     on_disk = (ROOT / "docs" / "cubes.md").read_text()
-    assert on_disk == markdown(), "docs/cubes.md is stale: python -m twoclocks.schema > docs/cubes.md"
+    assert on_disk == markdown(), "docs/cubes.md is stale: python -m twoclocks.probes > docs/cubes.md"
 
 
 # ------------------------------------------------------------------------------------- the store

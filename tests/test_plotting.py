@@ -25,7 +25,7 @@ def make_samples(steps=STEPS, n_seed=48, n_train=16, batch=8, group=2, seed=0) -
     passes through the four states in order (unquantized -> rule error -> valid novel -> memorized)
     at its own log-uniform times, like a model learning the rule and then memorizing."""
     from twoclocks.data import make_encoding, make_rule
-    from twoclocks.probes.samples import SampleEvaluator
+    from twoclocks.probes.samples import SCHEMA, SampleEvaluator
     rng = np.random.default_rng(seed)
     rule, enc = make_rule({"name": "parity", "height": 4, "width": 4, "group": group}), make_encoding("binary", 2)
     pool = np.unique(rule.sample(4 * n_train, rng), axis=0)
@@ -41,12 +41,11 @@ def make_samples(steps=STEPS, n_seed=48, n_train=16, batch=8, group=2, seed=0) -
         x = np.where(((s >= t[:, 1]) & (s < t[:, 2]))[:, None], enc.encode(novel[np.arange(n_seed) % len(novel)]), x)
         x = np.where((s >= t[:, 2])[:, None], enc.encode(train[np.arange(n_seed) % n_train]), x)
         ds = ev.evaluate(x.astype(np.float32), seeds=np.arange(n_seed)).expand_dims(step=[int(s)])
-        ds["step"].attrs.update(long_name="training step of the checkpoint", units="steps")
         pieces.append(ds)
     ds = xr.concat(pieces, dim="step", data_vars="minimal", coords="minimal", compat="override")
     ds = ds.merge(ev.baselines(), combine_attrs="drop_conflicts")
     ds.attrs.update(eps_state=0.1, run_config=json.dumps({"n_train": n_train, "batch": batch, "group": group}))
-    return ds
+    return SCHEMA.apply(ds)  # the attrs a stored cube has: the schema's
 
 
 def make_markov(samples, windows=((0, 10), (10, 300), (300, 3000))) -> xr.Dataset:

@@ -81,11 +81,11 @@ def test_run_status_of_directories(tmp_path):
 
 
 def test_probe_registry_declares_every_probe():
-    from twoclocks.probes.registry import BUILTIN_MODULES, all_probes
-    probes = [p for p in all_probes() if p.options.__module__ in BUILTIN_MODULES]
+    from twoclocks.probes.registry import DerivedProbe, Probe, all_probes
+    probes = [p for p in all_probes() if p.builtin]
     assert {"samples", "markov", "dsm-spectrum", "ce"} <= {p.name for p in probes}
-    for p in probes:  # each computes something, has a schema and a CLI command
-        assert (p.compute is not None) != (p.derive is not None), p.name
+    for p in probes:  # each is one kind, has a schema and a CLI command
+        assert isinstance(p, Probe) != isinstance(p, DerivedProbe), p.name
         assert p.schema is not None and p.schema.name == p.cube, p.name
         assert runner.invoke(app, [p.name, "--help"]).exit_code == 0, p.name
 
@@ -233,9 +233,9 @@ class NoOptions:
 
 def fake_samples_probe():
     """A stand-in samples probe (registered in place of the real one) writing designed curves."""
-    from twoclocks.probes.registry import Probe
-    return Probe(name="samples", cube="samples", help="fake", options=NoOptions, schema=None, uses_network=False,
-                 derive=lambda run, opts: fake_samples(run.path))
+    from twoclocks.probes.registry import DerivedProbe
+    return DerivedProbe(name="samples", cube="samples", help="fake", options=NoOptions, schema=None,
+                        derive=lambda run, opts: fake_samples(run.path))
 
 
 def fake_samples(run_dir, progress=False):

@@ -37,9 +37,8 @@ def _pick_steps(steps, targets) -> list[int]:
 
 def run_demo(out_dir: Path, arch: str = "dit", steps: int | None = None, figures: bool = True) -> dict:
     """Run the demo into ``out_dir``; returns what it found (clocks and final metrics)."""
+    from twoclocks.probes import get_probe
     from twoclocks.probes.clocks import compute_clocks, format_clocks_table
-    from twoclocks.probes.markov import compute_markov, format_markov
-    from twoclocks.probes.samples import run_samples, summary_lines
     from twoclocks.training.train import train
 
     import torch
@@ -61,30 +60,27 @@ def run_demo(out_dir: Path, arch: str = "dit", steps: int | None = None, figures
     run = open_run(out_dir)
 
     _say(f"[2/{stages}] sampling the fixed bank of {run.n_seeds} seeds at {len(run.steps)} checkpoints")
-    samples = run_samples(run, device="cpu")
-    typer.echo("\n".join(summary_lines(samples)))
+    samples = get_probe("samples")(run, device="cpu")
+    typer.echo(get_probe("samples").summary(samples))
     clocks = compute_clocks([out_dir])
     typer.echo(format_clocks_table(clocks))
     tau_rule, tau_mem = float(clocks["tau_rule"][0]), float(clocks["tau_mem"][0])
 
     _say(f"[3/{stages}] Markov transitions between sample states")
-    typer.echo(format_markov(compute_markov(run)))
+    typer.echo(get_probe("markov").summary(get_probe("markov")(run)))
 
     if arch == "gpt":
-        from twoclocks.probes.ce import ce_probe, summarize
         _say(f"[4/{stages}] per-position cross-entropy on train / heldout / hypercube")
-        typer.echo(summarize(ce_probe(run, n=256, device="cpu")))
+        typer.echo(get_probe("ce").summary(get_probe("ce")(run, n=256, device="cpu")))
     else:
-        from twoclocks.landscape.basin import basin_summary, run_basin
-        from twoclocks.landscape.plane import run_plane
-        from twoclocks.probes.dsm import run_dsm_spectrum, summary_text
+        dsm, basin, plane = get_probe("dsm-spectrum"), get_probe("basin"), get_probe("plane")
         _say(f"[4/{stages}] DSM loss by noise scale on train / heldout / hypercube")
-        typer.echo(summary_text(run_dsm_spectrum(run, n_sigma=20, n_subset=96, device="cpu")))
+        typer.echo(dsm.summary(dsm(run, n_sigma=20, n_subset=96, device="cpu")))
         chosen = _pick_steps(run.steps, [0, tau_rule, tau_mem, run.steps[-1]])
         _say(f"[5/{stages}] landscape around train samples at steps {chosen}")
-        typer.echo(basin_summary(run_basin(run, anchors=range(16), sigmas=(0.2, 0.5, 1.0), steps=chosen,
-                                           device="cpu", n_resamples=500)))
-        run_plane(run, anchors=(0,), sigmas=(0.2, 0.5, 1.0), steps=chosen, grid=41, device="cpu")
+        typer.echo(basin.summary(basin(run, anchors="0:16", sigma=(0.2, 0.5, 1.0), steps=chosen, device="cpu",
+                                       n_resamples=500)))
+        plane(run, anchors="0", sigma=(0.2, 0.5, 1.0), steps=chosen, grid=41, device="cpu")
 
     if figures:
         from twoclocks.plotting import plot_run

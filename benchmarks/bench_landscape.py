@@ -4,7 +4,7 @@ A throwaway run (6x6 parity G=3, one training step) is created in a temp directo
 the baseline is the denoiser called on random (batch, 36) inputs in chunks of ``--batch`` rows, the same
 number of rows as the probe evaluates; the probe numbers are :func:`plane_fields` /
 :func:`basin_profiles` (points built on the device, reductions included) and the whole
-``run_plane`` call for one checkpoint (geometry, store writes and cube assembly included). Ratios are
+``plane`` probe call for one checkpoint (geometry, store writes and cube assembly included). Ratios are
 probe points/s divided by bare rows/s, measured in the same process on the same device (1.0 = no overhead).
 
     python benchmarks/bench_landscape.py                       # tiny on the CPU
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from twoclocks.landscape.basin import alpha_grid, basin_ends, basin_profiles
-from twoclocks.landscape.geometry import face_geometry
-from twoclocks.landscape.plane import plane_fields, plane_grid, run_plane
+from twoclocks.landscape.geometry import anchor_spec, face_geometry
+from twoclocks.landscape.plane import PROBE as PLANE, plane_fields, plane_grid
 from twoclocks.run import open_run, resolve_device
 from twoclocks.training.train import train
 
@@ -88,13 +88,14 @@ def main():
             t_plane = best_of(lambda: plane_fields(D, face, jobs_a, jobs_s, u, u, dev, a.batch), a.repeats, sync)
             t_bare_b = best_of(bare(n_basin), a.repeats, sync)
             t_basin = best_of(lambda: basin_profiles(D, x_a, ends, b_a, b_s, al, dev, a.batch), a.repeats, sync)
-            t_e2e = best_of(lambda: run_plane(run, anchors, sig, steps=str(step), grid=a.grid, device=str(dev),
-                                              force=True, batch_size=a.batch, progress=False), a.repeats, sync)
+            t_e2e = best_of(lambda: PLANE(run, anchors=anchor_spec(anchors), sigma=sig, steps=str(step), grid=a.grid,
+                                          device=str(dev), force=True, batch_size=a.batch, progress=False),
+                            a.repeats, sync)
             print(f"[{preset}] plane {n_plane} points: {n_plane / t_plane:,.0f} points/s vs bare forward "
                   f"{n_plane / t_bare_p:,.0f} rows/s -> ratio {t_bare_p / t_plane:.2f}")
             print(f"[{preset}] basin {n_basin} points: {n_basin / t_basin:,.0f} points/s vs bare forward "
                   f"{n_basin / t_bare_b:,.0f} rows/s -> ratio {t_bare_b / t_basin:.2f}")
-            print(f"[{preset}] run_plane end to end (one checkpoint, store + assembly): {n_plane / t_e2e:,.0f} "
+            print(f"[{preset}] plane probe end to end (one checkpoint, store + assembly): {n_plane / t_e2e:,.0f} "
                   f"points/s -> ratio {t_bare_p / t_e2e:.2f}")
 
 

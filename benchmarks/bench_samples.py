@@ -2,7 +2,7 @@
 
 A run is created (6x6 parity, G=3, N train samples, a bank of S seeds) and trained for 1 step, so
 it has checkpoints 0 and 1. Baseline: the 2n - 1 network calls of the Heun sampler (n = 35 steps)
-on the whole bank, with nothing else: ``D(x, sigma)`` on a fixed random x. Probe: ``run_samples``
+on the whole bank, with nothing else: ``D(x, sigma)`` on a fixed random x. Probe: ``get_probe("samples")``
 over both checkpoints with ``force`` (model loading, sampling, metrics incl. memorization and
 nearest-neighbour Hamming against the N train samples, one cube piece per step, the assembly),
 divided by 2. Target: probe / bare <= 1.2. Both are timed in the same process (best of --repeat),
@@ -32,7 +32,7 @@ def main():
     ap.add_argument("--dir", default=None, help="where to create the run (default: a temp dir)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from twoclocks.probes.samples import run_samples
+    from twoclocks.probes import get_probe
     from twoclocks.run import open_run
     from twoclocks.training.edm import karras_sigmas
     from twoclocks.training.train import train
@@ -55,7 +55,7 @@ def main():
             D(x, s)
 
     def probe():
-        run_samples(run, force=True, progress=False)
+        get_probe("samples")(run, force=True, progress=False)
 
     def timed(fn, per=1):
         w, c = time.perf_counter(), time.process_time()

@@ -18,7 +18,7 @@ Cube ``probes/basin.zarr`` (``basin-DENOISER.zarr`` for a reference), per-anchor
 ``computed`` mask (:mod:`twoclocks.landscape.geometry`, keyed cubes). In the stored cube the summaries
 over anchors are over the anchors computed at every (step, sigma) of the cube (``summarized``; none:
 NaN); a call returns its request (steps x anchors x sigmas) with the summaries over the requested
-anchors. The probe: ``twoclocks-probe basin`` or :data:`PROBE` / :func:`run_basin`.
+anchors. The probe: ``twoclocks-probe basin`` or :data:`PROBE`.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSIO
                                           keyed_piece, keyed_select, keyed_todo, request,
                                           resolve_anchors, steps_spec)
 from twoclocks.store import jobs
-from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.probes.registry import FigureSpec, Probe, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var
 
 __all__ = ["run_basin", "basin_profiles", "basin_ends", "nearest_other_train", "summarize", "bootstrap_mean",
@@ -349,11 +349,13 @@ def run_basin(run, anchors=None, sigmas=BASIN_SIGMAS, steps=None, denoiser: str 
               n_alpha: int = 41, alpha_range=(-0.5, 1.5), device: str = "auto", force: bool = False,
               batch_size: int = 16384, n_resamples: int = 1000, seed: int = 0,
               progress: bool = True, **common) -> xr.Dataset:
-    """Basin profiles for ``anchors`` (train indices; default: the first 64, which are a uniform random
+    """Deprecated (removal in 0.4): ``get_probe("basin")(run, anchors=..., sigma=..., ...)``. Basin profiles
+    for ``anchors`` (train indices; default: the first 64, which are a uniform random
     subset since the train set is stored in draw order) x ``sigmas`` at the chosen checkpoints
     (``steps``: a ``--steps`` spec or a list of steps) or a reference ``denoiser``; store them and return
     the request with the summaries over its anchors: ``PROBE(run, ...)``. Cells already stored are reused
     (only new anchors, noise levels or steps are evaluated); ``force`` recomputes everything."""
+    deprecated("run_basin", "basin", "run, anchors=..., sigma=..., ...")
     chosen = {} if anchors is None else {"anchors": anchor_spec(anchors)}
     return PROBE(run, **chosen, sigma=sigmas, steps=steps_spec(steps), denoiser=denoiser, n_alpha=n_alpha,
                  alpha_range=tuple(alpha_range), device=device, force=force, batch_size=batch_size,

@@ -12,7 +12,7 @@ level s, and per point x:
 Cube ``probes/plane.zarr`` (``plane-DENOISER.zarr`` for a reference), dims (step, anchor, sigma, u, v):
 the union of every (step, anchor, sigma) ever computed with its grid, with the ``computed`` mask (see
 :mod:`twoclocks.landscape.geometry`, keyed cubes). A call returns its request (steps x anchors x sigmas).
-The probe: ``twoclocks-probe plane`` or :data:`PROBE` / :func:`run_plane`.
+The probe: ``twoclocks-probe plane`` or :data:`PROBE`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSIO
                                           face_geometry, keyed_piece, keyed_select, keyed_todo,
                                           request, resolve_anchors, steps_spec)
 from twoclocks.store import jobs
-from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.probes.registry import FigureSpec, Probe, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var
 
 __all__ = ["run_plane", "plane_fields", "plane_grid", "PLANE_SIGMAS", "FIELDS", "plane_summary", "PlaneOptions",
@@ -170,10 +170,12 @@ PROBE = register(Probe(
 def run_plane(run, anchors=(0,), sigmas=PLANE_SIGMAS, steps=None, denoiser: str | None = None,
               grid: int = 81, extent: float = DEFAULT_EXTENT, device: str = "auto", force: bool = False,
               batch_size: int = 16384, progress: bool = True, **common) -> xr.Dataset:
-    """Evaluate the plane fields for ``anchors`` (train indices) x ``sigmas`` at the chosen checkpoints
+    """Deprecated (removal in 0.4): ``get_probe("plane")(run, anchors=..., sigma=..., ...)``. Evaluate the
+    plane fields for ``anchors`` (train indices) x ``sigmas`` at the chosen checkpoints
     (``steps``: a ``--steps`` spec or a list of steps) or a reference ``denoiser``; store them and return
     the request (dims step, anchor, sigma, u, v): ``PROBE(run, ...)``. Cells already stored are reused
     (only new anchors, noise levels or steps are evaluated); ``force`` recomputes everything."""
+    deprecated("run_plane", "plane", "run, anchors=..., sigma=..., ...")
     return PROBE(run, anchors=anchor_spec(anchors), sigma=sigmas, steps=steps_spec(steps), denoiser=denoiser,
                  grid=grid, extent=extent, device=device, force=force, batch_size=batch_size, progress=progress,
                  **common)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from twoclocks import TwoclocksError
-from twoclocks.probes.registry import FigureSpec, Probe, option, register
+from twoclocks.probes.registry import FigureSpec, Probe, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["ce_probe", "per_position_ce", "ideal_reference", "ce_subsets", "SPLITS", "PROBE", "SCHEMA"]
@@ -134,9 +134,11 @@ def _finalize_cube(ds, ctx):
 
 def ce_probe(run_or_path, steps: str | None = None, n: int = 1024, device: str = "auto", force: bool = False,
              progress: bool = True, batch_size: int = 4096, **common) -> xr.Dataset:
-    """Compute (or complete) ``probes/ce.zarr`` for a GPT run: ``PROBE(run, ...)``; one piece per
+    """Deprecated (removal in 0.4): ``get_probe("ce")(run, ...)``. Compute (or complete)
+    ``probes/ce.zarr`` for a GPT run: ``PROBE(run, ...)``; one piece per
     checkpoint step, resumable; returns the assembled cube (module docstring). ``denoiser=`` (one of
     ideal-rule, ideal-cube, memorize) evaluates the autoregressive reference instead (``ce-DENOISER.zarr``)."""
+    deprecated("ce_probe", "ce")
     return PROBE(run_or_path, steps=steps, n=n, device=device, force=force, progress=progress,
                  batch_size=batch_size, **common)
 

@@ -61,7 +61,7 @@ import xarray as xr
 
 from twoclocks import TwoclocksError
 from twoclocks.ideal import REFERENCES
-from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, option, register
+from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 from twoclocks.training.edm import edm_weight
 
@@ -361,10 +361,12 @@ def run_dsm_spectrum(run, steps: str | None = None, denoiser: str | None = None,
                      sigma_min: float = 0.002, sigma_max: float = 80.0, n_subset: int | None = None,
                      batch_size: int = 8192, device: str = "auto", force: bool = False, progress: bool = True,
                      criterion: LossClockCriterion | None = None, **common) -> xr.Dataset:
-    """Compute (or complete) ``RUN/probes/dsm_spectrum.zarr`` and return it: ``PROBE(run, ...)``
+    """Deprecated (removal in 0.4): ``get_probe("dsm-spectrum")(run, ...)``. Compute (or complete)
+    ``RUN/probes/dsm_spectrum.zarr`` and return it: ``PROBE(run, ...)``
     (module docstring). ``denoiser``: a reference (ideal-rule, ideal-cube, memorize) instead of
     checkpoints, written to ``dsm_spectrum-DENOISER.zarr`` at step -1 (no ``reference`` dim).
     ``criterion`` only shapes the derived clocks, recomputed at each assembly."""
+    deprecated("run_dsm_spectrum", "dsm-spectrum")
     return PROBE(run, steps=steps, denoiser=denoiser, n_sigma=n_sigma, sigma_min=sigma_min, sigma_max=sigma_max,
                  n_subset=n_subset, batch_size=batch_size, device=device, force=force, progress=progress,
                  criterion=criterion or LossClockCriterion(), **common)

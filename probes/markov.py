@@ -24,7 +24,7 @@ from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clockdefs import PRESETS, clockset_from_options
 from twoclocks.probes.clocks import run_clocks
-from twoclocks.probes.registry import DerivedProbe, FigureSpec, option, register
+from twoclocks.probes.registry import DerivedProbe, FigureSpec, deprecated, option, register
 from twoclocks.probes.samples import STATES
 from twoclocks.probes.uncertainty import samples_cube
 from twoclocks.schema import CubeSchema, Var, coord
@@ -89,10 +89,12 @@ def default_windows(steps, tau_rule: float, tau_mem: float) -> list[tuple[str, i
 
 
 def compute_markov(run, windows: str | None = None, write: bool = True, **clock_options) -> xr.Dataset:
-    """Transition counts and probabilities of a run's sample states (module docstring), written to
+    """Deprecated (removal in 0.4): ``get_probe("markov")(run, write=..., ...)``. Transition counts and
+    probabilities of a run's sample states (module docstring), written to
     ``probes/markov.zarr`` through the one derived-cube writer: ``PROBE(run, ...)``. ``windows``:
     '--windows' step ranges, default from the run's clocks (``clock_options``: k, acc_threshold,
     mem_threshold, mem_adaptive as in :func:`twoclocks.probes.clocks.run_clocks`)."""
+    deprecated("compute_markov", "markov", "run, write=..., ...")
     return PROBE(run, write=write, windows=windows, **clock_options)
 
 

@@ -48,7 +48,7 @@ from twoclocks.store import concat_steps
 
 __all__ = ["Probe", "DerivedProbe", "FigureSpec", "option", "register", "get_probe", "all_probes", "all_schemas",
            "load_probe", "concat_steps", "COMMON_OPTIONS", "BUILTIN_MODULES", "user_code_error", "debug_enabled",
-           "parse_list", "check_option", "markdown"]
+           "parse_list", "check_option", "markdown", "deprecated"]
 
 #: modules whose import registers the built-in probes (order: the order of `probe-all`, `plot` and the docs)
 BUILTIN_MODULES = (
@@ -138,6 +138,13 @@ def _check_type(probe: str, f: dataclasses.Field, value):
             raise TwoclocksError(f"probe {probe}: {flag} must be a number, got {value!r}")
         value = float(value)
     return value
+
+
+def deprecated(old: str, probe: str, example: str = "run, ...") -> None:
+    """The DeprecationWarning of a 0.1 wrapper function (removed in 0.4; CHANGELOG)."""
+    import warnings
+    warnings.warn(f"{old} is deprecated and will be removed in twoclocks 0.4; use "
+                  f"twoclocks.probes.get_probe({probe!r})({example})", DeprecationWarning, stacklevel=3)
 
 
 def check_option(probe: str, options: type, name: str, value):

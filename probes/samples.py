@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from twoclocks.data.rules import GroupParity, restricted_support, support_baseline
 from twoclocks.probes.memo import GroupIndex, TrainIndex
-from twoclocks.probes.registry import FigureSpec, Probe, check_option, concat_steps, option, register
+from twoclocks.probes.registry import FigureSpec, Probe, check_option, deprecated, concat_steps, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["run_baselines", "with_baselines", "STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
@@ -288,7 +288,8 @@ def _finalize(ds, ctx):
 def run_samples(run, steps: str | None = None, denoiser: str | None = None, eps=None,
                 eps_state: float = DEFAULT_EPS_STATE, device: str = "auto", force: bool = False,
                 progress: bool = True, batch_size: int = 4096, **common) -> xr.Dataset:
-    """Compute (or complete) ``RUN/probes/samples.zarr`` and return it: ``PROBE(run, ...)``.
+    """Deprecated (removal in 0.4): ``get_probe("samples")(run, ...)``. Compute (or complete)
+    ``RUN/probes/samples.zarr`` and return it: ``PROBE(run, ...)``.
 
     ``run``: a run directory or an opened :class:`twoclocks.run.Run`. ``steps``: as ``--steps``
     (default all checkpoints); ``denoiser``: a reference (ideal-rule, ideal-cube, memorize) instead,
@@ -296,6 +297,7 @@ def run_samples(run, steps: str | None = None, denoiser: str | None = None, eps=
     ``force`` recomputes everything. An interrupt leaves a valid cube of the finished steps, which the
     next call completes."""
     opts = {} if eps is None else {"eps": eps}
+    deprecated("run_samples", "samples")
     return PROBE(run, steps=steps, denoiser=denoiser, device=device, force=force, progress=progress,
                  eps_state=eps_state, batch_size=batch_size, **opts, **common)
 

@@ -29,7 +29,6 @@ of different evaluation density or bank size is refused unless ``allow_unequal``
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-import twoclocks
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clocks import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, MEM_POLICIES, MemThreshold,
@@ -316,10 +314,7 @@ def clock_sensitivity(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAU
         "run": ("run", np.array([str(r.path) for r in runs], dtype=str)),
         "n_train": ("run", np.array([c["n_train"] for c in cfgs], np.int64)),
         "fit": ("fit", np.arange(F, dtype=np.int64))})
-    ds = SENSITIVITY_SCHEMA.apply(ds)
     ds.attrs.update({
-        "probe": "sensitivity", "twoclocks_version": twoclocks.__version__,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "defaults": json.dumps({"k": int(k), "acc_threshold": float(acc_threshold), **center_pol.attrs(per_run=True),
                                 "thin": 1, "bank": 1}),
         "grids": json.dumps({key: list(v) for key, v in grids.items()}),
@@ -332,15 +327,12 @@ def clock_sensitivity(run_dirs, k: int = DEFAULT_K, acc_threshold: float = DEFAU
         "allow_unequal": int(bool(allow_unequal)),
         "source_steps": json.dumps({str(r.path): [int(s) for s in d["steps"]] for r, d in zip(runs, data)}),
     })
-    if out is not None:
-        out = Path(out)
-        if out.suffix != ".zarr":
-            raise TwoclocksError(f"--sensitivity-out {out}: give a path ending in .zarr")
-        ds = write_derived(ds, out, schema=SENSITIVITY_SCHEMA, params={
-            "k": int(k), "acc_threshold": float(acc_threshold), "mem_threshold_policy": center_pol.policy,
-            "mem_threshold_t": center_pol.t, "grids": {key: list(v) for key, v in grids.items()},
-            "bank_seed": int(bank_seed), "pools": [list(level) for level in levels], "allow_unequal": allow_unequal})
-    return ds
+    if out is not None and Path(out).suffix != ".zarr":
+        raise TwoclocksError(f"--sensitivity-out {out}: give a path ending in .zarr")
+    return write_derived(ds, out, schema=SENSITIVITY_SCHEMA, params={  # out None: stamped, not written
+        "k": int(k), "acc_threshold": float(acc_threshold), "mem_threshold_policy": center_pol.policy,
+        "mem_threshold_t": center_pol.t, "grids": {key: list(v) for key, v in grids.items()},
+        "bank_seed": int(bank_seed), "pools": [list(level) for level in levels], "allow_unequal": allow_unequal})
 
 
 # ----------------------------------------------------------------------------- the table

@@ -136,3 +136,36 @@ def test_a_probe_loaded_by_file_path_keeps_its_import_spec(tiny_run, tmp_path, m
     assert load_probe(probe.source).name == "denoise-norm" and os.getcwd() == str(tmp_path)
     samples = get_probe("samples")(run, progress=False, device="cpu", steps="0")
     assert "probe_source" not in samples.attrs  # a built-in probe: its name says where its code is
+
+
+def test_the_six_wrappers_are_deprecated(tiny_run, tmp_path):
+    from twoclocks.landscape.basin import run_basin
+    from twoclocks.landscape.plane import run_plane
+    from twoclocks.probes.ce import ce_probe
+    from twoclocks.probes.dsm import run_dsm_spectrum
+    from twoclocks.probes.markov import compute_markov
+    from twoclocks.probes.samples import run_samples
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    calls = [(run_samples, dict(steps="0:2")), (compute_markov, {}),
+             (run_dsm_spectrum, dict(steps="0", n_sigma=3, n_subset=4)),
+             (run_plane, dict(steps="0", grid=3, sigmas=(1.0,))), (run_basin, dict(steps="0", anchors=[0], n_alpha=3))]
+    for fn, kw in calls:
+        with pytest.warns(DeprecationWarning, match=r"removed in twoclocks 0\.4.*get_probe"):
+            fn(run, **kw, **({} if fn is compute_markov else {"progress": False, "device": "cpu"}))
+    with pytest.warns(DeprecationWarning, match="ce_probe"):
+        with pytest.raises(Exception):  # a DiT run: refused after the warning
+            ce_probe(run, progress=False)
+
+
+def test_version_agrees_with_pyproject_and_changelog():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    import twoclocks
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert twoclocks.__version__ == declared
+    top = re.search(r"^## (\S+)", (root / "CHANGELOG.md").read_text(), re.M).group(1)
+    assert top == declared, f"CHANGELOG's top section {top} is not the package version {declared}"

@@ -40,7 +40,7 @@ from twoclocks.probes.registry import option
 from twoclocks.schema import Var, coord
 
 __all__ = ["Face", "choose_pairs", "face_geometry", "faces_from_cells", "parse_anchors", "check_anchors",
-           "check_sigmas", "parse_sigmas", "anchor_spec", "range_spec", "as_run", "steps_spec", "VERTICES",
+           "check_sigmas", "parse_sigmas", "anchor_spec", "range_spec", "steps_spec", "VERTICES",
            "GEOMETRY_VERSION", "LandscapeOptions", "Request", "request", "resolve_anchors", "jobs", "keyed_todo",
            "keyed_piece", "keyed_select", "complete_anchors", "KEYS", "MASK",
            "MODEL_UNITS", "KEYED_COORDS", "FACE_COORDS"]
@@ -162,12 +162,6 @@ def steps_spec(steps):
     if steps is None or isinstance(steps, str):
         return steps
     return ",".join(str(int(s)) for s in np.atleast_1d(steps))
-
-
-def as_run(run):
-    """An opened :class:`twoclocks.run.Run` from a Run or a run directory path."""
-    from twoclocks.run import Run, open_run
-    return run if isinstance(run, Run) else open_run(run)
 
 
 def parse_anchors(n_train: int, anchor: int | None = None, anchors: str | None = None,

@@ -351,64 +351,16 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     cfgs = [r.config.to_dict() for r in runs]
     selected = select_runs(cfgs, clauses)
 
-    def col(key, dtype=float):
-        return np.array([row[key] for row in rows], dtype=dtype)
-    data = {
-        "tau_rule": ("run", col("tau_rule")),
-        "tau_mem": ("run", col("tau_mem")),
-        "tau_mem_censored_at": ("run", col("tau_mem_censored_at")),
-        "window": ("run", col("window")),
-        "tau_rule_raw": ("run", col("tau_rule_raw")),
-        "tau_rule_status": ("run", col("tau_rule_status", str)),
-        "tau_mem_status": ("run", col("tau_mem_status", str)),
-        "window_status": ("run", col("window_status", str)),
-        "mem_threshold": ("run", col("mem_threshold")),
-        "mem_baseline": ("run", col("mem_baseline")),
-        "passes_at_tau_mem": ("run", col("tau_mem") * np.array([c["batch"] for c in cfgs], float)
-                              / np.array([c["n_train"] for c in cfgs], float)),
-        "last_step": ("run", col("last_step")),
-        "n_evals": ("run", col("n_evals", int)),
-        "notes": ("run", col("notes", str)),
-    }
-    data.update(_uncertainty_vars(cs, runs, rows, boots, level))
-    for name in LOSS_CLOCKS:
-        vals = col(name)
-        if np.isfinite(vals).any():
-            data[name] = ("run", vals)
-    coords = {"run": ("run", [str(r.path) for r in runs])}
-    if cs.extra:
-        coords["extra_clock"] = ("extra_clock", list(cs.extra))
-    for f in fields:
-        coords[f] = ("run", np.array([_coord_value(c[f]) for c in cfgs]))
-    ds = xr.Dataset(data, coords=coords)
-
+    ds = _per_run_dataset(cs, runs, rows, boots, cfgs, fields, level)
     # power-law fits per group of runs equal in everything but N, seeds, bookkeeping (and the pooled fields)
     levels = [tuple(p) for p in pools] if pools is not None else [tuple(pool)]
-    fits = fit_groups(cfgs, col("tau_mem"), levels, col("tau_mem_censored_at"), selected=selected,
+    fits = fit_groups(cfgs, ds["tau_mem"].values, levels, ds["tau_mem_censored_at"].values, selected=selected,
                       allow_unequal=allow_unequal, names=[r.path.name for r in runs],
                       measured=measured_pooling([samples_cube(r) for r in runs]))
-    index = np.full(len(runs), -1)
-    for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
-        index[f["members"]] = j
-    ds["fit_index"] = ("run", index)
-    ds["fit_selected"] = ("run", selected)
-    n_arr = np.array([c["n_train"] for c in cfgs], float)
-    resid = np.full(len(runs), np.nan)
-    for i, j in enumerate(index):
-        if j >= 0 and col("tau_mem")[i] > 0:  # NaN (not reached) compares False
-            resid[i] = np.log(col("tau_mem")[i]) - (np.log(fits[j]["c"]) + fits[j]["alpha"] * np.log(n_arr[i]))
-    ds["fit_residual"] = ("run", resid)
-    ds = _with_seed_summary(ds, cfgs)
-    ds = ds.assign_coords(fit=("fit", np.arange(len(fits))))
-    ds["fit_label"] = ("fit", np.array([f["label"] for f in fits], dtype=str))
-    ds["fit_pooled_over"] = ("fit", np.array([f["pooled_over"] for f in fits], dtype=str))
-    ds["fit_member"] = (("fit", "run"), np.array([f["members"] for f in fits], bool).reshape(len(fits), len(runs)))
-    for name, (dims, arr) in fit_dataset(fits).items():
-        ds[name] = (dims, arr)
-    tau_boot = _tau_mem_replicates(rows, boots)
-    spreads = [alpha_spread(n_arr[f["members"]], tau_boot[f["members"]], level) for f in fits]
-    for key, long in FIT_CLOCK_KEYS.items():
-        ds[f"fit_clock_{key}"] = ("fit", np.array([sp[key.replace("alpha_", "")] for sp in spreads], np.int64 if key == "n_valid" else float))
+    ds = _with_fits(_with_seed_summary(ds, cfgs), fits, selected, cfgs, _tau_mem_replicates(rows, boots), level)
+
+    def col(key, dtype=float):
+        return np.array([row[key] for row in rows], dtype=dtype)
     skip = set(NOT_GROUPING) | {f for level in levels for f in level}
     ds.attrs.update({
         "k": int(cs["tau_mem"].sustain.k), "acc_threshold": _acc_threshold(cs),
@@ -420,12 +372,7 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
                                      if n_boot else "none (--n-boot 0); grid bracket (previous evaluated step, tau]"),
         "clock_uncertainty_level": float(level), "clock_uncertainty_n_boot": int(n_boot),
         "fit_clock_method": FIT_CLOCK_METHOD,
-        "fit_method": ("least squares of ln tau_mem on ln n_train (scipy.stats.linregress; censored runs dropped) "
-                       "with a t interval for alpha (slope standard error, n - 2 dof), and right-censored maximum "
-                       "likelihood (Tobit on ln tau_mem, scipy.optimize) with a profile-likelihood interval for "
-                       "alpha cut at n ln(1 + t^2/(n - 2)), t the Student-t quantile with n - 2 dof (n runs that "
-                       "reached tau_mem; without censoring it is the t interval); fits on fewer than 4 runs are "
-                       "flagged weak (fit_notes)"),
+        "fit_method": FIT_METHOD,
         "fit_pooled_over": json.dumps(sorted(skip)),
         "fit_where": json.dumps([" ".join(c) for c in clauses]),
         "source_steps": json.dumps({str(r.path): [int(v) for v in samples_cube(r)["step"].values] for r in runs}),
@@ -441,6 +388,65 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
         "pools": [list(level) for level in levels], "where": [" ".join(c) for c in clauses]})
 
 
+def _per_run_dataset(cs: ClockSet, runs, rows, boots, cfgs, fields, level: float) -> xr.Dataset:
+    """The per-run variables of :func:`compute_clocks` (dim ``run``; the config fields as coordinates)."""
+    def col(key, dtype=float):
+        return np.array([row[key] for row in rows], dtype=dtype)
+    data = {name: ("run", col(name, dtype)) for name, dtype in (
+        ("tau_rule", float), ("tau_mem", float), ("tau_mem_censored_at", float), ("window", float),
+        ("tau_rule_raw", float), ("tau_rule_status", str), ("tau_mem_status", str), ("window_status", str),
+        ("mem_threshold", float), ("mem_baseline", float))}
+    data["passes_at_tau_mem"] = ("run", col("tau_mem") * np.array([c["batch"] for c in cfgs], float)
+                                 / np.array([c["n_train"] for c in cfgs], float))
+    data.update({"last_step": ("run", col("last_step")), "n_evals": ("run", col("n_evals", int)),
+                 "notes": ("run", col("notes", str))})
+    data.update(_uncertainty_vars(cs, runs, rows, boots, level))
+    for name in LOSS_CLOCKS:
+        vals = col(name)
+        if np.isfinite(vals).any():
+            data[name] = ("run", vals)
+    coords = {"run": ("run", [str(r.path) for r in runs])}
+    if cs.extra:
+        coords["extra_clock"] = ("extra_clock", list(cs.extra))
+    for f in fields:
+        coords[f] = ("run", np.array([_coord_value(c[f]) for c in cfgs]))
+    return xr.Dataset(data, coords=coords)
+
+
+def _with_fits(ds: xr.Dataset, fits: list[dict], selected, cfgs, tau_boot, level: float) -> xr.Dataset:
+    """``ds`` with the fit groups (dim ``fit``), each run's first group, its residual from that group's
+    least-squares line, and per group the spread of alpha over the clocks' bootstrap replicates."""
+    n_runs = ds.sizes["run"]
+    tau = ds["tau_mem"].values
+    index = np.full(n_runs, -1)
+    for j, f in reversed(list(enumerate(fits))):  # each run's first fit group
+        index[f["members"]] = j
+    n_arr = np.array([c["n_train"] for c in cfgs], float)
+    resid = np.full(n_runs, np.nan)
+    for i, j in enumerate(index):
+        if j >= 0 and tau[i] > 0:  # NaN (not reached) compares False
+            resid[i] = np.log(tau[i]) - (np.log(fits[j]["c"]) + fits[j]["alpha"] * np.log(n_arr[i]))
+    ds["fit_index"] = ("run", index)
+    ds["fit_selected"] = ("run", selected)
+    ds["fit_residual"] = ("run", resid)
+    ds = ds.assign_coords(fit=("fit", np.arange(len(fits))))
+    ds["fit_label"] = ("fit", np.array([f["label"] for f in fits], dtype=str))
+    ds["fit_pooled_over"] = ("fit", np.array([f["pooled_over"] for f in fits], dtype=str))
+    ds["fit_member"] = (("fit", "run"), np.array([f["members"] for f in fits], bool).reshape(len(fits), n_runs))
+    for name, (dims, arr) in fit_dataset(fits).items():
+        ds[name] = (dims, arr)
+    spreads = [alpha_spread(n_arr[f["members"]], tau_boot[f["members"]], level) for f in fits]
+    for key in FIT_CLOCK_KEYS:
+        ds[f"fit_clock_{key}"] = ("fit", np.array([sp[key.replace("alpha_", "")] for sp in spreads],
+                                                  np.int64 if key == "n_valid" else float))
+    return ds
+
+
+FIT_METHOD = ("least squares of ln tau_mem on ln n_train (scipy.stats.linregress; censored runs dropped) with a t "
+              "interval for alpha (slope standard error, n - 2 dof), and right-censored maximum likelihood (Tobit on "
+              "ln tau_mem, scipy.optimize) with a profile-likelihood interval for alpha cut at n ln(1 + t^2/(n - 2)), "
+              "t the Student-t quantile with n - 2 dof (n runs that reached tau_mem; without censoring it is the t "
+              "interval); fits on fewer than 4 runs are flagged weak (fit_notes)")
 #: the per-fit-group spread of alpha under per-run clock uncertainty (:func:`alpha_spread`)
 FIT_CLOCK_KEYS = {
     "alpha_lo": "lower end of the least-squares alpha over bootstrap replicates of every run's tau_mem (level: "

@@ -7,7 +7,7 @@ modulation and output layers, so the untrained network outputs F = 0 (then D(x; 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,16 +56,16 @@ def modulate(x, shift, scale):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, heads, causal=False):
+    def __init__(self, dim, heads):
         super().__init__()
-        self.heads, self.causal = heads, causal
+        self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
         b, n, c = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        y = F.scaled_dot_product_attention(q, k, v)
         return self.proj(y.transpose(1, 2).reshape(b, n, c))
 
 
@@ -144,6 +144,3 @@ class DiT(nn.Module):
         for blk in self.blocks:
             h = blk(h, c)
         return self.final(h, c).reshape(b, -1)
-
-    def config_dict(self):
-        return asdict(self.cfg)

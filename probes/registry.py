@@ -204,7 +204,7 @@ class _Declared:
     ``archs``: the architectures it applies to; ``summary(ds) -> str``: the text printed after a call;
     ``figures``: :class:`FigureSpec` s (or a function returning them) for `plot`; ``builtin``: set by
     twoclocks' own probes only; ``source``: the import spec it was loaded from (set by
-    :func:`load_probe`)."""
+    :func:`load_probe`); ``version``: raised when a fix changes the probe's numbers (steps record it)."""
     name: str
     cube: str
     help: str
@@ -215,6 +215,7 @@ class _Declared:
     figures: Any = ()
     builtin: bool = False
     source: str | None = None
+    version: int = 1
 
     kind = "probe"
 
@@ -299,7 +300,6 @@ class Probe(_Declared):
     uses_network: bool = True
     bf16_target: tuple = ()
     keys: tuple = ()
-    version: int = 1
 
     kind = "checkpoint"
 

@@ -41,7 +41,7 @@ from twoclocks.schema import Var, coord
 
 __all__ = ["Face", "choose_pairs", "face_geometry", "faces_from_cells", "parse_anchors", "check_anchors",
            "check_sigmas", "parse_sigmas", "anchor_spec", "range_spec", "steps_spec", "VERTICES",
-           "GEOMETRY_VERSION", "LandscapeOptions", "Request", "request", "resolve_anchors", "jobs", "keyed_todo",
+           "GEOMETRY_VERSION", "LandscapeOptions", "Request", "request", "resolve_anchors", "keyed_todo",
            "keyed_piece", "keyed_select", "complete_anchors", "KEYS", "MASK",
            "MODEL_UNITS", "KEYED_COORDS", "FACE_COORDS"]
 

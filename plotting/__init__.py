@@ -43,7 +43,7 @@ plot_clocks_by_rule           21           clocks/collect: tau_rule, tau_mem, [t
 plot_clocks_vs_hparam         24-27        clocks/collect: tau_rule, tau_mem, [tau_*_lo/hi], coord lr / wd
 plot_arch_overlay             4A           curves (run, step): sample_acc, sample_mem, coord arch; [clocks]
 plot_seed_spread              28           curves (run, step): sample_acc, sample_mem, coord seed; [clocks]
-plot_novel_fraction           23           curves: novel_frac; clocks with extra_clock tau_novel
+plot_novel_fraction           23           curves: novel_frac; clocks: tau_novel (or extra_tau tau_novel)
 plot_montage                  5-6          montage: cells (panel, sample, row, col), n_symbols
 ============================  ===========  ==================================================================
 

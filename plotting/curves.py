@@ -173,8 +173,8 @@ def _extra_clock(clocks, name) -> np.ndarray:
         return np.array([])
     if name in clocks:
         return run_floats(clocks, name)
-    if "extra_clock" in clocks and name in [str(c) for c in clocks["extra_clock"].values]:
-        return clocks["extra_clock"].sel(extra_clock=name).values.astype(float)
+    if "extra_tau" in clocks and name in [str(c) for c in clocks["extra_clock"].values]:
+        return clocks["extra_tau"].sel(extra_clock=name).values.astype(float)
     return np.full(clocks.sizes["run"], np.nan)
 
 
@@ -183,8 +183,8 @@ def plot_novel_fraction(curves: xr.Dataset, clocks: xr.Dataset | None = None, th
     """The valid-novel fraction (rule-valid samples not in the train set, ``novel_frac``) vs step, one
     line per run, its onset tau_novel marked (left), and the three onsets per run, tau_rule (circles),
     tau_novel (squares) and tau_mem (triangles), on a log step axis (right; paper Fig. 23). ``clocks``:
-    the runs' clocks with tau_novel (an ``extra_clock`` of the ``valid-novel`` preset,
-    :func:`twoclocks.plotting.load.novel_clocks`), same run names; ``threshold``: the dotted level."""
+    the runs' clocks with tau_novel (a variable, :func:`twoclocks.plotting.load.novel_clocks`, or an
+    ``extra_tau`` of `clocks` with the ``valid-novel`` preset), same run names; ``threshold``: the dotted level."""
     import matplotlib.lines as mlines
     require_vars(curves, ["novel_frac"], "plot_novel_fraction")
     idx, names = run_series(curves, ())

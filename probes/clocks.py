@@ -302,8 +302,8 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     adaptive) with the shorthands ``k``, ``acc_threshold``, ``policy`` / ``mem_threshold`` /
     ``mem_adaptive``, ``sustain_steps`` / ``sustain_factor``
     (:func:`~twoclocks.probes.clockdefs.clockset_from_options`); recorded in the attrs ``clock_defs``
-    (JSON) and ``clock_preset``. Clocks besides tau_rule and tau_mem go in ``extra_clock`` (run,
-    extra_clock) with their statuses.
+    (JSON) and ``clock_preset``. Clocks besides tau_rule and tau_mem go in ``extra_tau`` (run,
+    extra_clock; the coordinate ``extra_clock`` names them) with their statuses (``extra_tau_status``).
 
     Per-run clock uncertainty (docs/science.md#clock-uncertainty): with ``n_boot`` > 0, for every run
     whose samples cube holds the per-seed samples, the seed bootstrap of
@@ -491,8 +491,8 @@ def _uncertainty_vars(cs: ClockSet, runs, rows, boots, level: float) -> dict:
         out[f"{name}_bracket_lo"] = ("run", lo)
         out[f"{name}_bracket_hi"] = ("run", hi)
     if cs.extra:
-        out["extra_clock"] = (("run", "extra_clock"), np.array([[row[n] for n in cs.extra] for row in rows], float))
-        out["extra_clock_status"] = (("run", "extra_clock"),
+        out["extra_tau"] = (("run", "extra_clock"), np.array([[row[n] for n in cs.extra] for row in rows], float))
+        out["extra_tau_status"] = (("run", "extra_clock"),
                                      np.array([[row[f"{n}_status"] for n in cs.extra] for row in rows], dtype=str))
     return out
 
@@ -741,7 +741,7 @@ def format_clocks_table(ds: xr.Dataset) -> str:
                      _fmt(float(d.tau_rule)), _fmt(float(d.tau_mem)), _fmt(float(d.window)),
                      *([_interval_text(d, "tau_rule"), _bracket_text(d, "tau_rule"), _interval_text(d, "tau_mem"),
                         _bracket_text(d, "tau_mem")] if unc else []),
-                     *[_fmt(float(d["extra_clock"].sel(extra_clock=e))) for e in extra],
+                     *[_fmt(float(d["extra_tau"].sel(extra_clock=e))) for e in extra],
                      *[_fmt(float(d[n])) for n in loss], _num(float(d.mem_baseline)),
                      f"{float(d.mem_threshold):.3g}", _num(float(passes[i])), ",".join(censored) or "-",
                      "excl" if not selected[i] else _num(round(float(resid[i]), 3) + 0.0, "+.3f"),

@@ -53,9 +53,9 @@ UNCERTAINTY_VARS = {
                                              "the first step; NaN: not reached)", "steps") for c in ("tau_rule", "tau_mem")},
     **{f"{c}_bracket_hi": Var(_R, "float64", f"{c} grid bracket (lo, hi]: the clock itself (NaN: not reached)", "steps")
        for c in ("tau_rule", "tau_mem")},
-    "extra_clock": Var(("run", "extra_clock"), "float64", "further clocks of the definitions (attrs clock_defs)",
+    "extra_tau": Var(("run", "extra_clock"), "float64", "further clocks of the definitions (attrs clock_defs)",
                        "steps"),
-    "extra_clock_status": Var(("run", "extra_clock"), "str", "status of the further clocks", None),
+    "extra_tau_status": Var(("run", "extra_clock"), "str", "status of the further clocks", None),
 }
 #: per fit group, the spread of the least-squares alpha under per-run clock uncertainty (attrs fit_clock_method)
 FIT_CLOCK_VARS = {f"fit_clock_{key}": Var(("fit",), "int64" if key == "n_valid" else "float64", long)

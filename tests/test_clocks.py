@@ -143,6 +143,37 @@ def test_compute_clocks_across_runs_and_fits(runs, tmp_path):
     assert pooled.sizes["fit"] == 1 and pooled.fit_n.item() == 6
 
 
+
+def test_compute_clocks_with_a_further_clock(tmp_path):
+    """clocks="valid-novel": tau_novel (accuracy >= 0.85 and valid-novel fraction >= 0.5, sustained 3
+    evaluations) is stored as extra_tau over extra_clock, read back from the cube and printed."""
+    from twoclocks.store import write_dataset
+    paths = []
+    for i, novel_on in enumerate((100, None)):            # the second run's valid-novel fraction stays at 0.3
+        path = make_run(tmp_path / f"r{i}", 16, 2, 40, 600, seed=i)
+        novel = step_curve(novel_on, 0.0, 0.8) if novel_on is not None else np.full(STEPS.size, 0.3)
+        novel[STEPS == 104] = 0.1                         # one dip: the onset is sustained, not the first crossing
+        ds = xr.open_zarr(path / "probes" / "samples.zarr").load()
+        frac = np.stack([novel, 1 - novel], axis=1)
+        ds = ds.assign(state_frac=(("step", "state_label"), frac)).assign_coords(state_label=["valid_novel", "other"])
+        write_dataset(ds, path / "probes" / "samples.zarr")
+        paths.append(path)
+    ds = compute_clocks(paths, clocks="valid-novel", out=tmp_path / "clocks.zarr")
+    assert ds["extra_clock"].values.tolist() == ["tau_novel"]
+    assert ds["extra_tau"].dims == ("run", "extra_clock")
+    want = [sustained_onset(STEPS, (step_curve(40) >= 0.85) & (step_curve(on, 0.0, 0.8) >= 0.5)
+                            & (STEPS != 104), None, 3)[0] if on is not None else np.nan for on in (100, None)]
+    assert want[0] == 108.0
+    np.testing.assert_array_equal(ds["extra_tau"].sel(extra_clock="tau_novel").values, want)
+    assert ds["extra_tau_status"].sel(extra_clock="tau_novel").values.tolist() == ["reached", "never"]
+    np.testing.assert_array_equal(ds.tau_rule.values, [40, 40])
+    back = xr.open_zarr(tmp_path / "clocks.zarr")
+    np.testing.assert_array_equal(back["extra_tau"].sel(extra_clock="tau_novel").values, want)
+    assert back["extra_tau"].attrs["units"] == "steps"
+    head, first, second = format_clocks_table(ds).splitlines()[:3]
+    col = head.split().index("tau_novel")
+    assert first.split()[col] == "108" and second.split()[col] == "-"
+
 def test_clocks_errors(runs, tmp_path):
     from twoclocks.training.config import TrainConfig
     from twoclocks.training.train import create_run

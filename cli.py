@@ -218,7 +218,7 @@ def probe(
     from twoclocks.probes.registry import load_probe
     from twoclocks.sweep.spec import parse_value
     p = load_probe(spec)
-    if getattr(p, "cross_run", False):
+    if p.cross_run:
         raise TwoclocksError(f"{p.name} works across runs; use `twoclocks-probe {p.name} ...` (see --help)")
     kw = {}
     for item in option or ():

@@ -218,6 +218,7 @@ class _Declared:
     version: int = 1
 
     kind = "probe"
+    cross_run = False  # a DerivedProbe over several runs sets it (every kind answers it)
 
     # ---- options
     def option_fields(self) -> list[dataclasses.Field]:

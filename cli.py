@@ -21,6 +21,7 @@ from twoclocks.probes.registry import COMMON_OPTIONS as COMMON_HELP
 from twoclocks.probes.registry import debug_enabled
 from twoclocks.probes.sensitivity import clock_sensitivity, format_sensitivity, parse_grid_options
 from twoclocks.run import open_run, verify_run
+from twoclocks.rundir import cube_names, pending_cubes, probe_path
 from twoclocks.store import disk_full, is_disk_full, metadata_problem, fix_hint
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
@@ -349,11 +350,10 @@ def info(run_dir: Path = RUN_DIR_ARG,
     typer.echo("splits     " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + f", bank {run.n_seeds} seeds")
     st = run.steps
     typer.echo(f"checkpoints {len(st)}" + (f": {st[0]} .. {st[-1]}" if st else ""))
-    probes = sorted((run.path / "probes").glob("*.zarr")) if (run.path / "probes").is_dir() else []
+    probes = [probe_path(run.path, n) for n in cube_names(run.path)]
     typer.echo(f"probes     {', '.join(p.name for p in probes) if probes else 'none'}")
     old = [p.name for p in probes if (p / ".zgroup").exists() or (p / ".zmetadata").exists()]
-    pending = sorted(n for p in (run.path / "probes").glob(".*.parts")
-                     if f"{(n := p.name[1:-len('.parts')])}.zarr" not in old) if probes else []
+    pending = [n for n in pending_cubes(run.path) if f"{n}.zarr" not in old]  # also cubes not assembled yet
     if old:
         typer.echo(f"old format {', '.join(old)}: zarr 2 from twoclocks 0.1, readable as is; running the probe "
                    "again (same options) rewrites it as zarr 3 and compacts its .parts")

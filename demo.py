@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from twoclocks.run import open_run
+from twoclocks.rundir import is_run
 
 # 4x4 images, parity groups of 2 (|valid| = 256), N = 16 train samples (uniform-valid memorization
 # baseline 16/256 = 0.0625, adaptive memorization threshold 0.156). Measured on 2 CPU cores: sample
@@ -48,7 +49,7 @@ def run_demo(out_dir: Path, arch: str = "dit", steps: int | None = None, figures
     cfg = {**DEMO_CONFIG, "arch": arch, **(GPT_OVERRIDES if arch == "gpt" else {})}
     if steps is not None:
         cfg["steps"] = steps
-    resume = (out_dir / "config.json").is_file()
+    resume = is_run(out_dir)
     if resume and open_run(out_dir).config.arch != arch:
         from twoclocks import TwoclocksError
         raise TwoclocksError(f"{out_dir} holds a {open_run(out_dir).config.arch} demo; give another OUT_DIR "

@@ -26,7 +26,7 @@ import torch
 
 from twoclocks import TwoclocksError
 
-__all__ = ["environment", "device_name", "environment_differences", "ENVIRONMENT_FIELDS", "MEASUREMENTS_FILE",
+__all__ = ["environment", "device_name", "resolve_device", "environment_differences", "ENVIRONMENT_FIELDS", "MEASUREMENTS_FILE",
            "MEASUREMENTS_ENV", "load_measurements", "bf16_measured_ok", "meets_target", "record_measurements",
            "environment_changes", "pooled_environment_note"]
 
@@ -153,3 +153,14 @@ def pooled_environment_note(training, probes=()) -> str:
         if diff:
             parts.append(f"{what} " + "; ".join(diff))
     return ("runs computed in differing environments: " + " | ".join(parts)) if parts else ""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TwoclocksError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise TwoclocksError(f"unknown device {device!r}; use auto, cpu or cuda") from None

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from twoclocks import TwoclocksError
-from twoclocks.data.count_rules import ExactK, GlobalK, _RowCountRule
+from twoclocks.data.count_rules import ExactK, GlobalK, RowCountRule
 from twoclocks.data.encodings import make_encoding
 from twoclocks.data.latin import RowLatin
 from twoclocks.data.rules import GroupParity, restricted_support, support_for_reference
@@ -250,7 +250,7 @@ def has_closed_form(rule) -> bool:
     also the training distribution (a sampler restricted to part of the valid set has none)."""
     if rule is not None and restricted_support(rule):
         return False
-    if rule is None or isinstance(rule, (GroupParity, ExactK, _RowCountRule)):
+    if rule is None or isinstance(rule, (GroupParity, ExactK, RowCountRule)):
         return True
     return isinstance(rule, RowLatin) and rule.n <= MAX_PERM_N
 
@@ -278,7 +278,7 @@ def rule_log_marginals(rule, L: torch.Tensor) -> torch.Tensor:
             z, u = _count_lines(l0, l1, (k,))                     # (B, h), (B, h, w, 2)
             terms.append(_exclusive_sums(z)[..., None, None] + u)  # times the other rows' sums
         return _normalize(torch.logsumexp(torch.stack(terms), 0).reshape(B, rule.D, 2))
-    if isinstance(rule, _RowCountRule):   # row-K, row-variable-K: independent rows
+    if isinstance(rule, RowCountRule):   # row-K, row-variable-K: independent rows
         l0, l1 = (L[..., v].reshape(B, rule.height, rule.width) for v in (0, 1))
         _, u = _count_lines(l0, l1, rule.ks)
         return _normalize(u.reshape(B, rule.D, 2))

@@ -60,6 +60,7 @@ from twoclocks.probes.samples import PROBE as SAMPLES_PROBE
 from twoclocks.probes.samples import SampleEvaluator
 from twoclocks.probes.uncertainty import bootstrap_clocks, grid_bracket
 from twoclocks.run import Run, open_run
+from twoclocks.rundir import CONFIG_FILE
 from twoclocks.store import CubeStore
 from twoclocks.training.config import TrainConfig, save_schedule
 from twoclocks.training.train import create_run
@@ -282,7 +283,7 @@ def make_planted_run(path, tau_rule: float, tau_mem: float, u_seed: int = 0, rul
     latents drawn with ``numpy.random.default_rng(u_seed)``. Writes the samples cube with attrs
     ``planted`` (JSON: schedule, rates, clocks, u_seed) and the four planted clocks as numbers."""
     path = Path(path)
-    if (path / "config.json").exists() or (path.exists() and any(path.iterdir())):
+    if (path / CONFIG_FILE).exists() or (path.exists() and any(path.iterdir())):
         raise TwoclocksError(f"{path} is not empty; give a new directory for the planted run")
     cfg = TrainConfig(**config)
     create_run(path, cfg, set(config))

@@ -1,30 +1,12 @@
 """The run directory: the contract between the trainer and every probe.
 
-    RUN_DIR/
-      config.json            resolved config, schema version, package version, paper/assumed status
-      data.zarr              splits as cells (train / heldout / hypercube) and the fixed sampling bank
-      checkpoints/step_XXXXXXXX.pt   model weights at that step (torch.load(..., weights_only=True))
-      checkpoints/resume.pt  model + optimizer + RNG state of the latest save (for --resume)
-      checkpoints/*.pt.sha256  the sha256 of each checkpoint file, written with it (sha256sum format)
-      log.jsonl              training loss, one JSON line per log interval (the first line of each
-                             training session also holds its environment record)
-      probes/*.zarr          probe outputs (xarray Datasets)
-
-Probes use only :func:`open_run` and the :class:`Run` it returns.
-
-Integrity: every checkpoint is checked against its ``.sha256`` when loaded (a checkpoint without one,
-from an older version or a save cut short after the rename, is loaded unchecked); ``config.json``
-records ``data_sha256``, the digest of data.zarr's values (:func:`data_digest`), so a damaged
-data.zarr is regenerated from the config when the regenerated values have that digest
-(:func:`load_data`), else refused with a one-line error.
+:func:`open_run` opens one; the :class:`Run` it returns reads the config, data, checkpoints and cubes
+(probes use only these). The layout and its file names: :mod:`twoclocks.rundir`; the checkpoint and
+data files and their integrity checks: :mod:`twoclocks.training.files`.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
-import re
 from functools import cached_property
 from pathlib import Path
 
@@ -32,29 +14,29 @@ import numpy as np
 import torch
 import xarray as xr
 
-import twoclocks
 from twoclocks import TwoclocksError
-from twoclocks.store import (DamagedError, check_store, disk_full, fix_hint, is_disk_full, move_aside, note,
-                             open_cube, write_dataset, write_text_atomic)
-from twoclocks.data import make_encoding, make_rule, make_splits
+from twoclocks.data import make_encoding, make_rule
+from twoclocks.environment import resolve_device
+from twoclocks.ideal import reference_denoiser
+from twoclocks.interop.conventions import is_diffusion
+from twoclocks.interop.factory import build_foreign_model, convention_problem, read_checkpoint_file
 from twoclocks.interop.spec import ForeignSpec, describe, foreign_checkpoints, foreign_spec
-from twoclocks.training.config import SCHEMA_VERSION, TrainConfig
+from twoclocks.rundir import checkpoint_steps as native_checkpoint_steps
+from twoclocks.rundir import (CHECKPOINT_DIR, CKPT_RE, CONFIG_FILE, DATA_STORE, LOG_FILE, PROBE_DIR, RESUME_FILE,
+                              RESUME_MAY_CHANGE, checkpoint_name, digest_path, probe_path, read_meta)
+from twoclocks.store import DamagedError, check_store, fix_hint, open_cube
+from twoclocks.training.files import (build_data, checkpoint_problem, damage_advice, data_digest, file_sha256,
+                                      load_checkpoint, load_data, read_checkpoint, read_config, recorded_digest,
+                                      save_atomic, write_json_atomic)
+from twoclocks.training.gpt import reference_model
+from twoclocks.training.models import build_model, sample_dit, sample_gpt
 
+# file names and checkpoint I/O live below this module (rundir, training.files); they stay importable from here
 __all__ = ["Run", "open_run", "checkpoint_name", "checkpoint_steps", "last_checkpoint", "save_atomic",
            "write_json_atomic", "load_checkpoint", "read_config", "read_meta", "resolve_device", "RESUME_MAY_CHANGE",
            "CONFIG_FILE", "DATA_STORE", "CHECKPOINT_DIR", "RESUME_FILE", "LOG_FILE", "PROBE_DIR", "digest_path",
-           "file_sha256", "build_data", "data_digest", "load_data", "checkpoint_problem", "verify_run",
+           "file_sha256", "build_data", "data_digest", "load_data", "checkpoint_problem", "verify_run", "CKPT_RE",
            "checkpoint_files", "run_foreign"]
-
-CONFIG_FILE, DATA_STORE, CHECKPOINT_DIR, RESUME_FILE, LOG_FILE, PROBE_DIR = (
-    "config.json", "data.zarr", "checkpoints", "resume.pt", "log.jsonl", "probes")
-CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
-#: config fields a resumed run may change; every other field must equal the stored config
-RESUME_MAY_CHANGE = frozenset({"steps", "device", "bf16", "log_every", "resume_every", "compile"})
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:08d}.pt"
 
 
 def run_foreign(run_dir) -> ForeignSpec | None:
@@ -68,248 +50,25 @@ def run_foreign(run_dir) -> ForeignSpec | None:
 
 
 def checkpoint_files(run_dir, foreign: ForeignSpec | None = None) -> dict[int, Path]:
-    """{step: checkpoint file} of a run, sorted by step (reads only the directory listing and, for
-    foreign checkpoints, the pattern and step regex in config.json)."""
-    d = Path(run_dir) / CHECKPOINT_DIR
+    """{step: checkpoint file} of a run, sorted by step: the ``step_XXXXXXXX.pt`` this package saved
+    (:mod:`twoclocks.rundir`) or, for a run with a ``foreign`` section, the files its pattern and step
+    regex select (:func:`twoclocks.interop.spec.foreign_checkpoints`). Reads only the directory listing
+    and config.json."""
     foreign = run_foreign(run_dir) if foreign is None else foreign
     if foreign is not None:
         return foreign_checkpoints(run_dir, foreign)
-    if not d.is_dir():
-        return {}
-    return dict(sorted((int(m.group(1)), p) for p in d.iterdir() if (m := CKPT_RE.match(p.name))))
+    return {s: Path(run_dir) / CHECKPOINT_DIR / checkpoint_name(s) for s in native_checkpoint_steps(run_dir)}
 
 
 def checkpoint_steps(run_dir) -> list[int]:
-    """Sorted steps of a run's saved checkpoint files (reads only the directory listing)."""
+    """Sorted steps of a run's checkpoint files, this package's or your own code's (:func:`checkpoint_files`)."""
     return list(checkpoint_files(run_dir))
 
 
 def last_checkpoint(run_dir) -> int | None:
-    """The step of a run's last saved checkpoint (None: none yet)."""
+    """The step of a run's last checkpoint (None: none yet), this package's or your own code's."""
     steps = checkpoint_steps(run_dir)
     return steps[-1] if steps else None
-
-
-def read_meta(run_dir) -> dict:
-    """config.json as stored (config, schema version, package version, paper/assumed status), with a
-    one-line error when it cannot be read."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TwoclocksError(f"{run_dir} is not a twoclocks run (no {CONFIG_FILE}); "
-                             "create one with `twoclocks-probe train RUN_DIR`") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise TwoclocksError(f"{path} cannot be read ({e}); move the run away to start it over") from None
-
-
-def write_json_atomic(path, obj) -> None:
-    """JSON to a temp file in the same directory, then a rename over ``path`` (no temp file left
-    behind by a failure; a full disk is a one-line error)."""
-    write_text_atomic(path, json.dumps(obj, indent=2))
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TwoclocksError(f"--device {device} asked for but CUDA is not available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise TwoclocksError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-
-
-def digest_path(path) -> Path:
-    """The sidecar holding a checkpoint's sha256: ``step_XXXXXXXX.pt.sha256``."""
-    path = Path(path)
-    return path.with_name(path.name + ".sha256")
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file in the same directory, fsync, then rename over ``path``; its sha256
-    goes to ``path.sha256`` (the old one is removed before the rename, so a digest never describes
-    another file). A failed save leaves no temp file; a full disk is a one-line error."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = file_sha256(tmp)
-        digest_path(path).unlink(missing_ok=True)
-        os.replace(tmp, path)
-        write_text_atomic(digest_path(path), f"{digest}  {path.name}\n")
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(e):
-            raise disk_full(path, "rerun (train --resume)") from None
-        raise
-
-
-def _recorded_digest(path: Path) -> str | None:
-    side = digest_path(path)
-    try:
-        words = side.read_text().split()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError):
-        return ""
-    return words[0] if words else ""
-
-
-def _damage_advice(path: Path) -> str:
-    """What to do about a damaged checkpoint: depends on whether it is resume.pt, the last step's or
-    an earlier one."""
-    run_dir = path.parent.parent
-    if path.name == RESUME_FILE:
-        return (f"delete it and its .sha256, then `twoclocks-probe train {run_dir} --resume` trains again from "
-                "step 0 (the same checkpoints, bit for bit on a CPU)")
-    steps = checkpoint_steps(run_dir)
-    m = CKPT_RE.match(path.name)
-    if m and steps and int(m.group(1)) == steps[-1]:
-        resume = path.parent / RESUME_FILE
-        try:
-            at = int(torch.load(resume, map_location="cpu", weights_only=True)["step"]) if resume.is_file() else None
-        except Exception:  # noqa: BLE001 - only to choose the advice
-            at = None
-        if at == int(m.group(1)):
-            return (f"it is the last checkpoint: delete it and its .sha256, then `twoclocks-probe train {run_dir} "
-                    "--resume` writes it again from resume.pt")
-        return (f"it is the last checkpoint: delete it and its .sha256, then `twoclocks-probe train {run_dir} "
-                "--resume` continues from resume.pt (this step's weights come back only by training again)")
-    return ("delete it and its .sha256 (the probes then skip this step); its weights come back only by training "
-            "the run again from the start with the same config")
-
-
-def checkpoint_problem(path) -> str | None:
-    """Why a checkpoint file is damaged (digest mismatch, unreadable), None if it is sound: reads the
-    file once."""
-    path = Path(path)
-    try:
-        _read_checkpoint(path, "cpu")
-    except DamagedError as e:
-        return e.reason
-    except TwoclocksError as e:
-        return str(e)
-    return None
-
-
-def _read_checkpoint(path: Path, device):
-    data = path.read_bytes()
-    want = _recorded_digest(path)
-    if want is not None and hashlib.sha256(data).hexdigest() != want:
-        reason = (f"its sha256 does not match {digest_path(path).name}" if want else
-                  f"{digest_path(path).name} is unreadable")
-        raise DamagedError(f"checkpoint {path} is damaged ({reason}); {_damage_advice(path)}", path, reason)
-    try:
-        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
-    except Exception as e:  # truncated, corrupt, or containing non-tensor objects
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise DamagedError(f"checkpoint {path} cannot be read ({reason}); it is truncated or corrupt: "
-                           f"{_damage_advice(path)}", path, reason) from None
-
-
-def load_checkpoint(path: Path, device="cpu") -> dict:
-    """Load a checkpoint safely (weights_only=True: no code runs), checked against its recorded
-    sha256, with a one-line error naming the file and what to do if it is damaged."""
-    path = Path(path)
-    if not path.is_file():
-        raise TwoclocksError(f"checkpoint {path} does not exist")
-    obj = _read_checkpoint(path, device)
-    if not isinstance(obj, dict) or "model" not in obj:
-        raise TwoclocksError(f"checkpoint {path} is not a twoclocks checkpoint (no 'model' entry)")
-    return obj
-
-
-def build_data(cfg: TrainConfig) -> xr.Dataset:
-    """data.zarr's Dataset, from the config alone: the splits (cells) and the fixed sampling bank
-    (dit: standard-normal noises; gpt: uniforms), all drawn from ``cfg.data_seed``."""
-    rule = make_rule(cfg.rule_spec())
-    enc = make_encoding(cfg.encoding, rule.n_symbols, **cfg.encoding_params)
-    splits = make_splits(rule, cfg.n_train, cfg.n_heldout, cfg.n_hypercube, cfg.data_seed)
-    rng = np.random.default_rng([cfg.data_seed, 3])
-    p = rule.D * enc.channels
-    ds = xr.Dataset(
-        {
-            "train": (("train_index", "cell"), splits["train"], {"long_name": "train samples (cells)"}),
-            "heldout": (("heldout_index", "cell"), splits["heldout"],
-                        {"long_name": "held-out valid samples not in train (cells)"}),
-            "hypercube": (("hypercube_index", "cell"), splits["hypercube"],
-                          {"long_name": "uniform random images, no rule (cells)"}),
-        },
-        coords={"cell": np.arange(rule.D)},
-        attrs={"rule": json.dumps(rule.to_dict()), "encoding": json.dumps(enc.to_dict()),
-               "twoclocks_version": twoclocks.__version__},
-    )
-    if cfg.arch == "dit":
-        ds["noise"] = (("seed", "feature"), rng.standard_normal((cfg.n_noise, p)).astype(np.float32),
-                       {"long_name": "fixed sampler noise bank z (x_0 = z * sigma_max)"})
-    else:
-        ds["uniforms"] = (("seed", "cell"), rng.random((cfg.n_noise, rule.D)).astype(np.float32),
-                          {"long_name": "fixed sampling uniforms (symbol chosen by inverse CDF at u)"})
-    return ds.assign_coords(seed=np.arange(cfg.n_noise))
-
-
-def data_digest(ds: xr.Dataset) -> str:
-    """sha256 of a data Dataset's values: every variable and coordinate (name, dims, dtype, shape,
-    bytes) in name order; attrs and the storage format do not enter."""
-    h = hashlib.sha256()
-    for name in sorted(ds.variables):
-        v = ds.variables[name]
-        a = np.ascontiguousarray(v.values)
-        h.update(json.dumps([name, list(v.dims), a.dtype.str, list(a.shape)]).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def load_data(run_dir, cfg: TrainConfig, meta: dict) -> xr.Dataset:
-    """data.zarr, read and checked; a damaged one is moved aside and regenerated from the config when
-    the regenerated values have the digest recorded in config.json, else a one-line error."""
-    store = Path(run_dir) / DATA_STORE
-    if not store.exists():
-        raise TwoclocksError(f"{run_dir} has no data.zarr; the run was not fully created, "
-                             f"re-create it with `twoclocks-probe train {run_dir} --force`")
-    want = meta.get("data_sha256")
-    try:
-        ds = open_cube(store)
-        if want is None or data_digest(ds) == want:
-            return ds
-        reason = "its values do not match data_sha256 in config.json"
-    except DamagedError as e:
-        reason = e.reason
-    redo = f"restore it from a backup, or start the run over with `twoclocks-probe train {run_dir} --force`"
-    if want is None:
-        raise DamagedError(f"{store} is damaged ({reason}) and config.json records no digest to prove a "
-                           f"regenerated copy identical (a run created before twoclocks 0.3): {redo}", store, reason)
-    fresh = build_data(cfg)
-    if data_digest(fresh) != want:
-        raise DamagedError(f"{store} is damaged ({reason}) and the data regenerated from the config differs from "
-                           f"the recorded digest (another numpy or twoclocks version?): {redo}", store, reason)
-    aside = move_aside(store)
-    write_dataset(fresh, store)
-    note(f"damaged {store} ({reason}): moved to {aside.name}; regenerated from the config "
-         f"(same sha256 {want[:12]} as recorded)")
-    return open_cube(store)
-
-
-def read_config(path: Path) -> tuple[TrainConfig, dict]:
-    """The run's TrainConfig and config.json, checked against the schema version this package reads."""
-    cfg_path = Path(path) / CONFIG_FILE
-    meta = read_meta(path)
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise TwoclocksError(f"{cfg_path} has schema version {meta.get('schema_version')}, this twoclocks "
-                             f"reads version {SCHEMA_VERSION}")
-    return TrainConfig.from_dict(meta["config"]), meta
 
 
 def verify_run(run_dir) -> dict:
@@ -348,17 +107,16 @@ def verify_run(run_dir) -> dict:
     ckpts = list(checkpoint_files(run_dir, foreign or None).values())
     resume = run_dir / CHECKPOINT_DIR / RESUME_FILE
     for path in ckpts + ([resume] if resume.is_file() and not foreign else []):
-        if _recorded_digest(path) is None:
+        if recorded_digest(path) is None:
             out["unchecked"].append(path)
         try:
             if foreign:  # weights only, as loaded for the probes; the factory is not imported
-                from twoclocks.interop.factory import read_checkpoint_file
                 read_checkpoint_file(path, foreign.loader)
             else:
-                _read_checkpoint(path, "cpu")
+                read_checkpoint(path, "cpu")
         except DamagedError as e:
             out["damaged"].append((path, e.reason, "copy it again from your trainer's output" if foreign
-                                   else _damage_advice(path)))
+                                   else damage_advice(path)))
         out["checked"].append(path)
     probes = run_dir / PROBE_DIR
     stores = sorted(probes.glob("*.zarr")) + sorted(probes.glob(".*.parts/*.zarr")) if probes.is_dir() else []
@@ -383,7 +141,6 @@ class Run:
         self.foreign = (foreign_spec(self.meta["foreign"], str(self.path / CONFIG_FILE))
                         if self.meta.get("foreign") is not None else None)
         if self.foreign is not None:
-            from twoclocks.interop.conventions import is_diffusion
             want = "dit" if is_diffusion(self.foreign.convention) else "gpt"
             if self.config.arch != want:
                 raise TwoclocksError(f"{self.path / CONFIG_FILE}: convention {self.foreign.convention['type']!r} is "
@@ -476,10 +233,8 @@ class Run:
         """The trained network at ``step`` in eval mode (cached)."""
         key = (step, str(device))
         if key not in self._models and self.foreign is not None:  # your own code: D(x, s) or logits
-            from twoclocks.interop.factory import build_foreign_model
             m = build_foreign_model(self, self.foreign, self.checkpoint_path(step), device, *self._trust)
         elif key not in self._models:
-            from twoclocks.training.models import build_model
             ckpt = load_checkpoint(self.checkpoint_path(step), device)
             m = build_model(self.config, self.rule, self.encoding)
             try:
@@ -509,7 +264,6 @@ class Run:
         ``precision`` 'bf16' runs the network under bf16 autocast (outputs float32); references are exact
         float computations and ignore it."""
         if isinstance(source, str):
-            from twoclocks.ideal import reference_denoiser
             return reference_denoiser(source, self.rule, self.x("train"), encoding=self.encoding)
         if self.config.arch != "dit":
             raise TwoclocksError(f"{self.path} is a {self.config.arch} run; this probe needs a diffusion (dit) run")
@@ -523,7 +277,6 @@ class Run:
                 return net(x, sigma).float()
         if self.foreign is not None and self.foreign.check and not self._checked:
             self._checked = True  # once per opened run, on its last (most trained) checkpoint
-            from twoclocks.interop.factory import convention_problem
             last = self.steps[-1]
             problem = convention_problem(self, D if last == source else self.denoiser(last, device), last, dev)
             if problem:
@@ -539,7 +292,6 @@ class Run:
         samples the matching autoregressive reference model). The cells are encoded with the run's
         encoding; a non-finite sample (a NaN / inf coordinate, or a NaN / +inf logit met while
         sampling) comes back with NaN coordinates, which the samples probe scores as invalid."""
-        from twoclocks.training.models import sample_dit, sample_gpt
         dev = torch.device(device)
         idx = np.arange(self.n_seeds) if seeds is None else np.asarray(seeds)
         bf16 = precision == "bf16" and not isinstance(source, str)
@@ -547,7 +299,6 @@ class Run:
             if self.config.arch == "dit":
                 return sample_dit(self.denoiser(source, dev), torch.as_tensor(self.noise[idx], device=dev),
                                   self.config, batch_size)
-            from twoclocks.training.gpt import reference_model
             # a reference on a GPT run is its autoregressive counterpart, sampled with the same uniforms
             model = (reference_model(source, self.rule, self.cells("train")) if isinstance(source, str)
                      else self.model(source, dev))
@@ -557,7 +308,7 @@ class Run:
         return x
 
     def probe_path(self, name: str) -> Path:
-        return self.path / PROBE_DIR / f"{name}.zarr"
+        return probe_path(self.path, name)
 
     def training_environments(self) -> list[dict]:
         """The environment records of the run's training sessions, in order, from ``log.jsonl``

@@ -13,7 +13,7 @@ import numpy as np
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import RULES, Rule
 
-__all__ = ["ExactK", "RowK", "RowVariableK", "GlobalK", "line_determined"]
+__all__ = ["ExactK", "RowK", "RowVariableK", "GlobalK", "RowCountRule", "line_determined"]
 
 
 def _k_subsets(k: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,7 +93,7 @@ class ExactK(Rule):
         return {**super().to_dict(), "k": self.k}
 
 
-class _RowCountRule(Rule):
+class RowCountRule(Rule):
     """Base of the row rules: a constraint on c_r = sum_j b_{r,j}, the ones in row r."""
 
     ks: tuple[int, ...]
@@ -133,7 +133,7 @@ class _RowCountRule(Rule):
         return {"row_counts": rc, "count": rc.sum(axis=1), "row_ratio": self._row_ok(rc).mean(axis=1)}
 
 
-class RowK(_RowCountRule):
+class RowK(RowCountRule):
     """Every row has exactly k ones: c_r = k for all r.  |valid set| = C(w, k)^h.
 
     Sampling is uniform (rows are independent uniform k-subsets)."""
@@ -155,7 +155,7 @@ class RowK(_RowCountRule):
         return {**super().to_dict(), "k": self.k}
 
 
-class RowVariableK(_RowCountRule):
+class RowVariableK(RowCountRule):
     """Each row's count is in the set ks, independently: c_r in ks for all r.
     |valid set| = (sum_{k in ks} C(w, k))^h.
 
@@ -182,7 +182,7 @@ class RowVariableK(_RowCountRule):
         return {**super().to_dict(), "ks": list(self.ks)}
 
 
-class GlobalK(_RowCountRule):
+class GlobalK(RowCountRule):
     """One K per image, shared by all rows: c_r = K for all r, with K in ks.
     |valid set| = sum_{K in ks} C(w, K)^h.
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from twoclocks import TwoclocksError
 from twoclocks.ideal import REFERENCES
+from twoclocks.rundir import REFERENCE_STEP, step_key
 
 __all__ = ["resolve_sources", "step_key", "REFERENCE_STEP"]
-
-REFERENCE_STEP = -1  # the `step` coordinate of a cube computed on a reference denoiser
 
 
 def resolve_sources(run, name: str, steps: str | None = None, denoiser: str | None = None):
@@ -22,7 +21,3 @@ def resolve_sources(run, name: str, steps: str | None = None, denoiser: str | No
             raise TwoclocksError("--steps and --denoiser exclude each other: a reference has no steps")
         return f"{name}-{denoiser}", [(REFERENCE_STEP, denoiser)]
     return name, [(s, s) for s in run.select_steps(steps)]
-
-
-def step_key(step: int) -> str:
-    return "reference" if step < 0 else f"step_{step:08d}"

@@ -9,21 +9,22 @@ from twoclocks import TwoclocksError
 from twoclocks.probes.uncertainty import DEFAULT_LEVEL, DEFAULT_N_BOOT
 from twoclocks.probes.clocks_schema import COLLECT_SCHEMA
 from twoclocks.probes.registry import DerivedProbe, register
+from twoclocks.rundir import LOG_FILE, probe_path
 from twoclocks.store import open_cube, write_derived
-from twoclocks.sweep.spec import _config_fields
+from twoclocks.sweep.spec import config_fields
 from twoclocks.sweep.state import read_sweep
 
 
 # ----------------------------------------------------------------------------------------- collect
 def _final_metrics(run_dir: Path) -> dict:
-    ds = open_cube(run_dir / "probes" / "samples.zarr")
+    ds = open_cube(probe_path(run_dir, "samples"))
     ds = ds.sel(step=ds["step"] >= 0)
     last = ds.isel(step=-1)
     out = {"final_step": float(last["step"])}
     for v in ("sample_acc", "sample_mem", "group_acc", "group_mem"):
         out[f"final_{v}"] = float(last[v]) if v in ds else np.nan
     out["final_loss"] = np.nan
-    log = run_dir / "log.jsonl"
+    log = run_dir / LOG_FILE
     if log.is_file():
         lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
         if lines:
@@ -52,7 +53,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     from twoclocks.probes import clocks as C
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
-    have = [r for r in runs if (sweep_dir / r["name"] / "probes" / "samples.zarr").exists()]
+    have = [r for r in runs if probe_path(sweep_dir / r["name"], "samples").exists()]
     missing = [r["name"] for r in runs if r not in have]
     if not have:
         raise TwoclocksError(f"no run of {sweep_dir} has probes/samples.zarr yet; run "
@@ -61,7 +62,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
         raise TwoclocksError(f"--out {out}: give a path ending in .zarr")
     opts = {"k": k, "acc_threshold": acc_threshold, "mem_threshold": mem_threshold}
     dirs = [sweep_dir / r["name"] for r in have]
-    bad = [p for p in (pool or ()) if p not in _config_fields()]
+    bad = [p for p in (pool or ()) if p not in config_fields()]
     if bad:
         raise TwoclocksError(f"--pool {', '.join(bad)}: not a config field")
     pools = [()] + ([tuple(pool)] if pool else [])
@@ -73,7 +74,7 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs]), run=("run", [r["name"] for r in have]))
     from twoclocks.run import open_run
     cfgs = [open_run(d).config.to_dict() for d in dirs]  # every field, also those newer than the run
-    fields = [f for f in _config_fields() if f in ds.coords]
+    fields = [f for f in config_fields() if f in ds.coords]
     axes = {key.split(".")[0] for key in spec.grid}
     constant = [f for f in fields if f not in axes and len(np.unique(ds[f].values)) == 1]
     ds.attrs["constant_config"] = json.dumps({f: cfgs[0][f] for f in constant})
@@ -115,11 +116,11 @@ def open_sweep(sweep_dir, probe: str = "samples", chunks=None):
         cube = get_probe(probe).cube
     except TwoclocksError:
         cube = probe
-    have = [r for r in runs if (sweep_dir / r["name"] / "probes" / f"{cube}.zarr").exists()]
+    have = [r for r in runs if probe_path(sweep_dir / r["name"], cube).exists()]
     if not have:
         raise TwoclocksError(f"no run of {sweep_dir} has probes/{cube}.zarr; run `twoclocks-probe probe-all "
                              f"{sweep_dir} --probes {probe}` first")
-    parts = [open_cube(sweep_dir / r["name"] / "probes" / f"{cube}.zarr",
+    parts = [open_cube(probe_path(sweep_dir / r["name"], cube),
                           chunks={} if chunks is None else chunks).expand_dims(run=[r["name"]]) for r in have]
     ds = xr.concat(parts, dim="run", data_vars="all", coords="different", compat="equals", join="outer",
                    combine_attrs="drop_conflicts")

@@ -1,25 +1,27 @@
 """Executing tasks: the per-run jobs (train, probe) and the local / debug / SLURM executors (submitit)."""
 from __future__ import annotations
 
-import importlib
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
+import submitit
+import torch
 from submitit.core.utils import DelayedSubmission
 from submitit.helpers import Checkpointable
+from submitit.slurm.slurm import _make_sbatch_string
+
 from twoclocks import TwoclocksError
+from twoclocks.probes.registry import load_probe
+from twoclocks.progress import make_progress, track
+from twoclocks.rundir import read_meta
+from twoclocks.run import last_checkpoint
 from twoclocks.sweep.spec import EXECUTORS
-from twoclocks.sweep.state import (
-    _clear_interrupted_creation,
-    _exclusive,
-    _job_name,
-    _read_meta,
-    _record_jobs,
-    submitit_folder,
-    last_checkpoint,
-    run_status,
-)
+from twoclocks.sweep.state import (clear_interrupted_creation, exclusive, record_jobs, run_status, submitit_folder,
+                                   sweep_job_name)
+from twoclocks.training.train import train
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # LocalExecutor kills a job after timeout_min (its default is 2 minutes)
 
@@ -32,7 +34,6 @@ def _limit_threads(n: int | None) -> None:
     if not n and os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and "SLURM_JOB_ID" in os.environ:
         n = int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
     if n:
-        import torch
         torch.set_num_threads(n)
 
 
@@ -47,15 +48,14 @@ class RunTask(Checkpointable):
 
     def __call__(self) -> dict:
         run_dir = Path(self.sweep_dir) / self.name
-        with _exclusive(Path(self.sweep_dir), self.name):
+        with exclusive(Path(self.sweep_dir), self.name):
             status, detail = run_status(run_dir, self.overrides)
             if status == "conflict":
                 raise TwoclocksError(detail)
             if status == "done":
                 return {"run": self.name, "action": "skipped", "step": last_checkpoint(run_dir)}
             if status == "new":
-                _clear_interrupted_creation(run_dir)
-            train = importlib.import_module("twoclocks.training.train").train  # torch only when training
+                clear_interrupted_creation(run_dir)
             _limit_threads(self.threads)
             train(run_dir, self.overrides, resume=status == "resume", progress=False)
         return {"run": self.name, "action": "resumed" if status == "resume" else "trained",
@@ -78,11 +78,11 @@ class ProbeTask(Checkpointable):
     def __call__(self) -> dict:
         run_dir = Path(self.sweep_dir) / self.name
         _limit_threads(self.threads)
-        arch = _read_meta(run_dir).get("config", {}).get("arch", "dit")
+        arch = read_meta(run_dir).get("config", {}).get("arch", "dit")
         done = {}
-        with _exclusive(Path(self.sweep_dir), self.name):
+        with exclusive(Path(self.sweep_dir), self.name):
             for name, opts in self.probes.items():
-                probe = _probe(name)
+                probe = load_probe(name)  # a user probe (MODULE:OBJECT) is imported in the job too
                 if not probe.applies_to(arch):
                     done[name] = f"skipped: needs a {' or '.join(probe.archs)} run"
                     continue
@@ -98,29 +98,6 @@ class ProbeTask(Checkpointable):
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         """On timeout / preemption: requeue the same call (the cubes keep their finished pieces)."""
         return DelayedSubmission(self, *args, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------- probes
-def _probe(name: str):
-    """A registered probe (twoclocks.probes.registry), or a user probe given as MODULE:OBJECT (imported
-    in the job too: the task carries the name, not the object)."""
-    from twoclocks.probes.registry import load_probe
-    return load_probe(name)
-
-
-def _check_probe_options(probes: dict) -> None:
-    """Every probe exists and every option is one it takes, with a valid value (one-line errors)."""
-    for name, opts in probes.items():
-        probe = _probe(name)
-        if getattr(probe, "cross_run", False):
-            raise TwoclocksError(f"{name} works across runs, not per run; run `twoclocks-probe {name} ...` on the sweep")
-        own = {f.name for f in probe.option_fields()}
-        common = set(probe.common_options())
-        bad = sorted(k for k in opts if k not in own and k not in common)
-        if bad:
-            raise TwoclocksError(f"probe {name} has no option {', '.join(bad)}; its options: "
-                                 f"{', '.join(sorted((own | common) - {'progress'}))}")
-        probe.make_options(**{k: v for k, v in opts.items() if k in own})
 
 
 # ------------------------------------------------------------------------------------------- SLURM
@@ -154,12 +131,8 @@ def slurm_parameters(slurm: dict, n_jobs: int, max_parallel: int | None = None, 
 def slurm_script(sweep_dir, slurm: dict, n_jobs: int, max_parallel: int | None = None) -> str:
     """The sbatch script a slurm submission of ``n_jobs`` tasks writes (without submitting: the same
     function and parameters submitit's SlurmExecutor uses)."""
-    import shlex
-    import sys
-
-    from submitit.slurm.slurm import _make_sbatch_string
     folder = submitit_folder(sweep_dir)
-    params = slurm_parameters(slurm, n_jobs, max_parallel, _job_name(sweep_dir))
+    params = slurm_parameters(slurm, n_jobs, max_parallel, sweep_job_name(sweep_dir))
     command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
     return _make_sbatch_string(command=command, folder=folder, map_count=n_jobs if n_jobs > 1 else None,
                                **params)
@@ -182,10 +155,8 @@ def execute(tasks: list[tuple[str, Checkpointable]], executor: str, sweep_dir, s
         raise TwoclocksError(f"--max-parallel must be at least 1, got {max_parallel}")
     if not tasks:
         return []
-    import submitit
     folder = submitit_folder(sweep_dir)
     if executor == "debug":
-        from twoclocks.progress import track
         ex = submitit.DebugExecutor(folder)
         out = []
         for name, task in track(tasks, f"{kind} (in process)", total=len(tasks), enabled=progress):
@@ -199,26 +170,25 @@ def execute(tasks: list[tuple[str, Checkpointable]], executor: str, sweep_dir, s
         except RuntimeError as e:
             raise TwoclocksError(f"--executor slurm: {e} (run on a SLURM login node, or use --executor local)"
                                  ) from None
-        ex.update_parameters(**slurm_parameters(slurm or {}, len(tasks), max_parallel, _job_name(sweep_dir)))
+        ex.update_parameters(**slurm_parameters(slurm or {}, len(tasks), max_parallel, sweep_job_name(sweep_dir)))
         try:
             with ex.batch():  # one job array for all tasks
                 jobs = [ex.submit(task) for _, task in tasks]
         except Exception as e:  # noqa: BLE001 - sbatch refused it (partition, limits, ...): one line
             raise TwoclocksError(f"--executor slurm: sbatch failed: {_last_line(e)}") from None
-        _record_jobs(sweep_dir, kind, {name: job.job_id for (name, _), job in zip(tasks, jobs)})
+        record_jobs(sweep_dir, kind, {name: job.job_id for (name, _), job in zip(tasks, jobs)})
         return [{"run": name, "state": "submitted", "info": f"job {job.job_id}"} for (name, _), job in zip(tasks, jobs)]
-    return _execute_local(tasks, folder, max_parallel, progress, kind, submitit)
+    return _execute_local(tasks, folder, max_parallel, progress, kind)
 
 
 def _visible_gpus() -> int:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return len([g for g in env.split(",") if g.strip()])
-    import torch
     return torch.cuda.device_count()
 
 
-def _execute_local(tasks, folder, max_parallel, progress, kind, submitit) -> list[dict]:
+def _execute_local(tasks, folder, max_parallel, progress, kind) -> list[dict]:
     """LocalExecutor: at most ``max_parallel`` subprocesses at a time, each on its own GPU if any."""
     n_gpu = _visible_gpus()
     cap = max_parallel or max(n_gpu, 1)
@@ -229,7 +199,6 @@ def _execute_local(tasks, folder, max_parallel, progress, kind, submitit) -> lis
     pending, running, out = list(tasks), {}, {}
     bar = None
     if progress:
-        from twoclocks.progress import make_progress
         bar = make_progress(with_loss=False)
         bar.start()
         tid = bar.add_task(f"{kind} ({cap} at a time)", total=len(tasks))

@@ -6,24 +6,13 @@ from pathlib import Path
 import numpy as np
 
 from twoclocks import TwoclocksError
+from twoclocks.probes.registry import load_probe
+from twoclocks.rundir import parts_dir, probe_path, read_meta
 from twoclocks.run import checkpoint_steps
 from twoclocks.store import open_cube, stale_steps
-from twoclocks.sweep.executors import (
-    ProbeTask,
-    RunTask,
-    _check_probe_options,
-    _probe,
-    execute,
-    slurm_script,
-)
-from twoclocks.sweep.spec import EXECUTORS, SweepSpec, expand
-from twoclocks.sweep.state import (
-    _read_meta,
-    job_states,
-    read_sweep,
-    run_status,
-    write_sweep,
-)
+from twoclocks.sweep.executors import ProbeTask, RunTask, execute, slurm_script
+from twoclocks.sweep.spec import EXECUTORS, SweepSpec, check_probe_options, expand
+from twoclocks.sweep.state import job_states, read_sweep, run_status, write_sweep
 
 
 # ------------------------------------------------------------------------------------------- sweep
@@ -61,7 +50,7 @@ def run_sweep(spec: SweepSpec, sweep_dir, executor: str = "local", max_parallel:
         raise TwoclocksError(f"{sweep_dir} is a file; give a directory for the sweep")
     runs = expand(spec)
     if spec.probes:
-        _check_probe_options(spec.probes)
+        check_probe_options(spec.probes)
     plan = plan_sweep(sweep_dir, runs, executor)
     conflicts = [p for p in plan if p["status"] == "conflict"]
     if conflicts:
@@ -80,12 +69,14 @@ def run_sweep(spec: SweepSpec, sweep_dir, executor: str = "local", max_parallel:
 
 
 # --------------------------------------------------------------------------------------- probe-all
-def _cube_coverage(run_dir: Path, cube: str, version: int | None = None) -> str:
+def cube_coverage(run_dir, cube: str, version: int | None = None) -> str:
     """How much of a run's checkpoints a cube holds (its step coordinate; nothing else is read), and how
-    many of them an older version of its probe computed (stale)."""
-    path = run_dir / "probes" / f"{cube}.zarr"
+    many of them an older version of its probe computed (stale): 'new' (no cube, no pieces), 'partial
+    (not assembled)' (pieces only), 'S/N checkpoints[, K stale]'."""
+    run_dir = Path(run_dir)
+    path = probe_path(run_dir, cube)
     if not path.exists():
-        return "new" if not (run_dir / "probes" / f".{cube}.parts").exists() else "partial (not assembled)"
+        return "new" if not parts_dir(run_dir, cube).exists() else "partial (not assembled)"
     try:
         ds = open_cube(path, chunks={})
         stored = {int(s) for s in np.atleast_1d(ds["step"].values)} if "step" in ds.coords else set()
@@ -111,8 +102,8 @@ def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "loc
         probes = {p: dict(spec.probes.get(p, {})) for p in probes}
     if not probes:
         raise TwoclocksError("no probes given: use --probes samples,dsm-spectrum,... or a [probes] table in the spec")
-    _check_probe_options(probes)
-    probes = {(_probe(p).source or p): opts for p, opts in probes.items()}  # a job imports a user probe by its spec
+    check_probe_options(probes)
+    probes = {(load_probe(p).source or p): opts for p, opts in probes.items()}  # a job imports a user probe by its spec
     if runs is not None:
         unknown = sorted(set(runs) - {r["name"] for r in all_runs})
         if unknown:
@@ -129,10 +120,11 @@ def probe_all(sweep_dir, probes: dict | list | None = None, executor: str = "loc
         elif r["name"] in queued:
             plan.append({"name": r["name"], "status": "queued", "detail": queued[r["name"]]})
         else:
-            arch = _read_meta(run_dir).get("config", {}).get("arch", "dit")
-            cov = ", ".join(f"{p} " + (f"n/a ({'/'.join(_probe(p).archs)} only)" if not _probe(p).applies_to(arch)
-                                       else _cube_coverage(run_dir, _probe(p).cube, _probe(p).version))
-                            for p in probes)
+            arch = read_meta(run_dir).get("config", {}).get("arch", "dit")
+            loaded = {p: load_probe(p) for p in probes}
+            cov = ", ".join(f"{p} " + (f"n/a ({'/'.join(pr.archs)} only)" if not pr.applies_to(arch)
+                                       else cube_coverage(run_dir, pr.cube, pr.version))
+                            for p, pr in loaded.items())
             js = jobs.get(r["name"])
             if js is not None and js.failed:  # its last probe job failed: shown, and submitted again
                 plan.append({"name": r["name"], "status": "failed", "detail": f"{cov}; {js.describe()}"})

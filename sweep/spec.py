@@ -10,6 +10,8 @@ from pathlib import Path
 import tomllib
 from twoclocks import TwoclocksError
 from twoclocks.probes.clockdefs import clockset_from_table
+from twoclocks.probes.registry import load_probe
+from twoclocks.training.config import TrainConfig
 
 EXECUTORS = ("local", "debug", "slurm")
 DICT_FIELDS = ("rule_params", "encoding_params")
@@ -47,8 +49,8 @@ class SweepSpec:
         return clockset_from_table(self.clocks) if self.clocks else None
 
 
-def _config_fields() -> list[str]:
-    from twoclocks.training.config import TrainConfig
+def config_fields() -> list[str]:
+    """The fields of a run's config (:class:`twoclocks.training.config.TrainConfig`)."""
     return list(TrainConfig.__dataclass_fields__)
 
 
@@ -76,7 +78,7 @@ def spec_from_dict(d: dict, source: str = "the sweep spec") -> SweepSpec:
                              "[probes] and [clocks]")
     clocks = d.get("clocks", {}) or {}
     clockset_from_table(clocks, source)   # validated here: one-line errors
-    fields = _config_fields()
+    fields = config_fields()
     base = dict(d.get("base", {}))
     grid = _flatten_grid(dict(d.get("grid", {})))
     for key in list(base) + [k.split(".")[0] for k in grid]:
@@ -100,8 +102,7 @@ def spec_from_dict(d: dict, source: str = "the sweep spec") -> SweepSpec:
     if not isinstance(probes, dict) or not all(isinstance(v, dict) for v in probes.values()):
         raise TwoclocksError(f"{source}: [probes] must hold one table of options per probe, e.g. [probes.samples]")
     for name in probes:
-        from twoclocks.sweep.executors import _probe
-        _probe(name)
+        load_probe(name)
     return SweepSpec(base, grid, slurm, {k: dict(v) for k, v in probes.items()}, json.loads(json.dumps(clocks)))
 
 
@@ -187,7 +188,6 @@ def run_name(point: dict) -> str:
 def expand(spec: SweepSpec) -> list[dict]:
     """The runs of a spec: [{name, point, overrides}] in cartesian-product order (first axis slowest).
     Every point is validated by building its TrainConfig."""
-    from twoclocks.training.config import TrainConfig
     keys = list(spec.grid)
     runs, names = [], {}
     for values in itertools.product(*(spec.grid[k] for k in keys)):
@@ -210,3 +210,16 @@ def expand(spec: SweepSpec) -> list[dict]:
     return runs
 
 
+def check_probe_options(probes: dict) -> None:
+    """Every probe exists and every option is one it takes, with a valid value (one-line errors)."""
+    for name, opts in probes.items():
+        probe = load_probe(name)
+        if getattr(probe, "cross_run", False):
+            raise TwoclocksError(f"{name} works across runs, not per run; run `twoclocks-probe {name} ...` on the sweep")
+        own = {f.name for f in probe.option_fields()}
+        common = set(probe.common_options())
+        bad = sorted(k for k in opts if k not in own and k not in common)
+        if bad:
+            raise TwoclocksError(f"probe {name} has no option {', '.join(bad)}; its options: "
+                                 f"{', '.join(sorted((own | common) - {'progress'}))}")
+        probe.make_options(**{k: v for k, v in opts.items() if k in own})

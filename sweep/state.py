@@ -3,24 +3,37 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from submitit.core.utils import JobPaths, pickle_load
+
+import twoclocks
 from twoclocks import TwoclocksError
-from twoclocks.run import RESUME_MAY_CHANGE, last_checkpoint, write_json_atomic
+from twoclocks.rundir import CHECKPOINT_DIR, CONFIG_FILE, DATA_STORE, RESUME_MAY_CHANGE, is_run, read_meta
+from twoclocks.run import last_checkpoint  # this package's checkpoints or, for a foreign run, your own code's
+from twoclocks.store import write_text_atomic
 from twoclocks.sweep.spec import SweepSpec
 
 SCHEMA_VERSION = 1
-_CREATE_LEFTOVERS = ("data.zarr", "checkpoints", ".config.json.tmp", ".data.zarr.")  # create_run's files
+#: the sweep directory's own files (sweep/__init__.py); each run directory's are twoclocks.rundir's
+SWEEP_FILE, JOBS_FILE, LOCK_DIR, SUBMITIT_DIR, COLLECT_STORE = (
+    "sweep.json", "jobs.json", ".locks", ".submitit", "collect.zarr")
+#: what an interrupted run creation (training.train.create_run) leaves before config.json exists
+_CREATE_LEFTOVERS = (DATA_STORE, CHECKPOINT_DIR, f".{CONFIG_FILE}.tmp", f".{DATA_STORE}.")
+
+
+def write_json_atomic(path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 # ------------------------------------------------------------------------------- run states on disk
-# the run directory's rules (checkpoint names, config.json, the fields a resume may change) are twoclocks.run's
-def _read_meta(run_dir: Path) -> dict:
-    from twoclocks.run import read_meta
-    return read_meta(run_dir)
+# the run directory's rules (file names, config.json, the fields a resume may change) are twoclocks.rundir's
 
 
 def run_status(run_dir, overrides: dict) -> tuple[str, str]:
@@ -28,7 +41,7 @@ def run_status(run_dir, overrides: dict) -> tuple[str, str]:
     'resume' (config.json present), 'new' (nothing, or a creation that was interrupted), or 'conflict'
     (a stored config that disagrees with the spec, or a directory that is not a run)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    if not is_run(run_dir):
         if run_dir.is_dir():
             foreign = [p.name for p in run_dir.iterdir() if not p.name.startswith(_CREATE_LEFTOVERS)]
             if foreign:
@@ -37,7 +50,7 @@ def run_status(run_dir, overrides: dict) -> tuple[str, str]:
             if any(run_dir.iterdir()):
                 return "new", "restart an interrupted run creation"
         return "new", ""
-    meta = _read_meta(run_dir)
+    meta = read_meta(run_dir)
     stored = meta.get("config", {})
     for k, v in overrides.items():
         if k not in RESUME_MAY_CHANGE and stored.get(k) != v:
@@ -53,22 +66,17 @@ def run_status(run_dir, overrides: dict) -> tuple[str, str]:
     return "resume", f"last checkpoint {last if last is not None else '-'} of {target}"
 
 
-def _clear_interrupted_creation(run_dir: Path) -> None:
-    import shutil
-    if run_dir.is_dir() and not (run_dir / "config.json").exists():
+def clear_interrupted_creation(run_dir: Path) -> None:
+    """Remove what an interrupted creation left in a run directory that has no config.json yet."""
+    if run_dir.is_dir() and not (run_dir / CONFIG_FILE).exists():
         shutil.rmtree(run_dir)
 
 
 @contextlib.contextmanager
-def _exclusive(sweep_dir: Path, name: str):
+def exclusive(sweep_dir: Path, name: str):
     """Hold ``SWEEP_DIR/.locks/NAME.lock`` (flock) while writing a run: one writer per run directory.
     Released by the kernel when the job dies. Filesystems without locks: no lock."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    lock_dir = Path(sweep_dir) / ".locks"
+    lock_dir = Path(sweep_dir) / LOCK_DIR
     lock_dir.mkdir(parents=True, exist_ok=True)
     path = lock_dir / f"{name}.lock"
     with open(path, "a") as f:
@@ -84,10 +92,9 @@ def _exclusive(sweep_dir: Path, name: str):
 
 # ------------------------------------------------------------------------------------- sweep.json
 def write_sweep(sweep_dir, spec: SweepSpec, runs: list[dict]) -> Path:
-    import twoclocks
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / "sweep.json"
+    path = sweep_dir / SWEEP_FILE
     write_json_atomic(path, {"schema_version": SCHEMA_VERSION, "twoclocks_version": twoclocks.__version__,
                        "written_at": _now(), "spec": spec.to_dict(),
                        "runs": [{k: r[k] for k in ("name", "point", "overrides")} for r in runs]})
@@ -96,7 +103,7 @@ def write_sweep(sweep_dir, spec: SweepSpec, runs: list[dict]) -> Path:
 
 def read_sweep(sweep_dir) -> tuple[SweepSpec, list[dict]]:
     """The spec and runs of a sweep directory (its sweep.json)."""
-    path = Path(sweep_dir) / "sweep.json"
+    path = Path(sweep_dir) / SWEEP_FILE
     if not path.is_file():
         raise TwoclocksError(f"{sweep_dir} is not a sweep (no sweep.json); create it with "
                              "`twoclocks-probe sweep SPEC.toml`")
@@ -117,10 +124,11 @@ def _now() -> str:
 
 
 def submitit_folder(sweep_dir: Path) -> Path:
-    return (Path(sweep_dir) / ".submitit" / "%j").absolute()
+    return (Path(sweep_dir) / SUBMITIT_DIR / "%j").absolute()
 
 
-def _job_name(sweep_dir) -> str:
+def sweep_job_name(sweep_dir) -> str:
+    """The SLURM job name of a sweep's jobs."""
     return f"twoclocks-{Path(sweep_dir).resolve().name}"
 
 
@@ -187,7 +195,7 @@ class JobState:
 
 
 def _recorded_jobs(sweep_dir, kind: str) -> dict[str, str]:
-    path = Path(sweep_dir) / "jobs.json"
+    path = Path(sweep_dir) / JOBS_FILE
     if not path.is_file():
         return {}
     try:
@@ -200,7 +208,6 @@ def _recorded_jobs(sweep_dir, kind: str) -> dict[str, str]:
 
 def _run(cmd: list[str]) -> str | None:
     """stdout of a SLURM client command, None when it is missing or fails."""
-    import subprocess
     try:
         return subprocess.check_output(cmd, stderr=subprocess.DEVNULL, timeout=60).decode(errors="replace")
     except (OSError, subprocess.SubprocessError, ValueError):  # ValueError: submitit's test mock
@@ -210,7 +217,6 @@ def _run(cmd: list[str]) -> str | None:
 def slurm_states(job_ids) -> dict[str, tuple[str, str, str]]:
     """{job id: (STATE, elapsed, reason)} for array tasks ('12_3') and plain jobs: squeue for the jobs
     SLURM still holds in memory, sacct (if there is accounting) for the others. Unknown ids are left out."""
-    import shutil
     ids = sorted(set(map(str, job_ids)))
     if not ids:
         return {}
@@ -235,7 +241,6 @@ def slurm_states(job_ids) -> dict[str, tuple[str, str, str]]:
 
 def _job_result(folder: Path, job_id: str) -> tuple[str | None, str]:
     """(outcome, last error line) of submitit's result file of a job's task 0 ((None, '') if none)."""
-    from submitit.core.utils import JobPaths, pickle_load
     path = JobPaths(folder, job_id=job_id, task_id=0).result_pickle
     if not path.is_file():
         return None, ""
@@ -255,7 +260,6 @@ def job_states(sweep_dir, kind: str) -> dict[str, JobState]:
     recs = _recorded_jobs(sweep_dir, kind)
     if not recs:
         return {}
-    from submitit.core.utils import JobPaths
     folder = submitit_folder(sweep_dir)
     states = slurm_states(recs.values())
     out = {}
@@ -286,8 +290,9 @@ def active_jobs(sweep_dir, kind: str) -> dict[str, str]:
     return {n: js.describe() for n, js in job_states(sweep_dir, kind).items() if js.active}
 
 
-def _record_jobs(sweep_dir: Path, kind: str, jobs: dict[str, str]) -> None:
-    path = sweep_dir / "jobs.json"
+def record_jobs(sweep_dir: Path, kind: str, jobs: dict[str, str]) -> None:
+    """Add submitted jobs ({run name: job id}) of ``kind`` ('train' / 'probe') to jobs.json."""
+    path = sweep_dir / JOBS_FILE
     rec = json.loads(path.read_text()) if path.is_file() else {}
     rec.setdefault(kind, {}).update({n: {"job_id": j, "submitted_at": _now()} for n, j in jobs.items()})
     write_json_atomic(path, rec)

@@ -99,7 +99,7 @@ class Crash(Exception):
 def sweep_dir(tmp_path_factory):
     """The 2 G x 3 N tiny sweep, in process (debug executor): the first run's job crashes at step 5
     (the sweep goes on), the sweep is killed (Ctrl-C) in the third run at step 7; then re-run."""
-    import twoclocks.training.train as T
+    import twoclocks.sweep.executors as T  # the trainer as the run jobs call it
     d = tmp_path_factory.mktemp("sweeps") / "tiny"
     real, calls = T.train, []
 

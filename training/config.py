@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from twoclocks import TwoclocksError
+from twoclocks.data import make_rule
 
 __all__ = ["TrainConfig", "STATUS", "SOURCES", "SCHEMA_VERSION", "save_schedule", "PRESETS", "GPT_PRESETS",
            "ARCH_PRESETS", "PRESET_STATUS", "ARCH_DEFAULTS", "ARCH_STATUS", "preset_for", "status_of"]
@@ -131,7 +132,6 @@ class TrainConfig:
         self.hidden = h if self.hidden is None else self.hidden
         self.heads = n if self.heads is None else self.heads
         self.data_seed = self.seed if self.data_seed is None else self.data_seed
-        from twoclocks.data import make_rule
         rule = make_rule(self.rule_spec())  # validates the rule's parameters early
         self.encoding = rule.default_encoding if self.encoding is None else self.encoding
         if self.arch not in ("dit", "gpt"):

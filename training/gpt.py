@@ -37,6 +37,7 @@ from torch import nn
 
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_for_reference
+from twoclocks.ideal import has_closed_form, rule_log_marginals
 
 __all__ = ["GPTConfig", "GPT", "gpt_inputs", "gpt_loss", "next_logprobs", "inverse_cdf", "sample_fixed",
            "sample_naive", "ideal_rule_logprobs", "IdealRuleAR", "UniformAR", "MemorizeAR",
@@ -266,7 +267,6 @@ def ideal_rule_logprobs(rule, cells, positions=None) -> np.ndarray:
     uniform over the K symbols; factorized rules (parity groups, the rows of row-K / row-variable-K /
     row-Latin) judge each group or row on its own, so a broken earlier group does not matter.
     ``positions``: compute only these t (the others are NaN)."""
-    from twoclocks.ideal import has_closed_form, rule_log_marginals
     cells = np.asarray(cells).astype(np.int64)
     n, K, D = cells.shape[0], rule.n_symbols, rule.D
     if cells.ndim != 2 or cells.shape[1] != D:
@@ -298,7 +298,6 @@ class IdealRuleAR(_ARReference):
     def __init__(self, rule):
         super().__init__(rule.n_symbols)
         self.rule = rule
-        from twoclocks.ideal import has_closed_form
         if not has_closed_form(rule):
             _enumerated_ar(rule)  # fails early (TwoclocksError) where there is no exact model
 

@@ -15,6 +15,7 @@ from twoclocks import TwoclocksError
 from twoclocks.training.config import TrainConfig
 from twoclocks.training.dit import DiT, DiTConfig
 from twoclocks.training.edm import Preconditioned, heun_sample
+from twoclocks.training.gpt import GPT, GPTConfig, sample_fixed
 
 __all__ = ["build_model", "training_data", "sample_dit", "sample_gpt"]
 
@@ -26,7 +27,6 @@ def build_model(cfg: TrainConfig, rule, encoding) -> nn.Module:
                             depth=cfg.depth, hidden=cfg.hidden, heads=cfg.heads))
         return Preconditioned(net, cfg.sigma_data)
     if cfg.arch == "gpt":
-        from twoclocks.training.gpt import GPT, GPTConfig
         return GPT(GPTConfig(n_positions=rule.D, vocab=rule.n_symbols + 1, depth=cfg.depth,
                              hidden=cfg.hidden, heads=cfg.heads))
     raise TwoclocksError(f"unknown architecture {cfg.arch!r}")
@@ -51,7 +51,6 @@ def sample_dit(D, noise: torch.Tensor, cfg: TrainConfig, batch_size: int = 4096)
 def sample_gpt(model, uniforms: torch.Tensor, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Autoregressive sampling of ``model`` driven by the fixed uniforms (n, D), in batches (KV cache):
     the cells (n, D) and whether each sequence stayed finite (a NaN / +inf logit makes it non-finite)."""
-    from twoclocks.training.gpt import sample_fixed
     cells, finite = [], []
     for k in range(0, len(uniforms), batch_size):
         c, ok = sample_fixed(model, uniforms[k:k + batch_size], return_finite=True)

@@ -41,14 +41,17 @@ import torch
 
 import twoclocks
 from twoclocks import TwoclocksError
-from twoclocks.environment import environment, environment_changes
 from twoclocks.data import make_encoding, make_rule
+from twoclocks.environment import environment, environment_changes, resolve_device
 from twoclocks.store import disk_full, is_disk_full, remove_stale_tmp, write_dataset
-from twoclocks.run import (CHECKPOINT_DIR, CONFIG_FILE, DATA_STORE, LOG_FILE, RESUME_FILE, RESUME_MAY_CHANGE,
-                           build_data, checkpoint_name, data_digest, load_checkpoint, load_data, read_config,
-                           read_meta, resolve_device, save_atomic, write_json_atomic)
+from twoclocks.progress import make_progress
+from twoclocks.rundir import (CHECKPOINT_DIR, CONFIG_FILE, DATA_STORE, LOG_FILE, RESUME_FILE, RESUME_MAY_CHANGE,
+                              checkpoint_name, read_meta)
 from twoclocks.training.config import TrainConfig, config_json, save_schedule
 from twoclocks.training.edm import edm_draw, edm_loss_at
+from twoclocks.training.files import (build_data, data_digest, load_checkpoint, load_data, read_config, save_atomic,
+                                      write_json_atomic)
+from twoclocks.training.gpt import gpt_loss
 from twoclocks.training.models import build_model, training_data
 
 __all__ = ["train", "create_run", "Preempted", "TrainStep", "build_optimizer", "COMPILE_CHOICES"]
@@ -143,7 +146,6 @@ def loss_parts(cfg: TrainConfig):
     if cfg.arch == "dit":
         return (lambda x, gen: edm_draw(x, gen, cfg.p_mean, cfg.p_std),
                 lambda model, x, sigma, n: edm_loss_at(model, x, sigma, n, cfg.sigma_data))
-    from twoclocks.training.gpt import gpt_loss
     return (lambda x, gen: (), lambda model, x: gpt_loss(model, x))
 
 
@@ -385,7 +387,6 @@ class _progress:
     def __init__(self, enabled: bool, total: int, start: int):
         self.p = None
         if enabled:
-            from twoclocks.progress import make_progress
             self.p = make_progress()
             self.p.start()
             self.task = self.p.add_task("train", total=total, completed=start, loss=float("nan"))

@@ -23,7 +23,7 @@ from twoclocks.interop.factory import build_foreign_model, convention_problem, r
 from twoclocks.interop.spec import ForeignSpec, describe, foreign_checkpoints, foreign_spec
 from twoclocks.rundir import checkpoint_steps as native_checkpoint_steps
 from twoclocks.rundir import (CHECKPOINT_DIR, CKPT_RE, CONFIG_FILE, DATA_STORE, LOG_FILE, PROBE_DIR, RESUME_FILE,
-                              RESUME_MAY_CHANGE, checkpoint_name, digest_path, probe_path, read_meta)
+                              RESUME_MAY_CHANGE, checkpoint_name, cube_names, digest_path, probe_path, read_meta)
 from twoclocks.store import DamagedError, check_store, fix_hint, open_cube
 from twoclocks.training.files import (build_data, checkpoint_problem, damage_advice, data_digest, file_sha256,
                                       load_checkpoint, load_data, read_checkpoint, read_config, recorded_digest,
@@ -309,6 +309,25 @@ class Run:
 
     def probe_path(self, name: str) -> Path:
         return probe_path(self.path, name)
+
+    # ---- cubes
+    @property
+    def cubes(self) -> list[str]:
+        """The names of the cubes the run holds (``probes/NAME.zarr``), sorted."""
+        return cube_names(self.path)
+
+    def cube(self, name: str, chunks=None) -> xr.Dataset:
+        """One cube by name (:func:`twoclocks.store.open_cube`: ``chunks`` None reads and checks every value
+        now, ``{}`` gives lazy dask arrays)."""
+        return open_cube(self.probe_path(name), chunks)
+
+    def tree(self, chunks=None) -> xr.DataTree:
+        """The run's cubes as one :class:`xarray.DataTree`: a group per cube (``probes/NAME.zarr`` is
+        ``tree["NAME"]``), the root named after the run directory and holding its provenance
+        (:meth:`provenance`) as attrs. ``chunks`` as for :meth:`cube`."""
+        groups = {"/": xr.Dataset(attrs=self.provenance())}
+        groups.update({f"/{name}": self.cube(name, chunks) for name in self.cubes})
+        return xr.DataTree.from_dict(groups, name=self.path.name)
 
     def training_environments(self) -> list[dict]:
         """The environment records of the run's training sessions, in order, from ``log.jsonl``

@@ -51,7 +51,7 @@ before the limit) or preemption submitit requeues the same call, which resumes f
 
 Modules: ``spec`` (the spec and its grid), ``state`` (what is on disk: run states, sweep.json,
 jobs.json, locks), ``executors`` (the per-run jobs and submitit's executors), ``runner`` (`sweep` and
-`probe-all`), ``collect`` (the cross-run Dataset).
+`probe-all`), ``collect`` (the cross-run Dataset), ``tree`` (the sweep's cubes as one DataTree of runs).
 """
 from twoclocks.probes.clocks import fit_groups
 from twoclocks.sweep.collect import collect, open_sweep
@@ -59,8 +59,9 @@ from twoclocks.sweep.executors import ProbeTask, RunTask, execute, slurm_paramet
 from twoclocks.sweep.runner import plan_sweep, probe_all, run_sweep
 from twoclocks.sweep.spec import EXECUTORS, SweepSpec, expand, load_spec, run_name, spec_from_dict, spec_from_options
 from twoclocks.sweep.state import active_jobs, last_checkpoint, read_sweep, run_status, submitit_folder, write_sweep
+from twoclocks.sweep.tree import tree
 
 __all__ = ["SweepSpec", "load_spec", "spec_from_dict", "spec_from_options", "expand", "run_name", "run_status",
            "plan_sweep", "run_sweep", "read_sweep", "RunTask", "ProbeTask", "probe_all",
            "collect", "fit_groups", "open_sweep", "execute", "write_sweep", "last_checkpoint", "active_jobs",
-           "slurm_parameters", "slurm_script", "submitit_folder", "EXECUTORS"]
+           "slurm_parameters", "slurm_script", "submitit_folder", "EXECUTORS", "tree"]

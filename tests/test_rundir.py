@@ -1,14 +1,17 @@
 """The run-directory layout (twoclocks.rundir) as every layer reads it: training writes the names it
-declares, the sweep's coverage reads a zarr 3 cube's metadata, `info` lists unassembled pieces."""
+declares, the sweep's coverage counts a cube's steps, `info` lists unassembled pieces; a run
+opens as one DataTree of its cubes, a sweep as a DataTree of runs."""
 from __future__ import annotations
 
 import shutil
 
+import xarray as xr
 from typer.testing import CliRunner
 
 from twoclocks import rundir
 from twoclocks.cli import app
 from twoclocks.probes.registry import get_probe
+from twoclocks.store import open_cube
 from twoclocks.sweep.runner import cube_coverage
 
 runner = CliRunner()
@@ -61,3 +64,44 @@ def test_info_lists_pieces_of_a_cube_not_assembled_yet(tiny_run, tmp_path):
     assert "probes     none" in r.stdout
     assert "unfinished samples" in r.stdout
     assert cube_coverage(run, "samples") == "partial (not assembled)"
+
+
+def test_a_run_opens_as_one_datatree(tiny_run, tmp_path):
+    from twoclocks.run import open_run
+    run = _copy(tiny_run, tmp_path)
+    assert open_run(run).tree().children == {}
+    get_probe("samples")(run, steps="0,3,60", progress=False)
+    get_probe("samples")(run, denoiser="ideal-rule", progress=False)
+    r = open_run(run)
+    tree = r.tree()
+    assert tree.name == "run" and sorted(tree.children) == ["samples", "samples-ideal-rule"] == r.cubes
+    assert tree.attrs["run_dir"] == str(run.resolve()) and "run_config" in tree.attrs
+    for name in r.cubes:
+        xr.testing.assert_identical(tree[name].to_dataset(), open_cube(rundir.probe_path(run, name)))
+    assert list(tree["samples"]["step"].values) == [0, 3, 60]
+    assert float(tree["samples"]["sample_acc"].sel(step=60)) == float(r.cube("samples")["sample_acc"].sel(step=60))
+    lazy = r.tree(chunks={})
+    assert lazy["samples"]["sample_acc"].chunks is not None  # dask arrays, read when computed
+    xr.testing.assert_identical(lazy["samples"].to_dataset().compute(), tree["samples"].to_dataset())
+
+
+def test_a_sweep_opens_as_a_datatree_of_runs(tiny_run, tmp_path):
+    import json
+
+    import twoclocks.sweep as S
+    from conftest import TINY
+    spec = S.spec_from_dict({"base": {k: v for k, v in TINY.items() if k != "n_train"},
+                             "grid": {"n_train": [32, 64]}})
+    runs = S.expand(spec)
+    d = tmp_path / "sweep"
+    S.write_sweep(d, spec, runs)
+    shutil.copytree(tiny_run, d / runs[0]["name"])  # n_train=32: the tiny run; the other not created
+    get_probe("samples")(d / runs[0]["name"], steps="0,60", progress=False)
+    tree = S.tree(d)
+    assert list(tree.children) == [runs[0]["name"]]
+    assert json.loads(tree.attrs["missing_runs"]) == [runs[1]["name"]]
+    node = tree[runs[0]["name"]]
+    assert json.loads(node.attrs["point"]) == {"n_train": 32} and list(node.children) == ["samples"]
+    xr.testing.assert_identical(node["samples"].to_dataset().compute(),
+                                open_cube(rundir.probe_path(d / runs[0]["name"], "samples")))
+    assert tree[f"{runs[0]['name']}/samples"]["sample_acc"].dims == ("step",)

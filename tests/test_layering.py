@@ -37,12 +37,11 @@ LAZY_OK = {
 # Temporary, while the layering work lands: what remains (a cycle passes when it lies within an allowed one).
 # Nothing may be added here; remove what you fix.
 ALLOWED_CYCLES: list[set[str]] = [
-    {'twoclocks.probes', 'twoclocks.probes.clocks', 'twoclocks.probes.clocks_schema', 'twoclocks.probes.fits_schema',
-     'twoclocks.probes.registry', 'twoclocks.schema'},
+    {'twoclocks.probes.clocks', 'twoclocks.probes.clocks_schema'},
     {'twoclocks.plotting.figures', 'twoclocks.plotting.sweep'},
 ]
 ALLOWED_LAYER_CYCLES: list[set[str]] = [
-    {'twoclocks.plotting', 'twoclocks.probes', 'twoclocks.schema', 'twoclocks.sweep'},
+    {'twoclocks.plotting', 'twoclocks.probes', 'twoclocks.sweep'},
 ]
 ALLOWED_PRIVATE: set[tuple[str, str]] = {  # (importing module, "module.name")
     ('twoclocks.plotting.ce', 'twoclocks.plotting.style._edges'),
@@ -101,6 +100,7 @@ ALLOWED_LAZY: set[tuple[str, str]] = {  # (importing module, imported module)
     ('twoclocks.cli', 'twoclocks.demo'),
     ('twoclocks.cli', 'twoclocks.probes.clocks'),
     ('twoclocks.cli', 'twoclocks.probes.registry'),
+    ('twoclocks.cli', 'twoclocks.store'),
     ('twoclocks.cli', 'twoclocks.sweep'),
     ('twoclocks.cli', 'twoclocks.sweep.collect'),
     ('twoclocks.cli', 'twoclocks.sweep.spec'),
@@ -131,11 +131,9 @@ ALLOWED_LAZY: set[tuple[str, str]] = {  # (importing module, imported module)
     ('twoclocks.probes.clocks_schema', 'twoclocks.training.config'),
     ('twoclocks.probes.driver', 'twoclocks.progress'),
     ('twoclocks.probes.driver', 'twoclocks.run'),
-    ('twoclocks.probes.driver', 'twoclocks.store'),
     ('twoclocks.probes.dsm', 'twoclocks.probes.clocks'),
     ('twoclocks.probes.markov', 'twoclocks.run'),
     ('twoclocks.probes.registry', 'twoclocks.probes.driver'),
-    ('twoclocks.schema', 'twoclocks.probes.registry'),
     ('twoclocks.sweep.collect', 'twoclocks.probes.clocks'),
     ('twoclocks.sweep.collect', 'twoclocks.probes.clocks_schema'),
     ('twoclocks.sweep.collect', 'twoclocks.probes.registry'),

@@ -16,6 +16,7 @@ from typing import List, Optional
 import typer
 
 from twoclocks import TwoclocksError
+from twoclocks.interop.export import create_data_run, export_run
 from twoclocks.probes.fits import fit_clocks, format_clock_fits
 from twoclocks.probes.registry import COMMON_OPTIONS as COMMON_HELP
 from twoclocks.probes.registry import debug_enabled
@@ -430,7 +431,6 @@ def data(
 ):
     """Create a run directory without training (config, data, empty checkpoints/) for checkpoints your own
     code trains; `export` writes its data for your trainer."""
-    from twoclocks.interop.export import create_data_run
     overrides = {k_: v for k_, v in dict(arch=arch, rule=rule, side=side, group=group, encoding=encoding,
                  n_train=n_train, n_heldout=n_heldout, n_hypercube=n_hypercube, n_noise=n_noise,
                  seed=seed).items() if v is not None}
@@ -455,7 +455,6 @@ def export(
 ):
     """Write a run's splits in plain formats for other trainers: data.npz (cells, encoded arrays, images and
     token sequences per split, the sampling bank), encoding.json and montage.png."""
-    from twoclocks.interop.export import export_run
     for path in export_run(run_dir, out):
         typer.echo(str(path))
 

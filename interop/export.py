@@ -26,9 +26,14 @@ import numpy as np
 
 import twoclocks
 from twoclocks import TwoclocksError
+from twoclocks.data import make_encoding, make_rule
+from twoclocks.interop.conventions import is_diffusion
 from twoclocks.interop.spec import foreign_spec
-from twoclocks.run import CHECKPOINT_DIR, CKPT_RE, CONFIG_FILE, open_run, read_meta, write_json_atomic
+from twoclocks.rundir import CHECKPOINT_DIR, CKPT_RE, CONFIG_FILE, read_meta
 from twoclocks.store import disk_full, is_disk_full
+from twoclocks.training.config import TrainConfig
+from twoclocks.training.files import load_data, read_config, write_json_atomic
+from twoclocks.training.train import prepare_run_dir
 
 __all__ = ["export_run", "create_data_run", "set_foreign", "SPLITS"]
 
@@ -47,7 +52,7 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _montage(run, cells: np.ndarray) -> bytes:
+def _montage(rule, cells: np.ndarray) -> bytes:
     """PNG of up to 64 samples as a grid of side x side images (symbol value as grey level)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -60,9 +65,9 @@ def _montage(run, cells: np.ndarray) -> bytes:
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.set_axis_off()
         if i < n:
-            ax.imshow(cells[i].reshape(run.rule.height, run.rule.width), cmap="gray_r", vmin=0,
-                      vmax=run.rule.n_symbols - 1, interpolation="nearest")
-    fig.suptitle(f"{run.rule!r}: first {n} train samples", fontsize=7)
+            ax.imshow(cells[i].reshape(rule.height, rule.width), cmap="gray_r", vmin=0,
+                      vmax=rule.n_symbols - 1, interpolation="nearest")
+    fig.suptitle(f"{rule!r}: first {n} train samples", fontsize=7)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
@@ -70,26 +75,30 @@ def _montage(run, cells: np.ndarray) -> bytes:
 
 def export_run(run_dir, out) -> list[Path]:
     """Write the run's splits in plain formats to ``out`` (module docstring); returns the files."""
-    run = open_run(run_dir)
-    out = Path(out)
+    run_dir, out = Path(run_dir), Path(out)
+    if not run_dir.is_dir():
+        raise TwoclocksError(f"run directory {run_dir} does not exist")
+    cfg, meta = read_config(run_dir)  # the run as twoclocks.run.Run reads it, without its models
+    rule = make_rule(cfg.rule_spec())
+    enc = make_encoding(cfg.encoding, rule.n_symbols, **cfg.encoding_params)
+    data = load_data(run_dir, cfg, meta)
     if out.exists() and not out.is_dir():
         raise TwoclocksError(f"export target {out} is a file; give a directory")
-    rule, enc = run.rule, run.encoding
     h, w, c = rule.height, rule.width, enc.channels
     arrays = {}
     for split in SPLITS:
-        cells = run.cells(split).astype(np.uint8)
+        cells = data[split].values.astype(np.uint8)
         x = enc.encode(cells).astype(np.float32)
         arrays[f"{split}_cells"] = cells
         arrays[f"{split}_x"] = x
         arrays[f"{split}_images"] = x.reshape(len(x), h, w, c).transpose(0, 3, 1, 2).copy()
         arrays[f"{split}_tokens"] = np.concatenate([np.full((len(cells), 1), rule.n_symbols, np.int64),
                                                     cells.astype(np.int64)], axis=1)
-    bank = "noise" if run.config.arch == "dit" else "uniforms"
-    arrays[bank] = run.data[bank].values
+    bank = "noise" if cfg.arch == "dit" else "uniforms"
+    arrays[bank] = data[bank].values
     description = {
-        "twoclocks_version": twoclocks.__version__, "run_dir": str(run.path.resolve()),
-        "run_config": run.meta["config"], "data_sha256": run.meta.get("data_sha256"),
+        "twoclocks_version": twoclocks.__version__, "run_dir": str(run_dir.resolve()),
+        "run_config": meta["config"], "data_sha256": meta.get("data_sha256"),
         "rule": rule.to_dict(), "encoding": enc.to_dict(), "n_symbols": rule.n_symbols,
         "codes": enc.codes.tolist(),
         "shape": {"D": rule.D, "height": h, "width": w, "channels": c, "P": rule.D * c},
@@ -106,7 +115,7 @@ def export_run(run_dir, out) -> list[Path]:
     np.savez(buf, **arrays)
     _write_bytes_atomic(out / "data.npz", buf.getvalue())
     write_json_atomic(out / "encoding.json", description)
-    _write_bytes_atomic(out / "montage.png", _montage(run, arrays["train_cells"]))
+    _write_bytes_atomic(out / "montage.png", _montage(rule, arrays["train_cells"]))
     return [out / "data.npz", out / "encoding.json", out / "montage.png"]
 
 
@@ -135,7 +144,6 @@ def set_foreign(run_dir, foreign) -> dict:
     section = _read_foreign_file(foreign) if isinstance(foreign, (str, Path)) else foreign
     spec = foreign_spec(section, str(foreign) if isinstance(foreign, (str, Path)) else "foreign")
     meta = read_meta(run_dir)
-    from twoclocks.interop.conventions import is_diffusion
     want = "dit" if is_diffusion(spec.convention) else "gpt"
     if meta["config"]["arch"] != want:
         raise TwoclocksError(f"convention {spec.convention['type']!r} is for {want} runs; {run_dir} was created with "
@@ -154,8 +162,6 @@ def create_data_run(run_dir, overrides: dict, foreign=None, force: bool = False)
     """A run directory without training (config.json, data.zarr, empty checkpoints/), with a
     ``foreign`` section when ``foreign`` (dict or JSON / TOML file) is given. On an existing data-only
     run with only ``foreign`` given, sets its foreign section."""
-    from twoclocks.training.config import TrainConfig
-    from twoclocks.training.train import prepare_run_dir
     run_dir = Path(run_dir)
     section = _read_foreign_file(foreign) if isinstance(foreign, (str, Path)) else foreign
     if section is not None:
@@ -171,7 +177,6 @@ def create_data_run(run_dir, overrides: dict, foreign=None, force: bool = False)
     TrainConfig(**overrides)  # a bad option fails before anything is written
     if section is not None:
         arch = overrides.get("arch", "dit")
-        from twoclocks.interop.conventions import is_diffusion
         if ("dit" if is_diffusion(section["convention"]) else "gpt") != arch:
             raise TwoclocksError(f"convention {section['convention']['type']!r} does not fit --arch {arch} "
                                  "(diffusion conventions: --arch dit; logits: --arch gpt)")

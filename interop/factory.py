@@ -26,6 +26,7 @@ from twoclocks import TwoclocksError
 from twoclocks.interop.conventions import is_diffusion, wrap_network
 from twoclocks.interop.spec import ForeignSpec, trusted_factory
 from twoclocks.store import DamagedError
+from twoclocks.training.files import recorded_digest
 
 __all__ = ["load_factory", "read_checkpoint_file", "state_dict_of", "load_state", "build_foreign_model",
            "convention_problem"]
@@ -70,17 +71,6 @@ def load_factory(spec: str, base_dir) -> callable:
     return obj
 
 
-def _recorded_digest(path: Path) -> str | None:
-    side = path.with_name(path.name + ".sha256")
-    try:
-        words = side.read_text().split()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError):
-        return ""
-    return words[0] if words else ""
-
-
 def read_checkpoint_file(path, loader: str, device="cpu"):
     """The object stored in a foreign checkpoint file, weights only (torch.load(weights_only=True) or
     safetensors), checked against ``FILE.sha256`` when present; DamagedError when unreadable."""
@@ -88,7 +78,7 @@ def read_checkpoint_file(path, loader: str, device="cpu"):
     if not path.is_file():
         raise TwoclocksError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
-    want = _recorded_digest(path)
+    want = recorded_digest(path)
     fix = "copy it again from your trainer's output (the probes skip a step whose file is missing)"
     if want is not None and hashlib.sha256(data).hexdigest() != want:
         reason = "its sha256 does not match its .sha256 file" if want else "its .sha256 file is unreadable"

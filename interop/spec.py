@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twoclocks import TwoclocksError
+from twoclocks.interop.conventions import check_convention_dict
+from twoclocks.rundir import CHECKPOINT_DIR
 
 __all__ = ["ForeignSpec", "foreign_spec", "foreign_checkpoints", "trusted_factory", "LOADERS",
            "FACTORY_ENV", "TRUST_ENV", "DEFAULT_CHECKPOINTS"]
@@ -108,7 +110,6 @@ def foreign_spec(section, where: str = "config.json") -> ForeignSpec:
     if not isinstance(conv, dict) or "type" not in conv:
         raise TwoclocksError(f"{where}: foreign.convention must be an object with a 'type' (edm-D, edm-F, eps, "
                              "v, x0 for diffusion; logits for autoregressive)")
-    from twoclocks.interop.conventions import check_convention_dict
     check_convention_dict(conv, where)
     return ForeignSpec(factory.strip(), dict(kwargs), fmt, key, pattern, regex, dict(conv),
                        bool(section.get("check", True)))
@@ -117,7 +118,7 @@ def foreign_spec(section, where: str = "config.json") -> ForeignSpec:
 def foreign_checkpoints(run_dir, spec: ForeignSpec) -> dict[int, Path]:
     """{step: file} of the checkpoint files under ``RUN_DIR/checkpoints`` matching the spec's pattern,
     the step read by its regex (first group); two files of one step are an error."""
-    d = Path(run_dir) / "checkpoints"
+    d = Path(run_dir) / CHECKPOINT_DIR
     if not d.is_dir():
         return {}
     rx = re.compile(spec.step_regex)

@@ -16,14 +16,21 @@ from typing import List, Optional
 import typer
 
 from twoclocks import TwoclocksError
+from twoclocks.demo import run_demo
 from twoclocks.interop.export import create_data_run, export_run
+from twoclocks.probes.clocks import compute_clocks, format_clocks_table
 from twoclocks.probes.fits import fit_clocks, format_clock_fits
 from twoclocks.probes.registry import COMMON_OPTIONS as COMMON_HELP
-from twoclocks.probes.registry import debug_enabled
+from twoclocks.probes.registry import all_probes, debug_enabled, get_probe, load_probe
 from twoclocks.probes.sensitivity import clock_sensitivity, format_sensitivity, parse_grid_options
 from twoclocks.run import open_run, verify_run
 from twoclocks.rundir import cube_names, pending_cubes, probe_path
-from twoclocks.store import disk_full, is_disk_full, metadata_problem, fix_hint
+from twoclocks.store import disk_full, fix_hint, is_disk_full, metadata_problem, open_cube, stale_steps
+from twoclocks.sweep import collect as run_collect
+from twoclocks.sweep import load_spec, read_sweep, run_sweep, spec_from_options
+from twoclocks.sweep import probe_all as run_probe_all
+from twoclocks.sweep.spec import parse_value
+from twoclocks.training.train import train as train_run
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Find out when a generative model learns a rule and when it memorizes: "
@@ -217,8 +224,6 @@ def probe(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Run any probe, including one of your own (MODULE:OBJECT), with resume, provenance and progress."""
-    from twoclocks.probes.registry import load_probe
-    from twoclocks.sweep.spec import parse_value
     p = load_probe(spec)
     if p.cross_run:
         raise TwoclocksError(f"{p.name} works across runs; use `twoclocks-probe {p.name} ...` (see --help)")
@@ -243,7 +248,6 @@ def commands_markdown() -> str:
     """The README's command table, from the commands themselves (probe rows from the registry):
     ``python -c 'from twoclocks.cli import commands_markdown as c; print(c())'``."""
     import typer.main
-    from twoclocks.probes.registry import all_probes
     probes = {p.name: p for p in all_probes() if p.builtin}
     group = typer.main.get_command(app)
     rows = ["| command | writes | what |", "|---|---|---|"]
@@ -259,7 +263,6 @@ def commands_markdown() -> str:
 
 
 def _register_probe_commands() -> None:
-    from twoclocks.probes.registry import all_probes
     for probe in all_probes():
         fn = probe_command(probe)
         app.command(probe.name, help=probe.help)(_wrap_errors(fn))
@@ -301,7 +304,6 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ):
     """Train a model on a rule dataset, writing a run directory (config, data, checkpoints)."""
-    from twoclocks.training.train import train as train_run
     overrides = {k_: v for k_, v in dict(arch=arch, rule=rule, side=side, group=group, encoding=encoding,
                  n_train=n_train, n_heldout=n_heldout, n_noise=n_noise, model=model, steps=steps, batch=batch,
                  lr=lr, weight_decay=weight_decay, saves_per_decade=saves_per_decade, seed=seed,
@@ -373,8 +375,6 @@ def info(run_dir: Path = RUN_DIR_ARG,
 
 def _stale_lines(cubes) -> list[str]:
     """One line per cube holding steps computed by an older version of its probe (store.stale_steps)."""
-    from twoclocks.probes.registry import get_probe
-    from twoclocks.store import open_cube, stale_steps
     lines = []
     for path in cubes:
         name = path.name[:-len(".zarr")]
@@ -469,7 +469,6 @@ def demo(
     """Train a tiny model on a small parity task on the CPU, probe it, and print what it found.
 
     Re-running continues where it stopped (training and probes are resumable)."""
-    from twoclocks.demo import run_demo
     if arch not in ("dit", "gpt"):
         raise TwoclocksError(f"--arch must be dit or gpt, got {arch!r}")
     run_demo(out_dir, arch=arch, steps=steps, figures=figures)
@@ -503,7 +502,6 @@ def clocks(
     seed-bootstrap interval and grid bracket; per fit the spread of alpha under those intervals; per grid
     point with several seeds, each clock's mean +- sd over the seeds. --sensitivity adds how they move
     with the arbitrary choices."""
-    from twoclocks.probes.clocks import compute_clocks, format_clocks_table
     pools = tuple(p.strip() for p in pool.split(",") if p.strip()) if pool else ()
     grids = parse_grid_options(sensitivity_grid)  # a bad grid fails before any work
     ds = compute_clocks([str(d) for d in run_dirs], k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
@@ -546,8 +544,6 @@ def sweep(
 ):
     """Train a grid of runs (one run directory per point under the sweep directory). Re-running skips
     finished runs and resumes unfinished ones."""
-    from twoclocks.sweep import (load_spec, read_sweep, run_sweep,
-                                 spec_from_options)
     if target.suffix == ".toml" or target.is_file():
         spec, sweep_dir = load_spec(target), sweep_dir or target.with_suffix("")
     else:
@@ -582,13 +578,11 @@ def probe_all(
 ):
     """Run per-run probes over every trained run of a sweep (one job per run, its single writer).
     Re-running completes what is missing; finished pieces are kept."""
-    from twoclocks.sweep import probe_all as run_probe_all, read_sweep, spec_from_options
     spec = read_sweep(sweep_dir)[0]
     names = [p.strip() for p in probes.split(",") if p.strip()] if probes else list(spec.probes)
     opts = spec_from_options(None, probes=option or ()).probes if option else {}
     chosen = {p: {**spec.probes.get(p, {}), **opts.get(p, {})} for p in names}
     if update_stale:
-        from twoclocks.probes.registry import load_probe
         for p, o in chosen.items():
             if "update_stale" in load_probe(p).common_options():
                 o.setdefault("update_stale", True)
@@ -630,7 +624,6 @@ def collect(
     residuals, clock intervals and grid brackets; mean +- sd over seeds per grid point). The clock
     definitions: the sweep spec's [clocks] table, if any, with these options on top. --sensitivity adds how they move
     with the arbitrary choices."""
-    from twoclocks.sweep import collect as run_collect
     pools = tuple(p.strip() for p in pool.split(",") if p.strip())
     grids = parse_grid_options(sensitivity_grid)  # a bad grid fails before any work
     ds = run_collect(sweep_dir, out=out, pool=pools, k=k, acc_threshold=acc_threshold, mem_threshold=mem_threshold,
@@ -676,7 +669,6 @@ def plot(
     those of `clocks` / `collect`, so the clocks drawn are the ones those tables print."""
     if (run_dir / "sweep.json").is_file():
         from twoclocks.plotting.load import plot_sweep
-        from twoclocks.sweep import collect as run_collect
         pools = tuple(p.strip() for p in pool.split(",") if p.strip())
         clocks = run_collect(run_dir, write=False, pool=pools, k=k, acc_threshold=acc_threshold,
                              mem_threshold=mem_threshold, mem_adaptive=mem_adaptive, where=where,
@@ -775,7 +767,6 @@ def format_outcomes(report: dict) -> str:
 
 
 def format_collect(ds) -> str:
-    from twoclocks.probes.clocks import format_clocks_table
     lines = [format_clocks_table(ds), "", f"{'run':<30} {'final_step':>10} {'sample_acc':>10} {'sample_mem':>10} "
              f"{'loss':>8}"]
     for i in range(ds.sizes["run"]):

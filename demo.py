@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import typer
 
+from twoclocks import TwoclocksError
+from twoclocks.probes import get_probe
+from twoclocks.probes.clocks import compute_clocks, format_clocks_table
 from twoclocks.run import open_run
 from twoclocks.rundir import is_run
+from twoclocks.training.train import train
 
 # 4x4 images, parity groups of 2 (|valid| = 256), N = 16 train samples (uniform-valid memorization
 # baseline 16/256 = 0.0625, adaptive memorization threshold 0.156). Measured on 2 CPU cores: sample
@@ -38,11 +43,6 @@ def _pick_steps(steps, targets) -> list[int]:
 
 def run_demo(out_dir: Path, arch: str = "dit", steps: int | None = None, figures: bool = True) -> dict:
     """Run the demo into ``out_dir``; returns what it found (clocks and final metrics)."""
-    from twoclocks.probes import get_probe
-    from twoclocks.probes.clocks import compute_clocks, format_clocks_table
-    from twoclocks.training.train import train
-
-    import torch
     torch.set_num_threads(1)  # a tiny model: one thread is as fast, and never spin-waits on a busy CPU
     t0 = time.time()
     out_dir = Path(out_dir)
@@ -51,7 +51,6 @@ def run_demo(out_dir: Path, arch: str = "dit", steps: int | None = None, figures
         cfg["steps"] = steps
     resume = is_run(out_dir)
     if resume and open_run(out_dir).config.arch != arch:
-        from twoclocks import TwoclocksError
         raise TwoclocksError(f"{out_dir} holds a {open_run(out_dir).config.arch} demo; give another OUT_DIR "
                              f"for --arch {arch}")
     stages = 5 if arch == "gpt" else 6

@@ -37,7 +37,7 @@ from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSIO
                                           keyed_piece, keyed_select, keyed_todo, request,
                                           resolve_anchors, steps_spec)
 from twoclocks.store import jobs
-from twoclocks.probes.registry import FigureSpec, Probe, deprecated, option, register
+from twoclocks.probes.registry import Probe, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var
 
 __all__ = ["run_basin", "basin_profiles", "basin_ends", "nearest_other_train", "summarize", "bootstrap_mean",
@@ -321,17 +321,6 @@ SCHEMA = CubeSchema("basin", doc="Denoiser basins along lines from each anchor t
 })
 
 
-def _figures():
-    from twoclocks.plotting.landscape import plot_basin
-
-    def draw(c):
-        basin = c["basin"]
-        if "summarized" in basin and basin["summarized"].any():
-            basin = basin.sel(anchor=basin["summarized"].values)   # the anchors the summaries are over
-        return plot_basin(basin)
-    return (FigureSpec("basin", ("basin",), draw),)
-
-
 PROBE = register(Probe(
     name="basin", cube="basin", options=BasinOptions, schema=SCHEMA, builtin=True,
     help="1D basin profiles from train samples toward their H1-invalid, H2-valid-novel and nearest train "
@@ -341,7 +330,7 @@ PROBE = register(Probe(
     keys=KEYS,
     finalize=_finalize, select=_select,
     params=lambda ctx: {"geometry": GEOMETRY_VERSION, "directions": list(DIRECTIONS)},
-    summary=lambda ds: basin_summary(ds), figures=_figures,
+    summary=lambda ds: basin_summary(ds),
 ))
 
 

@@ -23,11 +23,11 @@ import torch
 import xarray as xr
 
 from twoclocks.landscape.geometry import (COMPUTED, FACE_COORDS, GEOMETRY_VERSION, KEYED_COORDS, KEYS, MASK,
-                                          MODEL_UNITS, VERTICES, Face, LandscapeOptions, anchor_spec, complete_anchors,
+                                          MODEL_UNITS, VERTICES, Face, LandscapeOptions, anchor_spec,
                                           face_geometry, keyed_piece, keyed_select, keyed_todo,
                                           request, resolve_anchors, steps_spec)
 from twoclocks.store import jobs
-from twoclocks.probes.registry import FigureSpec, Probe, deprecated, option, register
+from twoclocks.probes.registry import Probe, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var
 
 __all__ = ["run_plane", "plane_fields", "plane_grid", "PLANE_SIGMAS", "FIELDS", "plane_summary", "PlaneOptions",
@@ -147,23 +147,13 @@ SCHEMA = CubeSchema("plane", doc="The denoiser field on the plane of a hypercube
 })
 
 
-def _figures():
-    from twoclocks.plotting.landscape import plot_plane
-
-    def draw(c):
-        plane = c["plane"]
-        full = complete_anchors(plane)
-        return plot_plane(plane.sel(anchor=full) if len(full) else plane)
-    return (FigureSpec("plane", ("plane",), draw),)
-
-
 PROBE = register(Probe(
     name="plane", cube="plane", options=PlaneOptions, schema=SCHEMA, builtin=True,
     help="Denoiser vector field on the plane of a hypercube face through a train sample -> probes/plane.zarr.",
     archs=("dit",), references=("ideal-rule", "ideal-cube", "memorize"),
     resolve=resolve_anchors, setup=_setup, compute=_compute, todo=keyed_todo, keys=KEYS,
     finalize=_finalize, select=_select, params=lambda ctx: {"geometry": GEOMETRY_VERSION},
-    summary=lambda ds: plane_summary(ds), figures=_figures,
+    summary=lambda ds: plane_summary(ds),
 ))
 
 

@@ -1,7 +1,8 @@
 """The loading layer of the figures: it reads run and sweep directories, computes the clocks and fits
 through :mod:`twoclocks.probes`, and hands Datasets to the drawing functions (which only draw).
 
-- :func:`plot_run`: every figure whose cube a run has (the figures each probe declares);
+- :func:`plot_run`: every figure whose cube a run has (the built-in probes' :data:`PROBE_FIGURES`, and
+  the figures a probe of your own declares);
 - :func:`plot_runs`: the across-runs figures of several run directories;
 - :func:`plot_sweep`: every figure of :data:`SWEEP_FIGURES` that fits the sweep's axes
   (:func:`sweep_figures`), into files;
@@ -27,17 +28,22 @@ import numpy as np
 import xarray as xr
 
 from twoclocks import TwoclocksError
+from twoclocks.landscape.geometry import complete_anchors
+from twoclocks.plotting.ce import plot_ce, plot_ce_difference
+from twoclocks.plotting.dsm import plot_dsm_bands, plot_dsm_gap, plot_dsm_spectrum
 from twoclocks.plotting.figures import PlotResult, parse_formats, save
+from twoclocks.plotting.landscape import plot_basin, plot_plane
+from twoclocks.plotting.samples import plot_learning_dynamics, plot_nn_hamming, plot_state_raster, plot_transitions
 from twoclocks.plotting.sweep import plot_clock_scaling, plot_memorization_collapse
 from twoclocks.plotting.style import memorization_baseline, run_series, run_values, varies
 from twoclocks.probes import clocks as C
 from twoclocks.probes.fits import fit_clocks, fit_line
-from twoclocks.probes.registry import all_probes, load_probe
+from twoclocks.probes.registry import FigureSpec, all_probes, load_probe
 from twoclocks.run import open_run
 from twoclocks.store import open_cube
 from twoclocks.sweep.collect import collect
 
-__all__ = ["plot_run", "plot_runs", "plot_sweep", "sweep_figures", "SWEEP_FIGURES", "SweepFigure",
+__all__ = ["PROBE_FIGURES", "figures_of", "plot_run", "plot_runs", "plot_sweep", "sweep_figures", "SWEEP_FIGURES", "SweepFigure",
            "run_clock_values", "mem_fits", "rule_group_fit", "run_curves", "train_montage", "novel_clocks",
            "grid_axes"]
 
@@ -62,6 +68,44 @@ def run_clock_values(samples: xr.Dataset, mem_adaptive=None, policy=None, k: int
         out[key] = float(np.asarray(c[key]).ravel()[0])
         out[f"{key}_status"] = str(np.asarray(c.get(f"{key}_status", "not reached")).ravel()[0])
     return out
+
+
+def _plane_figure(c):
+    plane = c["plane"]
+    full = complete_anchors(plane)
+    return plot_plane(plane.sel(anchor=full) if len(full) else plane)
+
+
+def _basin_figure(c):
+    basin = c["basin"]
+    if "summarized" in basin and basin["summarized"].any():
+        basin = basin.sel(anchor=basin["summarized"].values)  # the anchors the summaries are over
+    return plot_basin(basin)
+
+
+#: the figures of the built-in probes, by probe name (the probes compute; this layer draws). A probe
+#: of your own declares its figures with it (``Probe.figures``, :class:`twoclocks.probes.FigureSpec`).
+PROBE_FIGURES: dict[str, tuple[FigureSpec, ...]] = {
+    "samples": (FigureSpec("learning_dynamics", ("samples",),
+                           lambda c: plot_learning_dynamics(c["samples"], clocks=c.get("run_clocks"))),
+                FigureSpec("state_raster", ("samples",), lambda c: plot_state_raster(c["samples"])),
+                FigureSpec("nn_hamming", ("samples",), lambda c: plot_nn_hamming(c["samples"]))),
+    "markov": (FigureSpec("transitions", ("markov",), lambda c: plot_transitions(c["markov"])),),
+    "dsm-spectrum": (FigureSpec("dsm_spectrum", ("dsm_spectrum",), lambda c: plot_dsm_spectrum(c["dsm_spectrum"])),
+                     FigureSpec("dsm_bands", ("dsm_spectrum",),
+                                lambda c: plot_dsm_bands(c["dsm_spectrum"], c.get("samples"))),
+                     FigureSpec("dsm_gap", ("dsm_spectrum",), lambda c: plot_dsm_gap(c["dsm_spectrum"]))),
+    "ce": (FigureSpec("ce", ("ce",), lambda c: plot_ce(c["ce"])),
+           FigureSpec("ce_difference", ("ce",), lambda c: plot_ce_difference(c["ce"]))),
+    "plane": (FigureSpec("plane", ("plane",), _plane_figure),),
+    "basin": (FigureSpec("basin", ("basin",), _basin_figure),),
+}
+
+
+def figures_of(probe) -> tuple:
+    """The figures `plot` draws for ``probe``: those it declares (``Probe.figures``), else a built-in
+    probe's :data:`PROBE_FIGURES`."""
+    return probe.figure_specs() or (PROBE_FIGURES.get(probe.name, ()) if probe.builtin else ())
 
 
 def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = None, probes=None,
@@ -97,7 +141,7 @@ def plot_run(run_dir, out=None, formats=("png",), mem_adaptive: bool | None = No
     for probe in chosen:
         if not probe.applies_to(arch):
             continue
-        for fig in probe.figure_specs():
+        for fig in figures_of(probe):
             missing = [n for n in fig.needs if n not in cubes]
             if missing and not (probe.builtin or probe.name in asked):
                 continue  # a probe registered in this process but not asked for: only drawn when its cube exists

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import torch
 
 from twoclocks import TwoclocksError
-from twoclocks.probes.registry import FigureSpec, Probe, deprecated, option, register
+from twoclocks.probes.registry import Probe, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var, coord
+from twoclocks.training.gpt import ideal_rule_logprobs, next_logprobs, reference_model
 
 __all__ = ["ce_probe", "per_position_ce", "ideal_reference", "ce_subsets", "SPLITS", "PROBE", "SCHEMA"]
 
@@ -50,7 +51,6 @@ def ce_subsets(run, n: int) -> dict[str, np.ndarray]:
 def per_position_ce(model, cells, batch_size: int = 4096) -> np.ndarray:
     """(n, D) float64 -ln p(c_t | c_<t) of each sequence at each position under an autoregressive
     model (teacher forcing: inputs [start, c_1..c_{D-1}], targets c_1..c_D)."""
-    from twoclocks.training.gpt import next_logprobs
     cells = np.asarray(cells).astype(np.int64)
     lp = next_logprobs(model, cells, batch_size).numpy()
     return -np.take_along_axis(lp, cells[..., None], axis=2)[..., 0]
@@ -62,7 +62,6 @@ def ideal_reference(rule, cells) -> tuple[np.ndarray, np.ndarray]:
     with p* = 0. p* is exact for every rule (``training.gpt.ideal_rule_logprobs``: the uniform
     distribution on the sampler's support); NaN only where no exact model exists (Latin squares n >= 6, 6x6
     Sudoku: too many to enumerate)."""
-    from twoclocks.training.gpt import ideal_rule_logprobs
     cells = np.asarray(cells).astype(np.int64)
     try:
         lp_all = ideal_rule_logprobs(rule, cells)
@@ -111,7 +110,6 @@ def _setup(ctx):
 
 
 def _compute(ctx, subsets, source, step, todo):
-    from twoclocks.training.gpt import reference_model
     model = (reference_model(source, ctx.run.rule, ctx.run.cells("train")) if isinstance(source, str)
              else ctx.model(source))
     with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.precision == "bf16"
@@ -178,17 +176,11 @@ SCHEMA = CubeSchema("ce", doc="GPT per-position next-token cross-entropy on the 
 })
 
 
-def _figures():
-    from twoclocks.plotting.ce import plot_ce, plot_ce_difference
-    return (FigureSpec("ce", ("ce",), lambda c: plot_ce(c["ce"])),
-            FigureSpec("ce_difference", ("ce",), lambda c: plot_ce_difference(c["ce"])))
-
-
 PROBE = register(Probe(
     name="ce", cube="ce", options=CeOptions, schema=SCHEMA, archs=("gpt",), builtin=True,
     help="GPT runs: per-position next-token cross-entropy on train / heldout / hypercube -> probes/ce.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"), setup=_setup, compute=_compute,
-    finalize=_finalize_cube, summary=summarize, figures=_figures,
+    finalize=_finalize_cube, summary=summarize,
     params=lambda ctx: {"splits": list(SPLITS), "subset_salt": SUBSET_SALT},
     bf16_target=("ce_abs_diff_max", "max", 0.01),  # nats per position, worst position and split
 ))

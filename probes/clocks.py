@@ -50,6 +50,7 @@ import xarray as xr
 
 from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
+from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA, FIT_CLOCK_KEYS, FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS
 from twoclocks.probes.clockdefs import (DEFAULT_ACC_THRESHOLD, DEFAULT_K, DEFAULT_MEM_POLICY, DEFAULT_MEM_THRESHOLD,
                                         MEM_POLICIES, PRESETS, ClockDef, ClockSet, Condition, MemThreshold, Sustain,
                                         clocks_from_curves, clockset_from_options, mem_threshold_for, sustained_onset)
@@ -58,16 +59,18 @@ from twoclocks.probes.uncertainty import (samples_cube, DEFAULT_LEVEL, DEFAULT_N
 from twoclocks.environment import pooled_environment_note
 from twoclocks.probes.linefit import WEAK_FIT_RUNS, censored_line_fit, ml_cutoff
 from twoclocks.probes.pooling import check_pooling, measured_pooling
+from twoclocks.probes.registry import DerivedProbe, register
+from twoclocks.run import Run, open_run
 from twoclocks.store import open_cube, write_derived
+from twoclocks.training.config import TrainConfig
 
-__all__ = ["ClockDef", "ClockSet", "Condition", "Sustain", "PRESETS", "alpha_spread", "FIT_CLOCK_KEYS",
+__all__ = ["PROBE", "ClockDef", "ClockSet", "Condition", "Sustain", "PRESETS", "alpha_spread", "FIT_CLOCK_KEYS",
            "FIT_CLOCK_METHOD", "sustained_onset", "MemThreshold", "DEFAULT_MEM_POLICY", "MEM_POLICIES", "mem_threshold_for",
            "clocks_from_curves", "loss_clocks", "run_clocks", "compute_clocks", "fit_power_law",
            "format_fit", "fit_dataset", "fits_from_dataset", "format_clocks_table", "NOT_GROUPING",
            "LOSS_CLOCKS", "FIT_KEYS", "FIT_STR_KEYS", "WEAK_FIT_RUNS", "ml_cutoff", "parse_where", "select_runs",
            "SEED_FIELDS", "WHERE_OPS", "group_runs", "POWER_LAW_NAMES"]
 
-LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
 #: config fields that do not separate power-law groups (besides n_train): seeds and bookkeeping
 NOT_GROUPING = ("n_train", "seed", "data_seed", "steps", "device", "bf16", "compile", "log_every", "resume_every",
                 "saves_per_decade", "n_heldout", "n_hypercube", "n_noise")
@@ -119,7 +122,6 @@ def run_clocks(run, k: int | None = None, acc_threshold: float | None = None,
     """The clocks of one run (a directory or an opened Run) from its samples.zarr, plus its
     loss-based clocks when the DSM probe stored them. Definitions as :func:`clocks_from_curves`
     (``clocks`` and the shorthands)."""
-    from twoclocks.run import Run, open_run
     run = run if isinstance(run, Run) else open_run(run)
     cs = clockset_from_options(clocks, k, acc_threshold, mem_threshold, mem_adaptive, policy)
     ds = samples_cube(run)
@@ -162,36 +164,9 @@ def alpha_spread(n, tau_boot, level: float = DEFAULT_LEVEL) -> dict:
 
 
 # ----------------------------------------------------------------------------- power-law fits
-#: the keys of :func:`fit_power_law`'s result, with their meaning (one output format for every caller)
-FIT_KEYS = {
-    "c": "prefactor c of tau_mem = c N^alpha, least squares of ln tau on ln N over the runs that reached tau_mem",
-    "alpha": "exponent alpha, least squares over the runs that reached tau_mem (censored runs dropped)",
-    "alpha_lo": "lower end of the t confidence interval of alpha (slope standard error, n - 2 dof; NaN if n < 3)",
-    "alpha_hi": "upper end of the t confidence interval of alpha (slope standard error, n - 2 dof; NaN if n < 3)",
-    "r2": "R^2 of that least-squares line",
-    "n": "number of runs with a finite tau_mem (the points of the least-squares line)",
-    "dof": "degrees of freedom of both intervals: n - 2 (n runs that reached tau_mem; NaN if n < 3)",
-    "interval_method": "method of [alpha_lo, alpha_hi] ('t': Student t with dof; empty: no interval)",
-    "n_runs": "number of runs in the group",
-    "n_censored": "runs that never reached tau_mem: right-censored at their censoring step",
-    "censored_at": "censoring steps of the censored runs (tau_mem > this), ascending",
-    "censored_n": "N of the censored runs, in the order of censored_at",
-    "c_ml": "prefactor c, right-censored maximum likelihood (Tobit on ln tau_mem)",
-    "alpha_ml": "exponent alpha, right-censored maximum likelihood (Tobit on ln tau_mem)",
-    "alpha_ml_lo": "lower end of the confidence interval of alpha_ml (method: interval_method_ml)",
-    "alpha_ml_hi": "upper end of the confidence interval of alpha_ml (method: interval_method_ml)",
-    "sigma_ml": "residual standard deviation of ln tau_mem in the Tobit model",
-    "level": "confidence level of [alpha_lo, alpha_hi] and [alpha_ml_lo, alpha_ml_hi]",
-    "interval_method_ml": "method of [alpha_ml_lo, alpha_ml_hi] (profile likelihood cut at the t-calibrated "
-                          "n ln(1 + t^2/dof); empty: no interval)",
-    "ml_status": "'ok', or why the censored fit is NaN",
-    "notes": "warnings on the fit (e.g. a weak fit on fewer than 4 runs); empty: none",
-}
 #: the keys of :data:`FIT_KEYS` under their name in :func:`twoclocks.probes.linefit.censored_line_fit`
 POWER_LAW_NAMES = {"alpha": "slope", "alpha_lo": "slope_lo", "alpha_hi": "slope_hi", "censored_n": "censored_x",
                    "alpha_ml": "slope_ml", "alpha_ml_lo": "slope_ml_lo", "alpha_ml_hi": "slope_ml_hi"}
-#: the string-valued keys of :data:`FIT_KEYS` (the rest are numbers; censored_* are tuples)
-FIT_STR_KEYS = ("interval_method", "interval_method_ml", "ml_status", "notes")
 #: the censored-ML interval of Datasets written before interval_method_ml existed
 LEGACY_ML_INTERVAL = "profile likelihood, chi2_1 cut"
 
@@ -326,8 +301,6 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
     deviation, ddof 1; NaN with fewer than 2) over the point's seeds that reached the clock,
     ``seed_n`` how many did, ``point_n_seeds`` the point's runs; per run ``point_index``. E.g.
     ``ds.seed_mean.sel(clock="tau_mem")``, or ``ds.tau_mem.groupby("point_index")``."""
-    from twoclocks.run import open_run
-    from twoclocks.training.config import TrainConfig
     if not run_dirs:
         raise TwoclocksError("give at least one run directory")
     if out is not None and Path(out).suffix != ".zarr":
@@ -380,7 +353,6 @@ def compute_clocks(run_dirs, k: int | None = None, acc_threshold: float | None =
             [r.training_environments() for r in runs],
             [json.loads(samples_cube(r).attrs.get("environment", "null")) for r in runs]),
     })
-    from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA  # clocks_schema imports this module's keys
     return write_derived(ds, out, schema=CLOCKS_SCHEMA, params={  # out None: provenance and attrs, not written
         "k": int(cs["tau_mem"].sustain.k), "acc_threshold": _acc_threshold(cs),
         "mem_threshold_policy": pol.policy if pol else "custom", "mem_threshold_t": pol.t if pol else None,
@@ -447,14 +419,6 @@ FIT_METHOD = ("least squares of ln tau_mem on ln n_train (scipy.stats.linregress
               "ln tau_mem, scipy.optimize) with a profile-likelihood interval for alpha cut at n ln(1 + t^2/(n - 2)), "
               "t the Student-t quantile with n - 2 dof (n runs that reached tau_mem; without censoring it is the t "
               "interval); fits on fewer than 4 runs are flagged weak (fit_notes)")
-#: the per-fit-group spread of alpha under per-run clock uncertainty (:func:`alpha_spread`)
-FIT_CLOCK_KEYS = {
-    "alpha_lo": "lower end of the least-squares alpha over bootstrap replicates of every run's tau_mem (level: "
-                "attrs clock_uncertainty_level)",
-    "alpha_hi": "upper end of the least-squares alpha over bootstrap replicates of every run's tau_mem",
-    "alpha_median": "median of the least-squares alpha over bootstrap replicates of every run's tau_mem",
-    "n_valid": "bootstrap replicates with a least-squares alpha (>= 2 distinct N reached)",
-}
 FIT_CLOCK_METHOD = ("per fit group, the least-squares slope of ln tau_mem on ln N refitted on every bootstrap "
                     "replicate row (replicate b of every member run's seed bootstrap; a run without per-seed "
                     "samples or with --n-boot 0 enters with its point tau_mem), in closed form over the runs "
@@ -701,7 +665,6 @@ def format_clocks_table(ds: xr.Dataset) -> str:
     baseline b (``mem_baseline``), ``mem_thr`` the memorization threshold, ``passes@tau_mem``
     tau_mem x batch / N, ``censored`` the clocks not reached and the step each is known to exceed
     (``-``: none), ``resid`` the residual of ln tau_mem from its fit group's least-squares line."""
-    from twoclocks.training.config import TrainConfig
     fields = [f for f in TrainConfig.__dataclass_fields__ if f in ds.coords
               and f not in ("device", "data_seed") and len(np.unique(ds[f].values)) > 1]
     loss = [n for n in LOSS_CLOCKS if n in ds]
@@ -812,3 +775,11 @@ def _format_seed_summary(ds: xr.Dataset) -> list[str]:
             parts.append(f"{c} {_num(m, '.4g')} ± {_num(sd, '.3g')} ({n} of {total})")
         lines.append(f"  {d.point.item()}: " + ", ".join(parts))
     return lines
+
+
+#: the clocks cube as a cross-run derived probe (its schema: twoclocks.probes.clocks_schema; compute_clocks
+#: writes it through twoclocks.store.write_derived with the provenance of every cube)
+PROBE = register(DerivedProbe(
+    name="clocks", cube="clocks", options=None, schema=CLOCKS_SCHEMA, derive=compute_clocks, cross_run=True,
+    builtin=True, summary=format_clocks_table,
+    help="The two clocks and the innovation window per run, with the tau_mem = c N^alpha fits (`clocks --out`)."))

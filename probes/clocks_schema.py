@@ -1,20 +1,56 @@
-"""The schemas of the derived cross-run cubes: ``clocks`` (`twoclocks-probe clocks --out`), ``collect``
-(`twoclocks-probe collect`, SWEEP_DIR/collect.zarr) and ``sensitivity``, and the declaration of the clocks
-cube as a cross-run :class:`~twoclocks.probes.registry.DerivedProbe`. Each is written through
-:func:`twoclocks.store.write_derived`, which checks it against these declarations."""
+"""The schemas of the derived cross-run cubes: ``clocks`` (`twoclocks-probe clocks --out`, declared as a
+cross-run probe in :mod:`twoclocks.probes.clocks`), ``collect`` (`twoclocks-probe collect`,
+SWEEP_DIR/collect.zarr) and ``sensitivity``, with the keys and meanings of the clocks' fits. Each is
+written through :func:`twoclocks.store.write_derived`, which checks it against these declarations."""
 from __future__ import annotations
 
-from twoclocks.probes.clocks import (FIT_CLOCK_KEYS, FIT_KEYS, FIT_STR_KEYS, LOSS_CLOCKS, compute_clocks,
-                                     format_clocks_table)
-from twoclocks.probes.registry import DerivedProbe, register
 from twoclocks.schema import CubeSchema, Var, coord
+from twoclocks.training.config import TrainConfig
 
-__all__ = ["PROBE", "CLOCKS_SCHEMA", "COLLECT_SCHEMA", "SENSITIVITY_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS",
-           "UNCERTAINTY_VARS", "FIT_CLOCK_VARS"]
+__all__ = ["LOSS_CLOCKS", "FIT_KEYS", "FIT_STR_KEYS", "FIT_CLOCK_KEYS", "CLOCKS_SCHEMA", "COLLECT_SCHEMA",
+           "SENSITIVITY_SCHEMA", "CLOCK_VARS", "FIT_VARS", "SEED_VARS", "UNCERTAINTY_VARS", "FIT_CLOCK_VARS"]
+
+#: the loss-based clocks of the DSM probe (:func:`twoclocks.probes.clocks.loss_clocks`)
+LOSS_CLOCKS = ("tau_rule_loss", "tau_mem_loss")
+#: the keys of :func:`twoclocks.probes.clocks.fit_power_law`'s result, with their meaning (one output format
+#: for every caller)
+FIT_KEYS = {
+    "c": "prefactor c of tau_mem = c N^alpha, least squares of ln tau on ln N over the runs that reached tau_mem",
+    "alpha": "exponent alpha, least squares over the runs that reached tau_mem (censored runs dropped)",
+    "alpha_lo": "lower end of the t confidence interval of alpha (slope standard error, n - 2 dof; NaN if n < 3)",
+    "alpha_hi": "upper end of the t confidence interval of alpha (slope standard error, n - 2 dof; NaN if n < 3)",
+    "r2": "R^2 of that least-squares line",
+    "n": "number of runs with a finite tau_mem (the points of the least-squares line)",
+    "dof": "degrees of freedom of both intervals: n - 2 (n runs that reached tau_mem; NaN if n < 3)",
+    "interval_method": "method of [alpha_lo, alpha_hi] ('t': Student t with dof; empty: no interval)",
+    "n_runs": "number of runs in the group",
+    "n_censored": "runs that never reached tau_mem: right-censored at their censoring step",
+    "censored_at": "censoring steps of the censored runs (tau_mem > this), ascending",
+    "censored_n": "N of the censored runs, in the order of censored_at",
+    "c_ml": "prefactor c, right-censored maximum likelihood (Tobit on ln tau_mem)",
+    "alpha_ml": "exponent alpha, right-censored maximum likelihood (Tobit on ln tau_mem)",
+    "alpha_ml_lo": "lower end of the confidence interval of alpha_ml (method: interval_method_ml)",
+    "alpha_ml_hi": "upper end of the confidence interval of alpha_ml (method: interval_method_ml)",
+    "sigma_ml": "residual standard deviation of ln tau_mem in the Tobit model",
+    "level": "confidence level of [alpha_lo, alpha_hi] and [alpha_ml_lo, alpha_ml_hi]",
+    "interval_method_ml": "method of [alpha_ml_lo, alpha_ml_hi] (profile likelihood cut at the t-calibrated "
+                          "n ln(1 + t^2/dof); empty: no interval)",
+    "ml_status": "'ok', or why the censored fit is NaN",
+    "notes": "warnings on the fit (e.g. a weak fit on fewer than 4 runs); empty: none",
+}
+#: the string-valued keys of :data:`FIT_KEYS` (the rest are numbers; censored_* are tuples)
+FIT_STR_KEYS = ("interval_method", "interval_method_ml", "ml_status", "notes")
+#: the per-fit-group spread of alpha under per-run clock uncertainty (:func:`twoclocks.probes.clocks.alpha_spread`)
+FIT_CLOCK_KEYS = {
+    "alpha_lo": "lower end of the least-squares alpha over bootstrap replicates of every run's tau_mem (level: "
+                "attrs clock_uncertainty_level)",
+    "alpha_hi": "upper end of the least-squares alpha over bootstrap replicates of every run's tau_mem",
+    "alpha_median": "median of the least-squares alpha over bootstrap replicates of every run's tau_mem",
+    "n_valid": "bootstrap replicates with a least-squares alpha (>= 2 distinct N reached)",
+}
 
 
 def _is_config_field(name: str) -> bool:
-    from twoclocks.training.config import TrainConfig
     return name in TrainConfig.__dataclass_fields__
 
 
@@ -152,10 +188,3 @@ SENSITIVITY_SCHEMA = CubeSchema(
         "bank_factor": Var(_V, "int64", "bank factor: n_seeds // bank seeds kept"),
     })
 
-
-#: the clocks cube as a cross-run derived probe (declared here, beside its schema: compute_clocks writes it
-#: through twoclocks.store.write_derived with the provenance of every cube)
-PROBE = register(DerivedProbe(
-    name="clocks", cube="clocks", options=None, schema=CLOCKS_SCHEMA, derive=compute_clocks, cross_run=True,
-    builtin=True, summary=format_clocks_table,
-    help="The two clocks and the innovation window per run, with the tau_mem = c N^alpha fits (`clocks --out`)."))

@@ -25,6 +25,8 @@ import xarray as xr
 from twoclocks import TwoclocksError
 from twoclocks.environment import bf16_measured_ok, device_name, environment
 from twoclocks.probes.common import resolve_sources, step_key
+from twoclocks.progress import track
+from twoclocks.run import Run, open_run, resolve_device
 from twoclocks.store import CubeStore, concat_steps, keyed_merge, load_checked, stale_steps, write_derived
 
 __all__ = ["Context", "run_probe", "run_derived", "resolve_precision", "PRECISIONS", "COMPACT_EVERY", "COMPACT_SECONDS"]
@@ -80,7 +82,6 @@ def _now(fn, *args) -> Future:
 
 
 def _as_run(run):
-    from twoclocks.run import Run, open_run
     return run if isinstance(run, Run) else open_run(run)
 
 
@@ -102,8 +103,6 @@ def run_probe(probe, run, *, steps=None, denoiser: str | None = None, device: st
               precision: str = "auto", force: bool = False, update_stale: bool = False, progress: bool = True,
               overlap: bool | None = None, **options) -> xr.Dataset:
     """Compute (or complete) ``probe``'s cube on ``run`` and return it (module docstring)."""
-    from twoclocks.progress import track
-    from twoclocks.run import resolve_device
 
     run = _as_run(run)
     opts = probe.make_options(**options)

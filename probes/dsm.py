@@ -61,7 +61,8 @@ import xarray as xr
 
 from twoclocks import TwoclocksError
 from twoclocks.ideal import REFERENCES
-from twoclocks.probes.registry import FigureSpec, Probe, concat_steps, deprecated, option, register
+from twoclocks.probes.clockdefs import sustained_onset
+from twoclocks.probes.registry import Probe, concat_steps, deprecated, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 from twoclocks.training.edm import edm_weight
 
@@ -242,7 +243,6 @@ def _merge(parts: list[xr.Dataset]) -> xr.Dataset:
 def _first_sustained(flags: np.ndarray, steps: np.ndarray, k: int) -> float:
     """The first step from which ``flags`` holds for k consecutive evaluations (NaN if never): the
     package's one sustained-onset rule, :func:`twoclocks.probes.clocks.sustained_onset`."""
-    from twoclocks.probes.clocks import sustained_onset
     return sustained_onset(steps, flags, None, k)[0]
 
 
@@ -457,19 +457,12 @@ SCHEMA = CubeSchema(NAME, doc="DSM loss by noise level on the train, held-out an
 })
 
 
-def _figures():
-    from twoclocks.plotting.dsm import plot_dsm_bands, plot_dsm_gap, plot_dsm_spectrum
-    return (FigureSpec("dsm_spectrum", (NAME,), lambda c: plot_dsm_spectrum(c[NAME])),
-            FigureSpec("dsm_bands", (NAME,), lambda c: plot_dsm_bands(c[NAME], c.get("samples"))),
-            FigureSpec("dsm_gap", (NAME,), lambda c: plot_dsm_gap(c[NAME])))
-
-
 PROBE = register(Probe(
     name="dsm-spectrum", cube=NAME, options=DsmOptions, schema=SCHEMA, archs=("dit",), builtin=True,
     help="Denoising loss by noise level on train / heldout / hypercube, with the exact reference denoisers and "
          "loss-based clocks -> probes/dsm_spectrum.zarr.",
     references=REFERENCES, setup=_setup, compute=_compute, extra_pieces=_references,
     extra_done=lambda ds: "reference_loss" in ds, merge=_merge, finalize=_finalize, params=_params, resolve=_resolve,
-    summary=summary_text, figures=_figures,
+    summary=summary_text,
     bf16_target=("dsm_loss_rel_diff_max", "max", 0.01),  # relative change of the loss, worst noise level
 ))

@@ -24,11 +24,10 @@ from twoclocks import TwoclocksError
 from twoclocks.probes.clocks import (NOT_GROUPING, compute_clocks, group_runs, parse_where,
                                      select_runs)
 from twoclocks.probes.fits_schema import CLOCK_FIT_SCHEMA
-from twoclocks.probes.registry import DerivedProbe, register
+from twoclocks.probes.registry import DerivedProbe, get_probe, register
 from twoclocks.probes.linefit import (LINE_FIT_KEYS, LINE_FIT_STR_KEYS, LINE_MODELS, ML_TEST, T_TEST,
                                       censored_line_fit, line_x)
 from twoclocks.store import open_cube, write_derived
-from twoclocks.sweep.collect import collect
 from twoclocks.training.config import TrainConfig
 
 __all__ = ["fit_clocks", "fit_clock_dataset", "format_clock_fits", "clock_names", "clock_censoring",
@@ -107,7 +106,9 @@ def _load(source, clock_options: dict) -> xr.Dataset:
     if len(paths) == 1 and paths[0].suffix == ".zarr":
         return open_cube(paths[0]).load()
     if len(paths) == 1 and (paths[0] / "sweep.json").is_file():
-        return collect(paths[0], write=False, pool=(), **opts)
+        # the sweep layer's cross-run probe `collect` (twoclocks.sweep.collect), found through the registry:
+        # the sweep sits above the probes, which never import it
+        return get_probe("collect")(paths[0], write=False, pool=(), **opts)
     missing = [str(p) for p in paths if not p.is_dir()]
     if missing:
         raise TwoclocksError(f"{missing[0]} is not a directory; give a sweep directory, run directories or a "

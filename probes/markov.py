@@ -24,7 +24,7 @@ from twoclocks import TwoclocksError
 from twoclocks.data.rules import support_baseline
 from twoclocks.probes.clockdefs import PRESETS, clockset_from_options
 from twoclocks.probes.clocks import run_clocks
-from twoclocks.probes.registry import DerivedProbe, FigureSpec, deprecated, option, register
+from twoclocks.probes.registry import DerivedProbe, deprecated, option, register
 from twoclocks.probes.samples import STATES
 from twoclocks.probes.uncertainty import samples_cube
 from twoclocks.schema import CubeSchema, Var, coord
@@ -221,13 +221,8 @@ SCHEMA = CubeSchema("markov", doc="Transitions between the per-sample states of 
 })
 
 
-def _figures():
-    from twoclocks.plotting.samples import plot_transitions
-    return (FigureSpec("transitions", ("markov",), lambda c: plot_transitions(c["markov"])),)
-
-
 PROBE = register(DerivedProbe(
     name="markov", cube="markov", options=MarkovOptions, schema=SCHEMA, needs=("samples",), builtin=True,
     help="Transitions between the per-sample states of consecutive checkpoints -> probes/markov.zarr.",
-    derive=_markov, summary=format_markov, figures=_figures,
+    derive=_markov, summary=format_markov,
 ))

@@ -44,6 +44,7 @@ from typing import Any, Callable
 import xarray as xr
 
 from twoclocks import TwoclocksError
+from twoclocks.probes.driver import run_derived, run_probe
 from twoclocks.store import concat_steps
 
 __all__ = ["Probe", "DerivedProbe", "FigureSpec", "option", "register", "get_probe", "all_probes", "all_schemas",
@@ -58,7 +59,7 @@ BUILTIN_MODULES = (
     "twoclocks.probes.ce",
     "twoclocks.landscape.plane", "twoclocks.landscape.basin",
     # across runs: clocks, collect, clock_fit, sensitivity
-    "twoclocks.probes.clocks_schema", "twoclocks.sweep.collect", "twoclocks.probes.fits", "twoclocks.probes.sensitivity",
+    "twoclocks.probes.clocks", "twoclocks.sweep.collect", "twoclocks.probes.fits", "twoclocks.probes.sensitivity",
 )
 ENTRY_POINT_GROUP = "twoclocks.probes"
 
@@ -320,7 +321,6 @@ class Probe(_Declared):
 
     def __call__(self, run, **options) -> xr.Dataset:
         """Compute (or complete) this probe's cube on a run (a path or an opened Run) and return it."""
-        from twoclocks.probes.driver import run_probe
         return run_probe(self, run, **options)
 
 
@@ -348,7 +348,6 @@ class DerivedProbe(_Declared):
         ``write`` is False. Across runs: ``derive(run, **options)``."""
         if self.cross_run:
             return self.derive(run, **options)
-        from twoclocks.probes.driver import run_derived
         return run_derived(self, run, write=write, **options)
 
 

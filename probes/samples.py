@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from twoclocks.data.rules import GroupParity, restricted_support, support_baseline
 from twoclocks.probes.memo import GroupIndex, TrainIndex
-from twoclocks.probes.registry import FigureSpec, Probe, check_option, deprecated, concat_steps, option, register
+from twoclocks.probes.registry import Probe, check_option, deprecated, concat_steps, option, register
 from twoclocks.schema import CubeSchema, Var, coord
 
 __all__ = ["run_baselines", "with_baselines", "STATES", "SUBSETS", "DEFAULT_EPS", "DEFAULT_EPS_STATE", "classify", "SampleEvaluator",
@@ -370,19 +370,11 @@ SCHEMA = CubeSchema("samples", doc="The fixed noise bank sampled at each checkpo
 })
 
 
-def _figures():
-    from twoclocks.plotting.samples import plot_learning_dynamics, plot_nn_hamming, plot_state_raster
-    return (FigureSpec("learning_dynamics", ("samples",),
-                       lambda c: plot_learning_dynamics(c["samples"], clocks=c.get("run_clocks"))),
-            FigureSpec("state_raster", ("samples",), lambda c: plot_state_raster(c["samples"])),
-            FigureSpec("nn_hamming", ("samples",), lambda c: plot_nn_hamming(c["samples"])))
-
-
 PROBE = register(Probe(
     name="samples", cube="samples", options=SamplesOptions, schema=SCHEMA, builtin=True,
     help="Sample the fixed noise bank at each checkpoint; states, accuracy, memorization -> probes/samples.zarr.",
     references=("ideal-rule", "ideal-cube", "memorize"),
     setup=_setup, compute=_compute, merge=_merge, select=lambda ds, ctx: with_baselines(ds, ctx.run),
-    finalize=_finalize, summary=lambda ds: "\n".join(summary_lines(ds)), figures=_figures,
+    finalize=_finalize, summary=lambda ds: "\n".join(summary_lines(ds)),
     bf16_target=("identical_samples_frac", "min", 0.995),  # decoded final samples, bf16 vs fp32
 ))

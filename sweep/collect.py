@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 from twoclocks import TwoclocksError
 from twoclocks.probes.uncertainty import DEFAULT_LEVEL, DEFAULT_N_BOOT
+from twoclocks.probes import clocks as C
 from twoclocks.probes.clocks_schema import COLLECT_SCHEMA
-from twoclocks.probes.registry import DerivedProbe, register
+from twoclocks.probes.registry import DerivedProbe, get_probe, register
+from twoclocks.run import open_run
 from twoclocks.rundir import LOG_FILE, probe_path
 from twoclocks.store import open_cube, write_derived
 from twoclocks.sweep.spec import config_fields
@@ -50,7 +52,6 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
     ``sustain_factor`` on top; ``n_boot`` / ``level``: the per-run clock intervals of
     :func:`twoclocks.probes.clocks.compute_clocks`. ``allow_unequal``: pool runs of different
     evaluation density or bank size in a fit (:func:`twoclocks.probes.pooling.check_pooling`)."""
-    from twoclocks.probes import clocks as C
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
     have = [r for r in runs if probe_path(sweep_dir / r["name"], "samples").exists()]
@@ -72,7 +73,6 @@ def collect(sweep_dir, out=None, pool=("group",), k: int | None = None, acc_thre
                           allow_unequal=allow_unequal,
                           **{key: v for key, v in opts.items() if v is not None})
     ds = ds.assign_coords(run_dir=("run", [str(d) for d in dirs]), run=("run", [r["name"] for r in have]))
-    from twoclocks.run import open_run
     cfgs = [open_run(d).config.to_dict() for d in dirs]  # every field, also those newer than the run
     fields = [f for f in config_fields() if f in ds.coords]
     axes = {key.split(".")[0] for key in spec.grid}
@@ -111,7 +111,6 @@ def open_sweep(sweep_dir, probe: str = "samples", chunks=None):
     import xarray as xr
     sweep_dir = Path(sweep_dir)
     spec, runs = read_sweep(sweep_dir)
-    from twoclocks.probes.registry import get_probe
     try:
         cube = get_probe(probe).cube
     except TwoclocksError:

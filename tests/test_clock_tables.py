@@ -221,7 +221,7 @@ def test_plot_takes_the_clock_options(sweep, monkeypatch, tmp_path):
     plt.close(fig)
 
     one = compute_clocks([dirs[2]], mem_threshold=0.3, k=2, acc_threshold=0.5)
-    spec = [f for f in get_probe("samples").figures() if f.name == "learning_dynamics"][0]
+    spec = [f for f in PL.figures_of(get_probe("samples")) if f.name == "learning_dynamics"][0]
     values = PL.run_clock_values(samples[2], mem_threshold=0.3, k=2, acc_threshold=0.5)
     for fig in (plot_learning_dynamics(samples[2], clocks=values),
                 spec.draw({"samples": samples[2], "run_clocks": values})):

@@ -34,30 +34,6 @@ LAZY_OK = {
     "twoclocks.plotting": "matplotlib and seaborn (plotting is optional for computing cubes)",
 }
 
-# Temporary, while the layering work lands: what remains (a cycle passes when it lies within an allowed one).
-# Nothing may be added here; remove what you fix.
-ALLOWED_CYCLES: list[set[str]] = [
-    {'twoclocks.probes.clocks', 'twoclocks.probes.clocks_schema'},
-]
-ALLOWED_LAYER_CYCLES: list[set[str]] = [
-    {'twoclocks.plotting', 'twoclocks.probes', 'twoclocks.sweep'},
-]
-ALLOWED_PRIVATE: set[tuple[str, str]] = set()  # (importing module, "module.name")
-ALLOWED_LAZY: set[tuple[str, str]] = {  # (importing module, imported module)
-    ('twoclocks.probes.ce', 'twoclocks.training.gpt'),
-    ('twoclocks.probes.clocks', 'twoclocks.probes.clocks_schema'),
-    ('twoclocks.probes.clocks', 'twoclocks.run'),
-    ('twoclocks.probes.clocks', 'twoclocks.training.config'),
-    ('twoclocks.probes.clocks_schema', 'twoclocks.training.config'),
-    ('twoclocks.probes.driver', 'twoclocks.progress'),
-    ('twoclocks.probes.driver', 'twoclocks.run'),
-    ('twoclocks.probes.dsm', 'twoclocks.probes.clocks'),
-    ('twoclocks.probes.registry', 'twoclocks.probes.driver'),
-    ('twoclocks.sweep.collect', 'twoclocks.probes.clocks'),
-    ('twoclocks.sweep.collect', 'twoclocks.probes.registry'),
-    ('twoclocks.sweep.collect', 'twoclocks.run'),
-}
-
 
 @dataclass
 class Import:
@@ -243,10 +219,9 @@ def _lazy_ok(target: str) -> bool:
 
 
 def violations(g: Graph):
-    cycles = [c for c in strongly_connected(g.edges()) if not any(c <= a for a in ALLOWED_CYCLES)]
-    cycles += [c for c in strongly_connected(g.layer_edges()) if not any(c <= a for a in ALLOWED_LAYER_CYCLES)]
-    private = sorted({(i, n) for i, n, _ in g.private} - ALLOWED_PRIVATE)
-    lazy = sorted({(i.importer, i.target) for i in g.lazy() if not _lazy_ok(i.target)} - ALLOWED_LAZY)
+    cycles = strongly_connected(g.edges()) + strongly_connected(g.layer_edges())
+    private = sorted({(i, n) for i, n, _ in g.private})
+    lazy = sorted({(i.importer, i.target) for i in g.lazy() if not _lazy_ok(i.target)})
     return cycles, private, lazy
 
 
@@ -338,17 +313,6 @@ def test_imports_inside_functions_only_for_heavy_optional_dependencies():
     _, _, lazy = violations(build_graph())
     assert not lazy, ("imports of package modules inside functions (move them to the top; LAZY_OK lists the "
                       "modules that may be imported late): " + ", ".join(f"{i} -> {t}" for i, t in lazy))
-
-
-def test_allow_lists_hold_only_what_remains():
-    """The temporary allow-lists only shrink: an entry that no longer occurs must be removed from them."""
-    g = build_graph()
-    cycles, layer_cycles = strongly_connected(g.edges()), strongly_connected(g.layer_edges())
-    stale = [sorted(a) for a in ALLOWED_CYCLES if not any(c <= a for c in cycles)]
-    stale += [sorted(a) for a in ALLOWED_LAYER_CYCLES if not any(c <= a for c in layer_cycles)]
-    stale += sorted(ALLOWED_PRIVATE - {(i, n) for i, n, _ in g.private})
-    stale += sorted(ALLOWED_LAZY - {(i.importer, i.target) for i in g.lazy()})
-    assert not stale, f"allowed but no longer found (remove from the allow-lists): {stale}"
 
 
 if __name__ == "__main__":

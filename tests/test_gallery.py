@@ -1,0 +1,135 @@
+"""docs/make_gallery.py's pure parts (the script itself needs the sweep directories and does not run here):
+fit Datasets read back into numbers, the scaling verdicts on synthetic power laws with known exponents,
+number formatting, the generated blocks of docs/reproducing.md, and the page against the committed
+docs/gallery/numbers.json (the page is what the script renders from it, so it cannot drift)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from twoclocks.probes.fits import fit_clocks
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+STEPS = {"units": "steps"}
+
+
+@pytest.fixture(scope="module")
+def mg():
+    spec = importlib.util.spec_from_file_location("make_gallery", DOCS / "make_gallery.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["make_gallery"] = mod  # dataclasses resolve their annotations through sys.modules
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop("make_gallery", None)
+
+
+def power_ds(alpha, c=10.0, sigma=0.1, censor_last=None, seed=0):
+    """tau_mem = c N^alpha e (e log-normal), N = 8 ... 256, 3 seeds; the largest N censored at
+    ``censor_last`` when given."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat([8, 16, 32, 64, 128, 256], 3)
+    tm = c * n ** alpha * np.exp(sigma * rng.standard_normal(n.size))
+    cen = np.full(n.size, np.nan)
+    if censor_last is not None:
+        big = n == 256
+        tm[big], cen[big] = np.nan, censor_last
+    return xr.Dataset({"tau_mem": ("run", tm, STEPS), "tau_mem_censored_at": ("run", cen, STEPS)},
+                      coords={"run": [f"r{i}" for i in range(n.size)], "n_train": ("run", n),
+                              "seed": ("run", np.tile([0, 1, 2], 6)), "group": ("run", np.full(n.size, 3))})
+
+
+def test_fit_numbers_read_the_fit_dataset(mg):
+    fit = fit_clocks(power_ds(1.0), y="tau_mem", x="n_train", model="power")
+    (row,) = mg.fit_numbers(fit)
+    assert row["n"] == row["n_runs"] == 18 and row["n_censored"] == 0 and row["dof"] == 16
+    assert row["ls"]["slope"] == pytest.approx(float(fit["fit_slope"][0]))
+    assert row["ls"]["lo"] < row["ls"]["slope"] < row["ls"]["hi"] and row["ls"]["hi"] - row["ls"]["lo"] < 0.2
+    assert abs(row["ls"]["slope"] - 1.0) < 0.1
+    assert row["ls"]["p_zero"] < 1e-6
+    # no censoring: the censored-ML line is the least-squares one
+    assert row["ml"]["slope"] == pytest.approx(row["ls"]["slope"], rel=1e-6)
+    json.dumps(row)  # JSON-safe (numbers.json)
+
+
+def test_fit_numbers_loglinear_factor_and_censoring(mg):
+    ds = power_ds(1.0, censor_last=1500.0)
+    fit = fit_clocks(ds, y="tau_mem", x="n_train", model="loglinear")
+    (row,) = mg.fit_numbers(fit)
+    assert row["n_censored"] == 3 and row["n"] == 15
+    f = row["ls"]
+    assert f["factor"] == pytest.approx(np.exp(f["slope"])) and f["factor_lo"] < f["factor"] < f["factor_hi"]
+    line = mg.fit_sentence(row, per_unit=True)
+    assert "per unit" in line and "censored ML (the 3 censored runs included)" in line
+
+
+@pytest.mark.parametrize("alpha, verdict", [(1.05, "reproduces"), (0.5, "partly"), (0.0, "does not")])
+def test_scaling_verdict_on_planted_exponents(mg, alpha, verdict):
+    (row,) = mg.fit_numbers(fit_clocks(power_ds(alpha, sigma=0.1, seed=3), y="tau_mem", x="n_train"))
+    got, why = mg.scaling_verdict(row["ls"]["lo"], row["ls"]["hi"], [0.97, 1.06, 1.14], row["ls"]["p_zero"])
+    assert got == verdict, (row["ls"], why)
+    if verdict == "partly":
+        assert "below" in why
+
+
+def test_compare_and_format(mg):
+    assert mg.compare(0.66, 0.86, [0.97, 1.06, 1.14]) == "below"
+    assert mg.compare(0.9, 1.1, [0.97, 1.06, 1.14]) == "some"
+    assert mg.compare(0.9, 1.2, [0.97, 1.06, 1.14]) == "all"
+    assert mg.compare(1.2, 1.3, [0.97, 1.06]) == "above"
+    assert mg.fmt(1778.0) == "1778" and mg.fmt(0.75981) == "0.76" and mg.fmt(None) == "-"
+    assert mg.fmt(float("nan")) == "-" and mg.fmt_iv(0.76, 0.663, 0.857) == "0.76 [0.663, 0.857]"
+    assert mg.clock_cell({"tau_mem": 1413.0, "tau_mem_lo": 1413.0, "tau_mem_hi": 1585.0}, "tau_mem") == \
+        "1413 [1413, 1585]"
+    assert mg.clock_cell({"tau_mem": None, "tau_mem_censored_at": 4000.0}, "tau_mem") == "> 4000"
+    assert mg.clock_cell({"tau_rule": None, "tau_rule_raw": 224.0}, "tau_rule").startswith("discarded")
+    table = mg.md_table(["a", "b"], [["x|y", "1"]])
+    assert table.splitlines()[2] == "| x\\|y | 1 |"
+
+
+def test_replace_block_keeps_the_prose(mg):
+    page = "intro\n<!-- gallery:x -->\nold\n<!-- /gallery:x -->\noutro\n"
+    new = mg.replace_block(page, "x", "new 1\nnew 2")
+    assert new == "intro\n<!-- gallery:x -->\nnew 1\nnew 2\n<!-- /gallery:x -->\noutro\n"
+    assert mg.replace_block(new, "x", "new 1\nnew 2") == new
+    with pytest.raises(ValueError, match="gallery:y"):
+        mg.replace_block(page, "y", "z")
+
+
+def test_parse_times(mg, tmp_path):
+    p = tmp_path / "times.txt"
+    p.write_text("n_sweep train_s=2550 probe_s=316 rc_done=22:38\nALLDONE\n")
+    assert mg.parse_times(p) == {"n_sweep": {"train_s": 2550, "probe_s": 316}}
+
+
+def test_shrink_png(mg, tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    src, dst = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(rng.integers(0, 255, (400, 2400, 3), dtype=np.uint8)).save(src)
+    size = mg.shrink_png(src, dst, max_width=1000, max_bytes=10 ** 9)
+    assert Image.open(dst).size == (1000, 167) and size == dst.stat().st_size
+
+
+def test_page_is_rendered_from_numbers(mg):
+    """docs/reproducing.md is what make_gallery renders from docs/gallery/numbers.json; every figure and
+    table of the paper has a row; every image it shows is in docs/gallery/ and small."""
+    numbers = json.loads((DOCS / "gallery" / "numbers.json").read_text())
+    page = (DOCS / "reproducing.md").read_text()
+    assert mg.render(page, numbers) == page, "run `python docs/make_gallery.py --render-only`"
+    figs, tabs = mg.covered_figures(mg.figure_rows(numbers))
+    assert set(range(1, 29)) <= figs, sorted(set(range(1, 29)) - figs)
+    assert set(range(1, 5)) <= tabs, sorted(set(range(1, 5)) - tabs)
+    rows = mg.figure_rows(numbers)
+    assert all(r.verdict in mg.VERDICT_ORDER for r in rows)
+    imgs = mg.page_images(numbers)
+    assert imgs
+    for name in imgs:
+        assert f"gallery/{name}" in page
+        p = DOCS / "gallery" / name
+        assert p.exists() and p.stat().st_size <= mg.MAX_BYTES, name
+    assert sum((DOCS / "gallery" / n).stat().st_size for n in imgs) < 2_000_000

@@ -71,6 +71,8 @@ class SweepSpec:
     runs: tuple[str, ...] = ()          # runs whose per-run figures the page shows
     markov: tuple[str, ...] = ()        # runs given the markov probe (it reads the samples cube only)
     run_figures: tuple[str, ...] = ("learning_dynamics",)   # the per-run figures the page shows
+    ce: tuple[str, ...] = ()            # GPT runs given the ce probe (per-position cross-entropy)
+    nn: tuple[str, ...] = ()            # runs whose nearest-neighbour distances the page reports
     paper: str = ""
 
     def collect_args(self, work: Path) -> list[str]:
@@ -85,7 +87,7 @@ SWEEPS = (
     SweepSpec("g_sweep", sensitivity=True, paper="Figs. 1, 2B-C, 3A, 4B, 11, 12, 20, 28",
               fits=(FitSpec("tau_rule", "group", "loglinear"), FitSpec("tau_mem", "group", "loglinear")),
               runs=("group=3__seed=1",), markov=("group=3__seed=1",),
-              run_figures=("learning_dynamics", "state_raster", "transitions", "nn_hamming")),
+              run_figures=("learning_dynamics", "state_raster", "transitions", "nn_hamming"), nn=("group=3__seed=1",)),
     SweepSpec("rules", collect=("--clocks", "above-baseline"), paper="Figs. 5, 21"),
     SweepSpec("lr_wd", paper="Figs. 24-27",
               fits=(FitSpec("tau_rule", "lr"), FitSpec("tau_rule", "weight_decay", "loglinear"))),
@@ -93,7 +95,8 @@ SWEEPS = (
               fits=(FitSpec("tau_rule", "depth"), FitSpec("tau_mem", "depth")), runs=("depth=1", "depth=4")),
     SweepSpec("latin_sudoku", collect=("--clocks", "valid-novel"), paper="Figs. 6, 22, 23",
               runs=("rule=latin",)),
-    SweepSpec("dit_vs_gpt", paper="Figs. 4A, 20", runs=("arch=dit", "arch=gpt")),
+    SweepSpec("dit_vs_gpt", paper="Figs. 4A, 4C-D, 20", runs=("arch=dit", "arch=gpt"), ce=("arch=gpt",),
+              run_figures=("learning_dynamics", "ce", "ce_difference")),
 )
 SWEEP_BY_NAME = {s.name: s for s in SWEEPS}
 
@@ -236,6 +239,47 @@ def markov_numbers(m) -> dict:
     return out
 
 
+def _at_clock(steps, clock, before: bool = False):
+    """The evaluated step at a clock (the clock itself is an evaluated step), or with ``before`` the last
+    evaluated step before it; None when the clock is missing."""
+    if clock is None:
+        return None
+    steps = [int(x) for x in steps]
+    cand = [x for x in steps if (x < clock if before else x >= clock)]
+    return (max(cand) if before else min(cand)) if cand else None
+
+
+def ce_numbers(ce, run: dict) -> dict:
+    """Cross-entropy gaps of a ce cube at the run's clocks: hypercube - train and heldout - train, at the
+    determined positions (the last bit of each group) and at the free ones, at tau_rule, at tau_mem and at
+    the last step."""
+    steps = ce["step"].values
+    at = {"tau_rule": _at_clock(steps, run.get("tau_rule")), "tau_mem": _at_clock(steps, run.get("tau_mem")),
+          "last": int(steps.max())}
+    out = {"steps": {k: v for k, v in at.items() if v is not None}}
+    for k, st in out["steps"].items():
+        d = ce.sel(step=st)
+        g = {}
+        for other in ("hypercube", "heldout"):
+            for part in ("determined", "free"):
+                v = d[f"ce_{part}"]
+                g[f"{other}-train {part}"] = _f(v.sel(split=other) - v.sel(split="train"))
+        out[k] = g
+    return out
+
+
+def nn_numbers(nn, run: dict) -> dict:
+    """Mean nearest-neighbour Hamming distance to the train set per subset (all, valid, valid_novel) at
+    tau_rule and at the last evaluated step before tau_mem (or the last step)."""
+    steps = nn["step"].values
+    a = _at_clock(steps, run.get("tau_rule"))
+    b = _at_clock(steps, run.get("tau_mem"), before=True) if run.get("tau_mem") else int(steps.max())
+    out = {"steps": [a, b]}
+    for sub in nn["subset"].values:
+        out[str(sub)] = [_f(nn.sel(step=x, subset=sub)) if x is not None else None for x in (a, b)]
+    return out
+
+
 def parse_times(path: Path) -> dict:
     """times.txt lines 'NAME train_s=S probe_s=S ...' -> {NAME: {train_s, probe_s}}."""
     out = {}
@@ -292,6 +336,7 @@ def gather_sweep(spec: SweepSpec, root: Path, work: Path) -> dict:
     entry["collect_fits"] = collect_fits(ds)
     entry["clock_defs"] = str(ds.attrs.get("clock_defs_text", ""))
     entry["clock_preset"] = str(ds.attrs.get("clock_preset", ""))
+    entry["clock_level"] = _f(ds.attrs.get("clock_uncertainty_level"))
     entry["version"] = str(ds.attrs.get("twoclocks_version", ""))
     cfg = json.loads(ds.attrs.get("constant_config", "{}"))
     entry["constant"] = {k: cfg[k] for k in CONSTANT_SHOWN if k in cfg}
@@ -316,6 +361,16 @@ def gather_sweep(spec: SweepSpec, root: Path, work: Path) -> dict:
         rc, out = run(["markov", str(d / r)], ["markov", f"{pd}/{r}"])
         if rc == 0:
             entry["markov"][r] = markov_numbers(xr.open_zarr(d / r / "probes" / "markov.zarr").load())
+    by_run = {x["run"]: x for x in entry["runs"]}
+    entry["ce"] = {}
+    for r in spec.ce:
+        rc, out = run(["ce", str(d / r)], ["ce", f"{pd}/{r}"])
+        if rc == 0:
+            entry["ce"][r] = ce_numbers(xr.open_zarr(d / r / "probes" / "ce.zarr").load(), by_run.get(r, {}))
+    entry["nn"] = {}
+    for r in spec.nn:
+        cube = xr.open_zarr(d / r / "probes" / "samples.zarr")
+        entry["nn"][r] = nn_numbers(cube["nn_hamming_mean"].load(), by_run.get(r, {}))
     entry["run_figures"] = {}
     for r in spec.runs:
         rc, out = run(["plot", str(d / r), "--out", str(w / "runs" / r)], ["plot", f"{pd}/{r}"])
@@ -398,8 +453,8 @@ def scaling_verdict(lo, hi, claims, p_zero, sign: int = 1) -> tuple[str, str]:
     significant slope of the claimed sign)."""
     where = compare(lo, hi, claims)
     if where in ("all", "some"):
-        return "reproduces", "the interval contains " + ("the paper's value" if len(claims) == 1 else
-                                                        ("all" if where == "all" else "some") + " of the paper's values")
+        which = "the paper's value" if len(claims) == 1 else f"{where} of the paper's values"
+        return "reproduces", "the interval contains " + which
     significant = p_zero is not None and p_zero < 0.05 and lo is not None and hi is not None and (
         lo > 0 if sign > 0 else hi < 0)
     if significant:
@@ -490,17 +545,21 @@ def sweep_section(e: dict) -> str:
     clocks = [k for k in ("tau_rule", "tau_novel", "tau_mem") if any(k in r for r in e["runs"])]
     rows = [[r["run"], *[clock_cell(r, k) for k in clocks], fmt(r.get("final_sample_acc")),
              fmt(r.get("final_sample_mem"))] for r in e["runs"]]
-    lines.append(md_table(["run", *[f"{k} [90% interval]" for k in clocks], "final sample acc",
+    lv = f"{round(100 * e['clock_level'])}% " if e.get("clock_level") else ""
+    lines.append(md_table(["run", *[f"{k} [{lv}interval]" for k in clocks], "final sample acc",
                            "final sample mem"], rows))
     lines.append("")
-    lines.append("Clock intervals: seed-bootstrap 90% joined with the checkpoint-grid bracket; '> S': not "
+    lv = f"{round(100 * e['clock_level'])}%" if e.get("clock_level") else ""
+    lines.append(f"Clock intervals: seed-bootstrap {lv} joined with the checkpoint-grid bracket; '> S': not "
                  "reached by the last evaluated step S (censored).")
     for cf in e.get("collect_fits", []):
         lines.append(f"\n`collect`'s fit tau_mem = c N^alpha [{cf['label']}]: alpha = "
                      f"{fmt_iv(cf['alpha'], cf['lo'], cf['hi'])} (95% t, n = {cf['n']}, dof {fmt(cf['dof'])}, "
                      f"R^2 = {fmt(cf['r2'])}); censored ML {fmt_iv(cf['alpha_ml'], cf['ml_lo'], cf['ml_hi'])}; "
                      f"alpha under the per-run clock intervals alone: [{fmt(cf['clock_lo'])}, {fmt(cf['clock_hi'])}].")
-    for key, f in e.get("fits", {}).items():
+    fits = e.get("fits", {})
+    for key in [f.key for f in spec.fits if f.key in fits]:
+        f = fits[key]
         fs = f["spec"]
         if "error" in f:
             lines.append(f"\n`fit --y {fs['y']} --x {fs['x']}`: {f['error']}")
@@ -517,7 +576,8 @@ def sweep_section(e: dict) -> str:
                      f"{fmt(s.get('alpha_ml_max'))}.")
     elif s:
         lines.append(f"\n`--sensitivity`: the choices move a run's tau_rule by up to "
-                     f"x{fmt(s.get('tau_rule_max_factor'))} and its tau_mem by up to x{fmt(s.get('tau_mem_max_factor'))}.")
+                     f"x{fmt(s.get('tau_rule_max_factor'))} and its tau_mem by up to "
+                     f"x{fmt(s.get('tau_mem_max_factor'))}.")
     figs = [(f"{e['name']}__{n}.png", n) for n in e["figures"]]
     figs += [(f"{e['name']}__{r}__{n}.png", f"{n} ({r})") for r in spec.runs for n in e["run_figures"].get(r, [])
              if n in spec.run_figures]
@@ -566,9 +626,9 @@ def _median(v):
 
 NOT_RUN = "not run (no sweep directory)"
 CLUSTER = "twoclocks-probe sweep examples/paper/{spec} --dir DIR --executor slurm"
-PLANTED = ("the planted-truth checks (tests/test_planted.py; docs/science.md#planted) recover a planted "
-           "{what} within its interval from samples cubes of this shape, so the clock and fit estimators are "
-           "not the cause; they do not test the trainer")
+PLANTED = ("on samples cubes with planted clocks the same estimators recover a planted {what} within their "
+           "intervals at about the nominal coverage (docs/science.md#planted, tests/test_planted.py), so the clock "
+           "and fit code is not the cause; those checks do not test the trainer or the sampler")
 
 
 def figure_rows(numbers: dict) -> list[Row]:
@@ -595,8 +655,8 @@ def figure_rows(numbers: dict) -> list[Row]:
                     "`plot_final_vs_group` (`final_vs_group`) " + _img("g_sweep__final_vs_group.png", numbers)
                     + " " + _img("g_sweep__train_montage.png", numbers, "montage"),
                     "`plot $SWEEPS/g_sweep`", cpu,
-                    "\"all models achieve near-perfect rule accuracy for easy rules, but the accuracy deteriorates "
-                    "as G increases; larger models extend this learnable regime\" (Sec. 2)", verdict, why))
+                    "\"all models achieve near-perfect rule accuracy for easy rules [G], but the accuracy deteriorates "
+                    "as [G] increases; larger models extend this learnable regime\" (Sec. 2)", verdict, why))
     rows.append(Row("Fig. 2A", "schematic of the two clocks", "- (schematic; the data are Figs. 2C-D)", "-",
                     "-", "schematic", "n/a", "no data"))
     # -- Fig. 2B / 20: one run's clocks
@@ -607,14 +667,16 @@ def figure_rows(numbers: dict) -> list[Row]:
                f"tau_mem {clock_cell(r, 'tau_mem')}" if r else "") + (
             f"; tau_rule < tau_mem in every run that reached both ({len(ok)} of {len(g['runs'])})")
         verdict = "reproduces" if ok and all(x["tau_rule"] < x["tau_mem"] for x in ok) else "does not"
-        why = "the rule clock precedes memorization by over a decade of steps (a GPT, not the paper's DiT-mini)"
+        ratio = min(x["tau_mem"] / x["tau_rule"] for x in ok) if ok else None
+        why = (f"tau_mem comes at least x{fmt(ratio)} later than tau_rule in those runs (a GPT, not the paper's "
+               "DiT-mini)")
     else:
         cpu, verdict, why = NOT_RUN, "not run", ""
     rows.append(Row("Fig. 2B, Fig. 20", "one run's two clocks (DiT-mini in 2B; GPT in 20)",
                     "`plot_learning_dynamics` " + _img("g_sweep__group=3__seed=1__learning_dynamics.png", numbers),
                     "`plot $SWEEPS/g_sweep/group=3__seed=1`", cpu,
                     "\"Memorization remains near baseline level at this point and starts climbing around the much "
-                    "later tau_mem\" (Sec. 3)", verdict, why))
+                    "later [tau_mem]\" (Sec. 3)", verdict, why))
     # -- Fig. 2C: tau_rule per unit G
     f, fm = _fit(g, "tau_rule~group"), _fit(g, "tau_mem~group")
     if f:
@@ -635,8 +697,8 @@ def figure_rows(numbers: dict) -> list[Row]:
     rows.append(Row("Fig. 2C", "tau_rule (and tau_mem) vs G", "`plot_rule_vs_group` (`rule_vs_group`) "
                     + _img("g_sweep__rule_vs_group.png", numbers),
                     "`fit $SWEEPS/g_sweep --y tau_rule --x group --model loglinear`", cpu,
-                    "\"each unit increase in G delays rule learning by roughly an order of magnitude\"; tau_mem "
-                    "\"approximately invariant to the rule complexity\" (Sec. 3)", v, why))
+                    "\"each unit increase in [G] delays rule learning by roughly an order of magnitude\"; tau_mem "
+                    "\"is approximately invariant to the rule complexity\" (Sec. 3)", v, why))
     # -- Fig. 2D, 10, Table 4: alpha
     if n and n.get("collect_fits"):
         cf = n["collect_fits"][0]
@@ -648,16 +710,19 @@ def figure_rows(numbers: dict) -> list[Row]:
                f"{min(r['config']['n_train'] for r in n['runs'])}-{max(r['config']['n_train'] for r in n['runs'])}, "
                f"{cf['n']} runs, {len(n['seeds'])} seeds per N); {fmt(s.get('alpha_min'))}-{fmt(s.get('alpha_max'))} "
                f"across the arbitrary choices" + (f"; N >= 64 only: {fit_sentence(fw)}" if fw else ""))
-        why += "; " + PLANTED.format(what="alpha = 1.1 (1.0996 +- 0.030)")
+        if fw and compare(fw["ls"]["lo"], fw["ls"]["hi"], [0.97, 1.06, 1.14]) in ("all", "some"):
+            why += (f"; on N >= 64 alone the slope, {fmt_iv(fw['ls']['slope'], fw['ls']['lo'], fw['ls']['hi'])}, "
+                    "contains them: at this scale the local exponent grows with N")
+        why += "; " + PLANTED.format(what="alpha")
     else:
         cpu, v, why = NOT_RUN, "not run", ""
     rows.append(Row("Fig. 2D, Fig. 10, Table 4", "tau_mem = c N^alpha", "`plot_mem_vs_n` (`mem_vs_n`) "
                     + _img("n_sweep__mem_vs_n.png", numbers), "`collect $SWEEPS/n_sweep --mem-adaptive --sensitivity`",
                     cpu, "alpha = 1.14 (DiT-mini), 0.97 (GPT-mini), 1.06 (GPT-B), all G pooled (Table 4); "
-                    "\"increasing N shifts tau_mem nearly linearly\" (Sec. 3)", v, why))
+                    "\"increasing [N] shifts [tau_mem] nearly linearly\" (Sec. 3)", v, why))
     rows.append(Row("Fig. 2E-G", "tau_rule vs N; clocks per model size", "`plot_clock_scaling` (`clock_scaling`, "
                     "needs G and N both varying)", "`sweep examples/paper/n_sweep_dit_mini.toml` (cluster)",
-                    _tau_rule_vs_n(n), "tau_rule \"is only mildly modulated by dataset size\" (Sec. 3)",
+                    _tau_rule_vs_n(n), "\"[tau_rule] is only mildly modulated by dataset size\" (Sec. 3)",
                     *(_tau_rule_vs_n_verdict(n))))
     # -- Fig. 2H, 8-9: collapse
     if n:
@@ -674,7 +739,7 @@ def figure_rows(numbers: dict) -> list[Row]:
     rows.append(Row("Fig. 2H, Figs. 8-9", "memorization vs steps per example across N",
                     "`plot_memorization_collapse` (`memorization_collapse`) "
                     + _img("n_sweep__memorization_collapse.png", numbers), "`plot $SWEEPS/n_sweep`", cpu,
-                    "\"when plotted against steps per training example ... the memorization trajectories across N "
+                    "\"when plotted against steps per training example ... the memorization trajectories across [N] "
                     "collapse onto a common curve\" (Sec. 3)", v, why))
     # -- Fig. 3 and its appendix figures: probes not run on the CPU sweeps
     rows.append(Row("Fig. 3A, Fig. 11", "per-sample state raster; Markov transitions", "`plot_state_raster` "
@@ -685,10 +750,10 @@ def figure_rows(numbers: dict) -> list[Row]:
                     "(Sec. 4.1)", *_markov_verdict(g)))
     rows.append(Row("Fig. 12", "nearest-neighbour Hamming distance to the train set", "`plot_nn_hamming` "
                     + _img("g_sweep__group=3__seed=1__nn_hamming.png", numbers),
-                    "`plot $SWEEPS/g_sweep/group=3__seed=1`", "figure drawn from the samples cube; not scored",
+                    "`plot $SWEEPS/g_sweep/group=3__seed=1`", _nn_cpu(g),
                     "\"generated samples continue to move closer to the training set in nearest-neighbor Hamming "
-                    "distance, even before tau_mem\" (Sec. 4.1)", "not scored",
-                    "the toolkit draws the distances but computes no statistic of their decay"))
+                    "distance, even before [tau_mem] and even when restricted to rule-valid, non-memorized "
+                    "generations\" (Sec. 4.1)", *_nn_verdict(g)))
     dit_mem = (_runs(dg, arch="dit") or [{}])[0].get("tau_mem") if dg else None
     dit_reason = ("the CPU DiT (dit_vs_gpt, arch=dit) does not reach tau_mem by its last step, so the claims at "
                   "and after tau_mem cannot be tested on 2 cores" if dg and dit_mem is None else
@@ -699,10 +764,10 @@ def figure_rows(numbers: dict) -> list[Row]:
              "\"the DSM loss separates between training and held-out samples only over an intermediate range of "
              "noise scales\" (Sec. 4.2)", "dsm-spectrum"),
             ("Fig. 3D, Figs. 17-19", "vector field on a hypercube face", "`plot_plane`",
-             "\"the basin of the training sample continues to expand and invades the basin of x_b\" (Sec. 4.3)",
+             "\"the basin of the training sample continues to expand and invades the basin of [x_b]\" (Sec. 4.3)",
              "plane"),
             ("Fig. 3E, Fig. 16", "1D basin profiles", "`plot_basin`",
-             "\"This attractor basin of x_a keeps growing and eventually devours the odd-parity samples\" "
+             "\"This attractor basin of [x_a] keeps growing and eventually devours the odd-parity samples\" "
              "(Sec. 4.3)", "basin")):
         rows.append(Row(paper, what, fn, f"`probe-all DIR --probes {probe}` then `plot DIR/RUN`",
                         "not run at CPU scale", claim, "cannot run on 2 cores",
@@ -724,22 +789,23 @@ def figure_rows(numbers: dict) -> list[Row]:
         cpu, v, why = NOT_RUN, "not run", ""
     rows.append(Row("Fig. 4A", "DiT vs GPT dynamics", "`plot_arch_overlay` (`arch_overlay`) "
                     + _img("dit_vs_gpt__arch_overlay.png", numbers), "`plot $SWEEPS/dit_vs_gpt`", cpu,
-                    "\"GPT learns and memorizes faster than DiT of a matching size, leading to a shorter innovation "
-                    "window\" (Sec. 5.1)", v, why))
+                    "\"GPT learns and memorizes faster than DiT of a matching size, leading to a shorter “innovation "
+                    "window”\" (Sec. 5.1)", v, why))
     rows.append(Row("Fig. 4B", "clocks across G per architecture", "`plot_clock_heatmap` (`clock_heatmap`, G and arch "
                     "vary); GPT row: `plot_rule_vs_group`", "`sweep examples/paper/dit_vs_gpt.toml` (cluster)",
                     "GPT row: as Fig. 2C (g_sweep)" if g else NOT_RUN,
-                    "\"for GPT tau_rule is delayed by rule complexity G, while tau_mem is relatively consistent "
-                    "across G\" (Sec. 5.1)", "partly" if g else "not run",
+                    "\"for GPT [tau_rule] is delayed by rule complexity [G], while [tau_mem] is relatively consistent "
+                    "across [G]\" (Sec. 5.1)", "partly" if g else "not run",
                     "the GPT row only (Fig. 2C's verdict applies); a DiT that learns G >= 3 does not fit 2 cores "
-                    "(a 2-layer DiT does not learn G = 3 in 4000 steps; examples/paper/cpu/g_sweep.toml); cluster: `"
+                    "(see the header of examples/paper/cpu/g_sweep.toml); cluster: `"
                     + CLUSTER.format(spec="dit_vs_gpt.toml") + "`"))
-    rows.append(Row("Fig. 4C-D", "GPT cross-entropy by split and position", "`plot_ce`, `plot_ce_difference`",
-                    "`probe-all DIR --probes ce` then `plot DIR/RUN`", "not run at CPU scale (the ce probe was not "
-                    "part of the CPU specs)", "\"the hypercube vs training losses diverge at the last bit in each "
-                    "group\" (Sec. 5.1)", "not run",
-                    "a GPT-tiny ce probe fits 2 cores: `twoclocks-probe probe-all $SWEEPS/dit_vs_gpt --probes ce "
-                    "--runs arch=gpt`"))
+    rows.append(Row("Fig. 4C-D", "GPT cross-entropy by split and position", "`plot_ce`, `plot_ce_difference` "
+                    + _img("dit_vs_gpt__arch=gpt__ce.png", numbers, "ce") + " "
+                    + _img("dit_vs_gpt__arch=gpt__ce_difference.png", numbers, "ce_difference"),
+                    "`ce $SWEEPS/dit_vs_gpt/arch=gpt`", _ce_cpu(dg),
+                    "\"For rule learning, the hypercube vs training losses diverge at the last bit in each group\"; "
+                    "\"the training and held-out samples losses diverge at the memorization onset time\" (Sec. 5.1)",
+                    *_ce_verdict(dg)))
     # -- Figs. 5-6 montages
     rows.append(Row("Fig. 5", "training-sample montage, binary rules", "`plot_montage` (`train_montage`) "
                     + _img("rules__train_montage.png", numbers), "`plot $SWEEPS/rules`",
@@ -758,13 +824,13 @@ def figure_rows(numbers: dict) -> list[Row]:
                                                                           for k, v in sorted(by.items()))
         lost = [r for r in n["runs"] if r.get("tau_mem") and (r.get("final_sample_mem") or 0) < 0.1]
         why = (f"end-of-training values are not monotone in N: {len(lost)} of {len(n['runs'])} runs reach tau_mem "
-               "and end below 0.1 memorization (training at lr 1e-3 is not stable late in these runs; see the "
-               "per-run curves); the clocks, which are onsets, are unaffected")
+               f"and end below 0.1 memorization (training at lr {n['constant'].get('lr')} is not stable late in "
+               "these runs; see the per-run curves); the clocks, which are onsets, are unaffected")
     else:
         cpu, why = NOT_RUN, ""
     rows.append(Row("Fig. 7", "group / sample memorization vs accuracy across N", "`plot_final_vs_group` "
                     "(G varies); per run `plot_learning_dynamics`", "`collect $SWEEPS/n_sweep`", cpu,
-                    "memorization overlay on accuracy across group size and N (caption)", "not scored", why))
+                    "memorization overlaid on accuracy across G and N (caption, paraphrased)", "not scored", why))
     # -- Fig. 21 rules
     rows.append(Row("Fig. 21", "clocks by rule family", "`plot_clocks_by_rule` (`clocks_by_rule`) "
                     + _img("rules__clocks_by_rule.png", numbers),
@@ -782,19 +848,21 @@ def figure_rows(numbers: dict) -> list[Row]:
     for fig, what, spec in (("Fig. 24", "DiT learning-rate sweep (G = 6)", "lr_dit.toml"),
                             ("Fig. 25", "DiT weight-decay sweep (G = 6)", "wd_dit.toml")):
         rows.append(Row(fig, what, "`plot_clocks_vs_hparam`", CLUSTER.format(spec=spec), "not run at CPU scale",
-                        "lr 1e-4 \"yields the earliest rule learning onset\"" if fig == "Fig. 24" else
-                        "\"We didn't find strong effect of weight decay on tau_rule or tau_mem\" (App. C.7)",
+                        "\"lr = 10^-4 producing the earliest reliable rule-learning transition\" (Fig. 24)"
+                        if fig == "Fig. 24" else "\"We didn't find strong effect of weight decay on [tau_rule] or "
+                        "[tau_mem] in the range we explored\" (App. C.7)",
                         "cannot run on 2 cores", "a DiT that learns G = 6 does not fit 2 cores; the CPU lr / wd "
                         "sweep is a GPT at G = 3 (Figs. 26-27)"))
     rows.append(Row("Fig. 26", "GPT learning-rate sweep", "`plot_clocks_vs_hparam` (`clocks_vs_lr`) "
                     + _img("lr_wd__clocks_vs_lr.png", numbers), "`collect $SWEEPS/lr_wd`", _lr_cpu(lw),
-                    "\"intermediate learning rates, especially lr = 1e-4 and 3e-4, reach high rule accuracy rapidly, "
+                    "\"intermediate learning rates, especially lr = 10^-4 and 3x10^-4, reach high rule accuracy "
+                    "rapidly, "
                     "whereas larger learning rates fail to learn the rule\" (Fig. 26)", *_lr_verdict(lw)))
     rows.append(Row("Fig. 27", "GPT weight-decay sweep", "`plot_clocks_vs_hparam` (`clocks_vs_weight_decay`) "
                     + _img("lr_wd__clocks_vs_weight_decay.png", numbers),
                     "`fit $SWEEPS/lr_wd --y tau_rule --x weight_decay --model loglinear`", _wd_cpu(lw),
                     "\"generally increasing the weight decay delays the memorization time\"; \"a moderate weight "
-                    "decay ... maximizes the temporal gap\" (App. C.7)", *_wd_verdict(lw)))
+                    "decay ... maximizes the temporal gap\" (App. C.7)", *_wd_verdict(lw, n)))
     # -- Fig. 28 seeds
     rows.append(Row("Fig. 28", "seed-to-seed consistency", "`plot_seed_spread` (`seed_spread`) "
                     + _img("g_sweep__seed_spread.png", numbers, "G sweep") + " "
@@ -831,9 +899,14 @@ def _tau_rule_vs_n_verdict(n):
     if not n:
         return "not run", ""
     small = [r for r in n["runs"] if not r.get("tau_rule") and r.get("tau_rule_raw")]
+    kept = [r["tau_rule"] for r in n["runs"] if r.get("tau_rule")]
+    spread = f"x{fmt(max(kept) / min(kept))}" if kept else "-"
     return ("partly", f"in {len(small)} runs (the small N) the raw rule onset comes after tau_mem and is discarded, "
-            "as the paper's small-N runs (Fig. 2D(i): 'is not learned at small N as memorization happens first'); "
-            "where kept, tau_rule varies within a factor of a few; one G only")
+            "as in the paper's Fig. 2D(i), where a rule \"is not learned at [small N] as memorization happens "
+            f"first\"; where kept, tau_rule spans {spread}; one G only")
+
+
+MARKOV_STATES = ("invalid_value", "rule_error", "valid_novel", "valid_memorized")
 
 
 def _markov_late(g):
@@ -849,7 +922,8 @@ def _markov_cpu(g):
         return "state raster drawn; no markov window after tau_mem (the run does not memorize)"
     st = late["states"]
     return (f"G = 3 seed 1, steps {late['start']}-{late['end']} (after tau_mem): P(stay) per checkpoint "
-            + ", ".join(f"{k} {fmt(v['stay'])} (n = {v['n']})" for k, v in st.items() if v["n"]))
+            + ", ".join(f"{k} {fmt(st[k]['stay'])} (n = {st[k]['n']})" for k in MARKOV_STATES
+                        if st.get(k, {}).get("n")))
 
 
 def _markov_verdict(g):
@@ -864,6 +938,58 @@ def _markov_verdict(g):
         return "reproduces", (f"memorized samples stay ({fmt(mem['stay'])}) far more than rule-violating ones "
                               f"({fmt(err['stay'])}); one run, {err['n']} moves out of the rule-violating state")
     return "does not", "the rule-violating state is as sticky as the memorized one"
+
+
+def _ce_late(dg):
+    return (dg or {}).get("ce", {}).get("arch=gpt")
+
+
+def _ce_cpu(dg):
+    c = _ce_late(dg)
+    if not c:
+        return "not run at CPU scale" if not dg else "ce probe not run"
+    parts = []
+    for k in ("tau_rule", "tau_mem", "last"):
+        if k in c:
+            g = c[k]
+            parts.append(f"step {c['steps'][k]} ({k}): hypercube - train CE {fmt(g['hypercube-train determined'])} "
+                         f"at determined positions vs {fmt(g['hypercube-train free'])} at free ones; heldout - train "
+                         f"{fmt(g['heldout-train determined'])} / {fmt(g['heldout-train free'])}")
+    return f"GPT-tiny, G = {dg['constant'].get('group')}: " + "; ".join(parts)
+
+
+def _ce_verdict(dg):
+    c = _ce_late(dg)
+    if not c or "tau_rule" not in c:
+        return ("not run", "a GPT-tiny ce probe fits 2 cores: `twoclocks-probe ce $SWEEPS/dit_vs_gpt/arch=gpt`")
+    r = c["tau_rule"]
+    det_first = r["hypercube-train determined"] > 10 * max(abs(r["hypercube-train free"]), 0.01)
+    mem = c.get("tau_mem")
+    split_at_mem = mem and mem["heldout-train free"] > 10 * max(abs(r["heldout-train free"]), 0.01)
+    v = "reproduces" if det_first and split_at_mem else ("partly" if det_first or split_at_mem else "does not")
+    return v, ("at tau_rule the hypercube - train gap sits at the determined positions only; the held-out - train "
+               "gap, near zero at tau_rule, has opened at tau_mem (one run, G = 2)" if v == "reproduces" else
+               "only part of the positional pattern is seen")
+
+
+def _nn_cpu(g):
+    nn = (g or {}).get("nn", {}).get("group=3__seed=1")
+    if not nn:
+        return NOT_RUN
+    a, b = nn["steps"]
+    return (f"G = 3 seed 1, mean distance at step {a} (tau_rule) -> step {b} (last evaluation before tau_mem): "
+            + ", ".join(f"{k} {fmt(nn[k][0])} -> {fmt(nn[k][1])}" for k in ("all", "valid", "valid_novel") if k in nn))
+
+
+def _nn_verdict(g):
+    nn = (g or {}).get("nn", {}).get("group=3__seed=1")
+    if not nn or None in nn.get("valid_novel", [None]):
+        return "not run", ""
+    a, b = nn["valid_novel"]
+    if a - b > 0.2:
+        return "reproduces", (f"the valid-novel samples' mean distance falls by {fmt(a - b, 2)} bits before tau_mem "
+                              "(a fall of more than 0.2 bits counts); one run, no interval computed")
+    return "does not", "the valid-novel samples' mean distance falls by 0.2 bits or less before tau_mem"
 
 
 def _rules_cpu(ru):
@@ -910,7 +1036,8 @@ def _latin_verdict(ls):
         mem = [r["tau_mem"] for r in ls["runs"] if r.get("tau_mem")]
         return "does not", (f"no family reaches 85% sample accuracy within the run (final {fmt(min(acc))}-"
                             f"{fmt(max(acc))}), while {len(mem)} of {len(ls['runs'])} memorize from step "
-                            f"{fmt(min(mem)) if mem else '-'} (GPT-tiny, N = {ls['constant'].get('n_train')}, one seed)")
+                            f"{fmt(min(mem)) if mem else '-'} (GPT-tiny, N = {ls['constant'].get('n_train')}, "
+                            "one seed)")
     return "partly", "the order of the onsets differs from the paper's"
 
 
@@ -949,14 +1076,17 @@ def _wd_cpu(lw):
             + f"; tau_mem reached in {len(mem)} of {len(lw['runs'])} runs (last step {lw['constant'].get('steps')})")
 
 
-def _wd_verdict(lw):
+def _wd_verdict(lw, n=None):
     if not lw:
         return "not run", ""
     mem = [r for r in lw["runs"] if r.get("tau_mem")]
     if not mem:
+        nt = lw["constant"].get("n_train")
+        ref = [r["tau_mem"] for r in (n or {}).get("runs", []) if r["config"].get("n_train") == nt and r.get("tau_mem")]
+        where = (f" (in the N sweep, N = {nt} at lr {n['constant'].get('lr')} memorizes at steps "
+                 f"{fmt(min(ref))}-{fmt(max(ref))})" if ref else "")
         return ("inconclusive", f"the claim is about tau_mem, which no run reaches by step "
-                f"{lw['constant'].get('steps')} (N = {lw['constant'].get('n_train')} memorizes near step 1600 at "
-                "lr 1e-3 in the N sweep); rerun with `--base steps=4000`")
+                f"{lw['constant'].get('steps')}{where}; rerun with a longer `--base steps=`")
     return "partly", "tau_mem reached in some runs only"
 
 
@@ -1045,7 +1175,8 @@ def covered_figures(rows: list[Row]) -> tuple[set[int], set[int]]:
             kind = m.group(1) if m else kind
             num = re.search(r"(\d+)[A-H]?(?:\s*-\s*(\d+)(?![A-H]))?", part)
             if kind and num:
-                (figs if kind == "Fig" else tabs).update(range(int(num.group(1)), int(num.group(2) or num.group(1)) + 1))
+                a, b = int(num.group(1)), int(num.group(2) or num.group(1))
+                (figs if kind == "Fig" else tabs).update(range(a, b + 1))
     return figs, tabs
 
 
@@ -1078,6 +1209,7 @@ def main(argv=None) -> int:
         GALLERY.mkdir(exist_ok=True)
         copy_figures(numbers, a.work)
         NUMBERS.write_text(json.dumps(numbers, indent=1, sort_keys=True) + "\n")
+        numbers = json.loads(NUMBERS.read_text())      # render from what is written, as --render-only does
     PAGE.write_text(render(PAGE.read_text(), numbers))
     imgs = sorted(GALLERY.glob("*.png"))
     print(f"wrote {PAGE} and {len(imgs)} figures ({sum(p.stat().st_size for p in imgs) / 1e6:.2f} MB) in {GALLERY}")

@@ -133,3 +133,55 @@ def test_page_is_rendered_from_numbers(mg):
         p = DOCS / "gallery" / name
         assert p.exists() and p.stat().st_size <= mg.MAX_BYTES, name
     assert sum((DOCS / "gallery" / n).stat().st_size for n in imgs) < 2_000_000
+
+
+def test_at_clock(mg):
+    steps = np.array([0, 10, 20, 30])
+    assert mg._at_clock(steps, 20.0) == 20 and mg._at_clock(steps, 15.0) == 20
+    assert mg._at_clock(steps, 20.0, before=True) == 10 and mg._at_clock(steps, 0.0, before=True) is None
+    assert mg._at_clock(steps, None) is None and mg._at_clock(steps, 31.0) is None
+
+
+def test_ce_numbers_gaps_at_the_clocks(mg):
+    steps, splits = [0, 10, 20, 40], ["train", "heldout", "hypercube"]
+    det = np.array([[0.7, 0.7, 0.7], [0.01, 0.01, 2.0], [0.0, 0.0, 3.0], [0.0, 0.0, 4.0]])
+    free = np.array([[0.7, 0.7, 0.7], [0.69, 0.7, 0.7], [0.5, 1.0, 1.1], [0.3, 2.0, 2.1]])
+    ce = xr.Dataset({"ce_determined": (("step", "split"), det), "ce_free": (("step", "split"), free)},
+                    coords={"step": steps, "split": splits})
+    out = mg.ce_numbers(ce, {"tau_rule": 10.0, "tau_mem": 20.0})
+    assert out["steps"] == {"tau_rule": 10, "tau_mem": 20, "last": 40}
+    assert out["tau_rule"]["hypercube-train determined"] == pytest.approx(1.99)
+    assert out["tau_rule"]["hypercube-train free"] == pytest.approx(0.01)
+    assert out["tau_mem"]["heldout-train free"] == pytest.approx(0.5)
+    assert out["last"]["heldout-train determined"] == pytest.approx(0.0)
+    # the verdict reads those gaps: the determined positions first, the held-out gap at tau_mem
+    v, _ = mg._ce_verdict({"ce": {"arch=gpt": out}, "constant": {"group": 2}})
+    assert v == "reproduces"
+    flat = {k: {g: 0.0 for g in out["tau_rule"]} for k in ("tau_rule", "tau_mem")}
+    assert mg._ce_verdict({"ce": {"arch=gpt": {"steps": out["steps"], **flat}}})[0] == "does not"
+
+
+def test_markov_and_nn_numbers(mg):
+    states = ["invalid_value", "rule_error", "valid_novel", "valid_memorized"]
+    counts = np.zeros((1, 4, 4), int)
+    counts[0, 1] = [0, 2, 8, 0]        # rule_error: 2 of 10 moves stay
+    counts[0, 3] = [0, 0, 3, 9]        # memorized: 9 of 12 stay
+    prob = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
+    m = xr.Dataset({"window_counts": (("window", "state_from", "state_to"), counts),
+                    "window_prob": (("window", "state_from", "state_to"), prob)},
+                   coords={"window": ["after_tau_mem"], "state_from": states, "state_to": states,
+                           "window_start": ("window", [100]), "window_end": ("window", [200])})
+    out = mg.markov_numbers(m)["after_tau_mem"]
+    assert out["states"]["rule_error"] == {"stay": pytest.approx(0.2), "n": 10}
+    assert out["states"]["valid_memorized"]["stay"] == pytest.approx(0.75)
+    assert out["states"]["invalid_value"] == {"stay": None, "n": 0}
+    g = {"markov": {"group=3__seed=1": {"after_tau_mem": out}}}
+    assert mg._markov_verdict(g)[0] == "reproduces"
+    nn = xr.DataArray(np.array([[8.0, 8.0, 8.0], [7.9, 7.9, 7.95], [7.0, 7.0, 7.5], [4.0, 4.0, 7.4]]),
+                      dims=("step", "subset"), coords={"step": [10, 20, 40, 80], "subset": ["all", "valid",
+                                                                                          "valid_novel"]})
+    got = mg.nn_numbers(nn, {"tau_rule": 20.0, "tau_mem": 80.0})
+    assert got["steps"] == [20, 40] and got["valid_novel"] == [pytest.approx(7.95), pytest.approx(7.5)]
+    assert mg._nn_verdict({"nn": {"group=3__seed=1": got}})[0] == "reproduces"
+    flat = {**got, "valid_novel": [7.95, 7.9]}
+    assert mg._nn_verdict({"nn": {"group=3__seed=1": flat}})[0] == "does not"

@@ -73,6 +73,7 @@ class SweepSpec:
     run_figures: tuple[str, ...] = ("learning_dynamics",)   # the per-run figures the page shows
     ce: tuple[str, ...] = ()            # GPT runs given the ce probe (per-position cross-entropy)
     nn: tuple[str, ...] = ()            # runs whose nearest-neighbour distances the page reports
+    dsm: tuple[tuple[str, str], ...] = ()   # DiT runs given the dsm-spectrum probe: (run, --steps)
     paper: str = ""
 
     def collect_args(self, work: Path) -> list[str]:
@@ -95,8 +96,9 @@ SWEEPS = (
               fits=(FitSpec("tau_rule", "depth"), FitSpec("tau_mem", "depth")), runs=("depth=1", "depth=4")),
     SweepSpec("latin_sudoku", collect=("--clocks", "valid-novel"), paper="Figs. 6, 22, 23",
               runs=("rule=latin",)),
-    SweepSpec("dit_vs_gpt", paper="Figs. 4A, 4C-D, 20", runs=("arch=dit", "arch=gpt"), ce=("arch=gpt",),
-              run_figures=("learning_dynamics", "ce", "ce_difference")),
+    SweepSpec("dit_vs_gpt", paper="Figs. 3B-C, 4A, 4C-D, 13-15, 20", runs=("arch=dit", "arch=gpt"), ce=("arch=gpt",),
+              dsm=(("arch=dit", "0,100,200,316,501,708,891,1000,1259,1995,3162,4000"),),
+              run_figures=("learning_dynamics", "ce", "ce_difference", "dsm_spectrum", "dsm_gap")),
 )
 SWEEP_BY_NAME = {s.name: s for s in SWEEPS}
 
@@ -268,6 +270,17 @@ def ce_numbers(ce, run: dict) -> dict:
     return out
 
 
+def dsm_numbers(dsm) -> dict:
+    """The loss-based clocks of a dsm_spectrum cube (the hypercube - train gap, tau_rule_loss; the held-out -
+    train gap, tau_mem_loss; NaN: not reached), the criterion they use and the evaluated steps."""
+    a = dsm.attrs
+    return {"tau_rule_loss": _f(dsm["tau_rule_loss"].values), "tau_mem_loss": _f(dsm["tau_mem_loss"].values),
+            "steps": [int(x) for x in dsm["step"].values],
+            "band": json.loads(a["criterion_band_rule"]) if isinstance(a.get("criterion_band_rule"), str)
+            else [_f(x) for x in a.get("criterion_band_rule", [])],
+            "threshold": _f(a.get("criterion_threshold_rule")), "z": _f(a.get("criterion_z"))}
+
+
 def nn_numbers(nn, run: dict) -> dict:
     """Mean nearest-neighbour Hamming distance to the train set per subset (all, valid, valid_novel) at
     tau_rule and at the last evaluated step before tau_mem (or the last step)."""
@@ -367,6 +380,12 @@ def gather_sweep(spec: SweepSpec, root: Path, work: Path) -> dict:
         rc, out = run(["ce", str(d / r)], ["ce", f"{pd}/{r}"])
         if rc == 0:
             entry["ce"][r] = ce_numbers(xr.open_zarr(d / r / "probes" / "ce.zarr").load(), by_run.get(r, {}))
+    entry["dsm"] = {}
+    for r, steps in spec.dsm:
+        rc, out = run(["dsm-spectrum", str(d / r), "--steps", steps, "--quiet"],
+                      ["dsm-spectrum", f"{pd}/{r}", "--steps", steps])
+        if rc == 0:
+            entry["dsm"][r] = dsm_numbers(xr.open_zarr(d / r / "probes" / "dsm_spectrum.zarr").load())
     entry["nn"] = {}
     for r in spec.nn:
         cube = xr.open_zarr(d / r / "probes" / "samples.zarr")
@@ -758,11 +777,15 @@ def figure_rows(numbers: dict) -> list[Row]:
     dit_reason = ("the CPU DiT (dit_vs_gpt, arch=dit) does not reach tau_mem by its last step, so the claims at "
                   "and after tau_mem cannot be tested on 2 cores" if dg and dit_mem is None else
                   "the DSM / landscape probes were not run on the CPU sweeps")
+    rows.append(Row("Fig. 3B-C, Figs. 13-15", "DSM loss by noise level; train / held-out / hypercube gaps",
+                    "`plot_dsm_spectrum`, `plot_dsm_bands`, `plot_dsm_gap` "
+                    + _img("dit_vs_gpt__arch=dit__dsm_spectrum.png", numbers, "dsm_spectrum") + " "
+                    + _img("dit_vs_gpt__arch=dit__dsm_gap.png", numbers, "dsm_gap"),
+                    "`dsm-spectrum $SWEEPS/dit_vs_gpt/arch=dit --steps ...`", _dsm_cpu(dg),
+                    "\"After [tau_rule], the DSM loss on training samples becomes lower than the hypercube\"; \"after "
+                    "[tau_mem], the DSM loss separates between training and held-out samples only over an intermediate "
+                    "range of noise scales\" (Sec. 4.2)", *_dsm_verdict(dg, dit_reason)))
     for paper, what, fn, claim, probe in (
-            ("Fig. 3B-C, Figs. 13-15", "DSM loss by noise level; train / held-out gap",
-             "`plot_dsm_spectrum`, `plot_dsm_bands`, `plot_dsm_gap`",
-             "\"the DSM loss separates between training and held-out samples only over an intermediate range of "
-             "noise scales\" (Sec. 4.2)", "dsm-spectrum"),
             ("Fig. 3D, Figs. 17-19", "vector field on a hypercube face", "`plot_plane`",
              "\"the basin of the training sample continues to expand and invades the basin of [x_b]\" (Sec. 4.3)",
              "plane"),
@@ -938,6 +961,36 @@ def _markov_verdict(g):
         return "reproduces", (f"memorized samples stay ({fmt(mem['stay'])}) far more than rule-violating ones "
                               f"({fmt(err['stay'])}); one run, {err['n']} moves out of the rule-violating state")
     return "does not", "the rule-violating state is as sticky as the memorized one"
+
+
+def _dsm_cpu(dg):
+    x = (dg or {}).get("dsm", {}).get("arch=dit")
+    if not x:
+        return "not run at CPU scale"
+    d = (_runs(dg, arch="dit") or [{}])[0]
+    band = "-".join(fmt(b) for b in x["band"])
+    return (f"DiT-tiny, G = {dg['constant'].get('group')}, {len(x['steps'])} checkpoints "
+            f"({x['steps'][0]}-{x['steps'][-1]}), sigma band {band}: hypercube - train gap opens (tau_rule_loss) at "
+            f"{fmt(x['tau_rule_loss']) if x['tau_rule_loss'] else 'no step'}, sample tau_rule "
+            f"{clock_cell(d, 'tau_rule')}; held-out - train gap (tau_mem_loss) "
+            f"{fmt(x['tau_mem_loss']) if x['tau_mem_loss'] else 'not reached'}, sample tau_mem "
+            f"{clock_cell(d, 'tau_mem')}")
+
+
+def _dsm_verdict(dg, reason):
+    x = (dg or {}).get("dsm", {}).get("arch=dit")
+    if not x:
+        return "cannot run on 2 cores", reason
+    d = (_runs(dg, arch="dit") or [{}])[0]
+    rule_ok = x["tau_rule_loss"] is not None and d.get("tau_rule") is not None and (
+        x["tau_rule_loss"] <= (d.get("tau_rule_hi") or d["tau_rule"]))
+    if rule_ok and d.get("tau_mem") is None:
+        return "partly", ("the hypercube - train gap opens by the rule transition, as in Fig. 3B; train and held-out "
+                          "stay together, as they should in a run that does not memorize, so the memorization half "
+                          "cannot be tested on 2 cores; cluster: `" + CLUSTER.format(spec="g_sweep.toml") + "`")
+    if rule_ok:
+        return "partly", "the rule half holds; see the held-out - train gap for the memorization half"
+    return "does not", "the hypercube - train gap does not open by the rule transition"
 
 
 def _ce_late(dg):

@@ -185,3 +185,18 @@ def test_markov_and_nn_numbers(mg):
     assert mg._nn_verdict({"nn": {"group=3__seed=1": got}})[0] == "reproduces"
     flat = {**got, "valid_novel": [7.95, 7.9]}
     assert mg._nn_verdict({"nn": {"group=3__seed=1": flat}})[0] == "does not"
+
+
+def test_dsm_numbers_and_verdict(mg):
+    dsm = xr.Dataset({"tau_rule_loss": ((), 708.0), "tau_mem_loss": ((), np.nan)}, coords={"step": [0, 708, 1000]},
+                     attrs={"criterion_band_rule": "[0.2, 2.0]", "criterion_threshold_rule": 0.1, "criterion_z": 3.0})
+    x = mg.dsm_numbers(dsm)
+    assert x == {"tau_rule_loss": 708.0, "tau_mem_loss": None, "steps": [0, 708, 1000], "band": [0.2, 2.0],
+                 "threshold": 0.1, "z": 3.0}
+    dg = {"dsm": {"arch=dit": x}, "constant": {"group": 2},
+          "runs": [{"run": "arch=dit", "config": {"arch": "dit"}, "tau_rule": 1000.0, "tau_mem": None,
+                    "tau_mem_censored_at": 4000.0}]}
+    assert mg._dsm_verdict(dg, "")[0] == "partly"
+    assert "708" in mg._dsm_cpu(dg) and "> 4000" in mg._dsm_cpu(dg)
+    late = {**dg, "dsm": {"arch=dit": {**x, "tau_rule_loss": 3000.0}}}
+    assert mg._dsm_verdict(late, "")[0] == "does not"

@@ -531,6 +531,8 @@ def fit_sentence(f: dict | None, err: str | None = None, per_unit: bool = False)
     """One line of a `fit` result: least squares and censored ML, with intervals."""
     if f is None:
         return f"no fit ({err})" if err else "no fit"
+    if f["ls"]["slope"] is None and f["ml"]["slope"] is None:
+        return f"no fit: none of the {f['n_runs']} runs reached the clock ({f['n_censored']} censored)"
     lv = f"{round(100 * (f.get('level') or 0.95))}%"
     if per_unit:
         ls = f"x{fmt_iv(f['ls']['factor'], f['ls']['factor_lo'], f['ls']['factor_hi'])} per unit"

@@ -200,3 +200,10 @@ def test_dsm_numbers_and_verdict(mg):
     assert "708" in mg._dsm_cpu(dg) and "> 4000" in mg._dsm_cpu(dg)
     late = {**dg, "dsm": {"arch=dit": {**x, "tau_rule_loss": 3000.0}}}
     assert mg._dsm_verdict(late, "")[0] == "does not"
+
+
+def test_fit_sentence_of_a_group_that_never_reached_the_clock(mg):
+    row = {"n": 0, "n_runs": 3, "n_censored": 3, "dof": None, "level": 0.95,
+           "ls": dict.fromkeys(("slope", "lo", "hi", "factor", "factor_lo", "factor_hi", "p_zero")),
+           "ml": dict.fromkeys(("slope", "lo", "hi", "factor", "factor_lo", "factor_hi", "p_zero"))}
+    assert mg.fit_sentence(row, per_unit=True) == "no fit: none of the 3 runs reached the clock (3 censored)"

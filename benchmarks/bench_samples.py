@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from twoclocks.probes import get_probe
+from twoclocks.run import open_run
+from twoclocks.training.edm import karras_sigmas
+from twoclocks.training.train import train
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,10 +37,6 @@ def main():
     ap.add_argument("--dir", default=None, help="where to create the run (default: a temp dir)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from twoclocks.probes import get_probe
-    from twoclocks.run import open_run
-    from twoclocks.training.edm import karras_sigmas
-    from twoclocks.training.train import train
 
     root = Path(a.dir or tempfile.mkdtemp(prefix="bench_samples_"))
     path = root / f"run_{a.model}_{a.n_train}_{a.seeds}"

@@ -21,6 +21,20 @@ def tiny_run(tmp_path_factory):
     return path
 
 
+#: small options per probe, for the conformance, kinds and kill tests
+SMALL = {"samples": {}, "dsm-spectrum": dict(n_sigma=6, n_subset=16), "ce": dict(n=16), "markov": {},
+         "plane": dict(anchor=1, grid=5), "basin": dict(n_anchors=3, n_alpha=5)}
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_run(tmp_path_factory):
+    """A tiny GPT run on the same data as :func:`tiny_run`, 30 steps. Treat it as read-only."""
+    from twoclocks.training.train import train
+    path = tmp_path_factory.mktemp("runs") / "tiny_gpt"
+    train(path, {**TINY, "arch": "gpt", "steps": 30}, progress=False)
+    return path
+
+
 def count_network_calls(run) -> list:
     """Wrap ``run.denoiser`` so every network call appends (source, rows); returns that list."""
     calls = []

@@ -19,6 +19,7 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
+from conftest import SMALL
 from twoclocks import TwoclocksError
 from twoclocks.cli import app
 from twoclocks.probes.registry import all_probes, get_probe, load_probe
@@ -28,19 +29,6 @@ from twoclocks.store import open_cube
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "custom_probe.py"
 runner = CliRunner()
-
-#: small options per probe, for the conformance and kill tests
-SMALL = {"samples": {}, "dsm-spectrum": dict(n_sigma=6, n_subset=16), "ce": dict(n=16), "markov": {},
-         "plane": dict(anchor=1, grid=5), "basin": dict(n_anchors=3, n_alpha=5)}
-
-
-@pytest.fixture(scope="module")
-def gpt_run(tmp_path_factory):
-    from conftest import TINY
-    from twoclocks.training.train import train
-    path = tmp_path_factory.mktemp("fw") / "gpt"
-    train(path, {**TINY, "arch": "gpt", "steps": 30}, progress=False)
-    return path
 
 
 def _copy(run, tmp_path, name="run"):
@@ -57,10 +45,10 @@ def _without_time(ds: xr.Dataset) -> xr.Dataset:
 
 
 # ------------------------------------------------------------------------------------- schemas
-def test_every_cube_matches_its_schema(tiny_run, gpt_run, tmp_path):
+def test_every_cube_matches_its_schema(tiny_run, tiny_gpt_run, tmp_path):
     """Each built-in probe's cube on a real run: every variable and coordinate declared, with the
     declared dims, dtype and units (the writer stamps them; this re-checks what is on disk)."""
-    dit, gpt = _copy(tiny_run, tmp_path, "dit"), _copy(gpt_run, tmp_path, "gpt")
+    dit, gpt = _copy(tiny_run, tmp_path, "dit"), _copy(tiny_gpt_run, tmp_path, "gpt")
     seen = set()
     for probe in all_probes():
         run = dit if probe.applies_to("dit") else gpt
@@ -173,8 +161,8 @@ def _kill_case(run_a, run_b, name, opts, seed):
 
 
 @pytest.mark.parametrize("family", ["samples", "dsm-spectrum", "ce", "custom"])
-def test_kill9_at_a_random_moment_then_rerun_equals_uninterrupted(family, tiny_run, gpt_run, tmp_path):
-    src = gpt_run if family == "ce" else tiny_run
+def test_kill9_at_a_random_moment_then_rerun_equals_uninterrupted(family, tiny_run, tiny_gpt_run, tmp_path):
+    src = tiny_gpt_run if family == "ce" else tiny_run
     a, b = _copy(src, tmp_path, "a"), _copy(src, tmp_path, "b")
     opts = {"samples": [], "dsm-spectrum": ["--n-sigma", "6", "--n-subset", "16"], "ce": ["--n", "16"],
             "custom": ["-o", "n_items=16"]}[family]

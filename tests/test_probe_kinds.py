@@ -1,23 +1,30 @@
 """The probe kinds: every Dataset a probe returns (written or not) carries exactly its schema's attrs."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import tomllib
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from twoclocks.probes.registry import all_probes, get_probe
-
-SMALL = {"samples": {}, "dsm-spectrum": dict(n_sigma=6, n_subset=16), "ce": dict(n=16), "markov": {},
-         "plane": dict(anchor=1, grid=5), "basin": dict(n_anchors=3, n_alpha=5)}
-
-
-@pytest.fixture(scope="module")
-def gpt_run(tmp_path_factory):
-    from conftest import TINY
-    from twoclocks.training.train import train
-    path = tmp_path_factory.mktemp("kinds") / "gpt"
-    train(path, {**TINY, "arch": "gpt", "steps": 30}, progress=False)
-    return path
+import twoclocks
+from conftest import SMALL
+from twoclocks import TwoclocksError
+from twoclocks.cli import app
+from twoclocks.landscape.basin import run_basin
+from twoclocks.landscape.plane import run_plane
+from twoclocks.probes.ce import ce_probe
+from twoclocks.probes.clocks import compute_clocks
+from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA
+from twoclocks.probes.dsm import run_dsm_spectrum
+from twoclocks.probes.markov import compute_markov
+from twoclocks.probes.registry import (DerivedProbe, Probe, all_probes, all_schemas, get_probe, load_probe,
+                                       register)
+from twoclocks.probes.samples import run_samples
+from twoclocks.store import open_cube
 
 
 def assert_schema_attrs(ds, schema, what):
@@ -30,12 +37,9 @@ def assert_schema_attrs(ds, schema, what):
         assert dict(var.attrs) == want, f"{what}: {name} has attrs {dict(var.attrs)}, schema {want}"
 
 
-def test_every_returned_dataset_has_exactly_the_schema_attrs(tiny_run, gpt_run, tmp_path):
-    from twoclocks.probes.clocks import compute_clocks
-    from twoclocks.probes.clocks_schema import CLOCKS_SCHEMA
-    from twoclocks.probes.markov import compute_markov
+def test_every_returned_dataset_has_exactly_the_schema_attrs(tiny_run, tiny_gpt_run, tmp_path):
     dit, gpt = tmp_path / "dit", tmp_path / "gpt"
-    for src, dst in ((tiny_run, dit), (gpt_run, gpt)):
+    for src, dst in ((tiny_run, dit), (tiny_gpt_run, gpt)):
         shutil.copytree(src, dst)
         shutil.rmtree(dst / "probes", ignore_errors=True)
     seen = set()
@@ -56,8 +60,6 @@ def test_every_returned_dataset_has_exactly_the_schema_attrs(tiny_run, gpt_run, 
 
 # ------------------------------------------------------------------------------------- kinds and registry
 def test_kinds_builtin_flag_and_register():
-    from twoclocks import TwoclocksError
-    from twoclocks.probes.registry import DerivedProbe, Probe, all_schemas, register
     per_run = {p.name: p for p in all_probes()}
     assert isinstance(per_run["samples"], Probe) and isinstance(per_run["markov"], DerivedProbe)
     assert per_run["markov"].needs == ("samples",) and not per_run["markov"].cross_run
@@ -80,10 +82,7 @@ def test_kinds_builtin_flag_and_register():
 
 
 def test_option_constraints_are_one_line_errors(tiny_run):
-    from typer.testing import CliRunner
 
-    from twoclocks import TwoclocksError
-    from twoclocks.cli import app
     runner = CliRunner()
     cases = [("samples", ["--eps", "0,0.1"], "--eps values must be > 0"),
              ("samples", ["--eps", "0.1,x"], "cannot parse probe samples: --eps"),
@@ -106,9 +105,7 @@ def test_option_constraints_are_one_line_errors(tiny_run):
 
 
 def test_markov_takes_the_common_quiet(tiny_run, tmp_path):
-    from typer.testing import CliRunner
 
-    from twoclocks.cli import app
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     get_probe("samples")(run, progress=False, device="cpu", steps="0:20")
@@ -119,11 +116,7 @@ def test_markov_takes_the_common_quiet(tiny_run, tmp_path):
 
 def test_a_probe_loaded_by_file_path_keeps_its_import_spec(tiny_run, tmp_path, monkeypatch):
     """load_probe makes a file path absolute; the cube names the spec; a job in another directory loads it."""
-    import os
-    from pathlib import Path
 
-    from twoclocks.probes.registry import load_probe
-    from twoclocks.store import open_cube
     example = Path(__file__).resolve().parents[1] / "examples" / "custom_probe.py"
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
@@ -139,12 +132,6 @@ def test_a_probe_loaded_by_file_path_keeps_its_import_spec(tiny_run, tmp_path, m
 
 
 def test_the_six_wrappers_are_deprecated(tiny_run, tmp_path):
-    from twoclocks.landscape.basin import run_basin
-    from twoclocks.landscape.plane import run_plane
-    from twoclocks.probes.ce import ce_probe
-    from twoclocks.probes.dsm import run_dsm_spectrum
-    from twoclocks.probes.markov import compute_markov
-    from twoclocks.probes.samples import run_samples
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     calls = [(run_samples, dict(steps="0:2")), (compute_markov, {}),
@@ -159,11 +146,7 @@ def test_the_six_wrappers_are_deprecated(tiny_run, tmp_path):
 
 
 def test_version_agrees_with_pyproject_and_changelog():
-    import re
-    import tomllib
-    from pathlib import Path
 
-    import twoclocks
     root = Path(__file__).resolve().parents[1]
     declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     assert twoclocks.__version__ == declared
